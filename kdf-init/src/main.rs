@@ -1,0 +1,71 @@
+//! kdf-init: PID 1 of a kdf VM. Reads like a table of contents: set up the
+//! guest, fetch the plan from the host, switch to the host's files, run one
+//! command, relay its I/O, report its exact status and stop the VM.
+//!
+//! Two phases (as in catatonit): until the command starts, a failing required
+//! step is reported (console + host) and ends the VM; once it runs, nothing
+//! ends init early: it reaps, relays, and returns the command's status.
+
+mod command;
+mod console;
+mod kmod;
+mod mounts;
+mod port;
+mod power;
+mod relay;
+mod system;
+
+use kdf_proto::{Plan, ToHost};
+
+use crate::console::Fatal;
+use crate::port::Port;
+
+fn main() {
+    console::attach();
+    power::die_on_panic();
+    let mut marks = vec![("init".to_string(), system::uptime_us())];
+
+    let release = system::release();
+    must(None, "mount early filesystems", mounts::early());
+    must(None, "load boot modules", kmod::load_preload(&release));
+    let mut port = must(None, "open the host channel", Port::open());
+    marks.push(("channel".into(), system::uptime_us()));
+
+    let plan = must(None, "receive the plan", port.handshake(&release));
+    let port = &mut Some(port);
+    must(port.as_mut(), "load modules", kmod::load(&release, &plan.modules));
+    system::configure(&plan);
+    must(port.as_mut(), "mount the host's files", mounts::switch_to_host(&plan));
+    must(port.as_mut(), "enter the working directory", command::check_cwd(&plan));
+    marks.push(("mounted".into(), system::uptime_us()));
+
+    run(port.take().expect("port is kept until here"), &plan, marks);
+}
+
+/// Phase two: from here on init never bails out.
+fn run(mut port: Port, plan: &Plan, mut marks: Vec<(String, u64)>) -> ! {
+    let sigchld = relay::block_sigchld();
+    let outcome = match command::spawn(plan) {
+        Ok(child) => {
+            marks.push(("command".into(), system::uptime_us()));
+            port.send(&ToHost::Ready { marks });
+            relay::run(&mut port, child, &sigchld)
+        }
+        Err(outcome) => {
+            port.send(&ToHost::Ready { marks });
+            outcome
+        }
+    };
+    // Files the command wrote to shares must be on the host before kdf returns.
+    nix::unistd::sync();
+    port.send(&ToHost::Exit(outcome));
+    power::off()
+}
+
+/// Unwraps a setup step or ends the VM, naming the step.
+fn must<T>(port: Option<&mut Port>, step: &str, result: Result<T, Fatal>) -> T {
+    match result {
+        Ok(v) => v,
+        Err(err) => console::fail(port, step, &err),
+    }
+}

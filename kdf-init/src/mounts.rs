@@ -1,0 +1,308 @@
+//! Every mount kdf-init makes: the early kernel filesystems, the switch to the
+//! host's root (a read-only share), the guest's own filesystems (a const table),
+//! then the host's shares in the order kdf chose.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use kdf_proto::{Plan, Share};
+use nix::errno::Errno;
+use nix::mount::{mount, MsFlags};
+
+use crate::console::{say, Fatal};
+
+/// A filesystem the guest always gets.
+#[derive(Debug)]
+struct SystemMount {
+    fstype: &'static str,
+    target: &'static str,
+    flags: MsFlags,
+    data: &'static str,
+    /// Optional ones (debugging filesystems a kernel may lack) only warn.
+    required: bool,
+}
+
+const NOSUID_NODEV: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
+const NOSUID_NODEV_NOEXEC: MsFlags = NOSUID_NODEV.union(MsFlags::MS_NOEXEC);
+
+/// Mounted in the initramfs before anything else, then moved under the new root.
+const EARLY: &[SystemMount] = &[
+    SystemMount {
+        fstype: "devtmpfs",
+        target: "/dev",
+        flags: MsFlags::MS_NOSUID,
+        data: "mode=0755",
+        required: true,
+    },
+    SystemMount { fstype: "proc", target: "/proc", flags: NOSUID_NODEV_NOEXEC, data: "", required: true },
+    SystemMount { fstype: "sysfs", target: "/sys", flags: NOSUID_NODEV_NOEXEC, data: "", required: true },
+];
+
+/// Mounted in the new root, before the host's shares.
+const SYSTEM: &[SystemMount] = &[
+    SystemMount {
+        fstype: "devpts",
+        target: "/dev/pts",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        data: "gid=5,mode=620,ptmxmode=666",
+        required: true,
+    },
+    SystemMount {
+        fstype: "tmpfs",
+        target: "/dev/shm",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+        required: true,
+    },
+    SystemMount { fstype: "tmpfs", target: "/tmp", flags: NOSUID_NODEV, data: "mode=1777", required: true },
+    SystemMount { fstype: "tmpfs", target: "/run", flags: NOSUID_NODEV, data: "mode=0755", required: true },
+    SystemMount {
+        fstype: "tmpfs",
+        target: "/var/tmp",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+        required: false,
+    },
+    SystemMount {
+        fstype: "debugfs",
+        target: "/sys/kernel/debug",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        required: false,
+    },
+    SystemMount {
+        fstype: "tracefs",
+        target: "/sys/kernel/tracing",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        required: false,
+    },
+    SystemMount {
+        fstype: "configfs",
+        target: "/sys/kernel/config",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        required: false,
+    },
+    SystemMount {
+        fstype: "bpf",
+        target: "/sys/fs/bpf",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "mode=0700",
+        required: false,
+    },
+    SystemMount {
+        fstype: "cgroup2",
+        target: "/sys/fs/cgroup",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        required: false,
+    },
+];
+
+const NEW_ROOT: &str = "/newroot";
+
+/// One step of mounting the host's shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Mkdir(PathBuf),
+    Mount { source: String, target: PathBuf, fstype: String, flags: MsFlags, data: String },
+}
+
+fn path(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(bytes))
+}
+
+/// The steps that mount `shares` (all but the root), in order. An overlay share
+/// is mounted read-only below `/run/kdf/overlay/<tag>` with a tmpfs-backed
+/// upper layer, so the guest can write and the host never sees it.
+pub fn share_steps(shares: &[Share]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for share in shares {
+        let target = path(&share.target);
+        let ro = if share.readonly || share.overlay { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+        let mount_share = |target: PathBuf| Step::Mount {
+            source: share.tag.clone(),
+            target,
+            fstype: share.fstype.clone(),
+            flags: ro,
+            data: share.data.clone(),
+        };
+        if !share.overlay {
+            steps.push(mount_share(target));
+            continue;
+        }
+        let base = PathBuf::from(format!("/run/kdf/overlay/{}", share.tag));
+        let (lower, upper, work) = (base.join("lower"), base.join("upper"), base.join("work"));
+        steps.push(Step::Mkdir(upper.clone()));
+        steps.push(Step::Mkdir(work.clone()));
+        steps.push(mount_share(lower.clone()));
+        steps.push(Step::Mount {
+            source: "overlay".into(),
+            target,
+            fstype: "overlay".into(),
+            flags: MsFlags::empty(),
+            data: format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                upper.display(),
+                work.display()
+            ),
+        });
+    }
+    steps
+}
+
+fn mount_one(source: &str, target: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), Fatal> {
+    std::fs::create_dir_all(target)
+        .map_err(|e| Fatal(format!("cannot create mount point {}: {e}", target.display())))?;
+    let data = (!data.is_empty()).then_some(data);
+    mount(Some(source), target, Some(fstype), flags, data).map_err(|e| {
+        let hint = match (e, fstype) {
+            (Errno::ENODEV, "virtiofs") => " (the kernel lacks CONFIG_VIRTIO_FS)",
+            (Errno::ENODEV, "9p") => " (the kernel lacks CONFIG_9P_FS and CONFIG_NET_9P_VIRTIO)",
+            (Errno::ENODEV, "overlay") => " (the kernel lacks CONFIG_OVERLAY_FS)",
+            (Errno::ENOENT, "virtiofs" | "9p") => " (no device with that tag: is the driver loaded?)",
+            _ => "",
+        };
+        Fatal(format!("cannot mount {fstype} {source} on {}: {}{hint}", target.display(), e.desc()))
+    })
+}
+
+fn mount_system(m: &SystemMount, prefix: &str) -> Result<(), Fatal> {
+    let target = PathBuf::from(format!("{prefix}{}", m.target));
+    match mount_one(m.fstype, &target, m.fstype, m.flags, m.data) {
+        Err(e) if !m.required => {
+            say(&format!("warning: {e}"));
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn is_mountpoint(p: &str) -> bool {
+    let parent = Path::new(p).parent().unwrap_or(Path::new("/"));
+    match (std::fs::metadata(p), std::fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+/// devtmpfs, proc and sysfs in the initramfs: needed to find the port and load
+/// modules.
+pub fn early() -> Result<(), Fatal> {
+    for m in EARLY {
+        if !is_mountpoint(m.target) {
+            mount_system(m, "")?;
+        }
+    }
+    Ok(())
+}
+
+/// Mounts the host's root read-only, moves the early mounts into it, makes it
+/// `/`, then mounts the guest's filesystems and the other shares.
+pub fn switch_to_host(plan: &Plan) -> Result<(), Fatal> {
+    let (root, rest) = plan.shares.split_first().ok_or(Fatal("the plan has no root share".into()))?;
+    let flags = if root.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+    mount_one(&root.tag, Path::new(NEW_ROOT), &root.fstype, flags, &root.data)?;
+    for m in EARLY {
+        let to = format!("{NEW_ROOT}{}", m.target);
+        mount(Some(m.target), to.as_str(), None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(|e| Fatal(format!("cannot move {} to {to}: {}", m.target, e.desc())))?;
+    }
+    nix::unistd::chdir(NEW_ROOT)?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(|e| Fatal(format!("cannot move {NEW_ROOT} to /: {}", e.desc())))?;
+    nix::unistd::chroot(".")?;
+    nix::unistd::chdir("/")?;
+    for m in SYSTEM {
+        mount_system(m, "")?;
+    }
+    for step in share_steps(rest) {
+        match step {
+            Step::Mkdir(dir) => std::fs::create_dir_all(&dir)
+                .map_err(|e| Fatal(format!("cannot create {}: {e}", dir.display())))?,
+            Step::Mount { source, target, fstype, flags, data } => {
+                mount_one(&source, &target, &fstype, flags, &data)?
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(tag: &str, target: &str, readonly: bool, overlay: bool) -> Share {
+        Share {
+            tag: tag.into(),
+            fstype: "virtiofs".into(),
+            data: String::new(),
+            target: target.as_bytes().to_vec(),
+            readonly,
+            overlay,
+        }
+    }
+
+    #[test]
+    fn plain_shares_mount_in_order_with_their_mode() {
+        let steps =
+            share_steps(&[share("kdf1", "/home/u/src", false, false), share("kdf2", "/opt", true, false)]);
+        assert_eq!(
+            steps,
+            [
+                Step::Mount {
+                    source: "kdf1".into(),
+                    target: "/home/u/src".into(),
+                    fstype: "virtiofs".into(),
+                    flags: MsFlags::empty(),
+                    data: String::new()
+                },
+                Step::Mount {
+                    source: "kdf2".into(),
+                    target: "/opt".into(),
+                    fstype: "virtiofs".into(),
+                    flags: MsFlags::MS_RDONLY,
+                    data: String::new()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn overlay_share_is_a_readonly_lower_under_a_guest_only_upper() {
+        let steps = share_steps(&[share("kdf3", "/data", false, true)]);
+        assert_eq!(steps.len(), 4);
+        assert_eq!(steps[0], Step::Mkdir("/run/kdf/overlay/kdf3/upper".into()));
+        assert!(matches!(&steps[2], Step::Mount { flags, target, .. }
+            if *flags == MsFlags::MS_RDONLY && target == Path::new("/run/kdf/overlay/kdf3/lower")));
+        let Step::Mount { fstype, data, target, .. } = &steps[3] else { panic!("not a mount") };
+        assert_eq!(fstype, "overlay");
+        assert_eq!(target, Path::new("/data"));
+        assert_eq!(
+            data,
+            "lowerdir=/run/kdf/overlay/kdf3/lower,upperdir=/run/kdf/overlay/kdf3/upper,\
+             workdir=/run/kdf/overlay/kdf3/work"
+        );
+    }
+
+    #[test]
+    fn any_bytes_survive_as_the_target() {
+        let steps = share_steps(&[share("kdf1", "/tmp/a b:c,d=e\n\u{e9}", false, false)]);
+        let Step::Mount { target, .. } = &steps[0] else { panic!("not a mount") };
+        assert_eq!(target.as_os_str().as_bytes(), "/tmp/a b:c,d=e\n\u{e9}".as_bytes());
+    }
+
+    #[test]
+    fn the_guest_gets_tmpfs_on_tmp_run_and_var_tmp() {
+        for t in ["/tmp", "/run", "/var/tmp", "/dev/shm"] {
+            assert!(SYSTEM.iter().any(|m| m.target == t && m.fstype == "tmpfs"), "{t}");
+        }
+        for fs in ["devpts", "debugfs", "tracefs", "configfs", "bpf", "cgroup2"] {
+            assert!(SYSTEM.iter().any(|m| m.fstype == fs), "{fs}");
+        }
+    }
+}

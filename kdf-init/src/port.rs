@@ -1,0 +1,136 @@
+//! The channel to kdf: a virtio-serial port named [`kdf_proto::PORT_NAME`],
+//! carrying framed messages both ways.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use kdf_proto::{FrameBuffer, Plan, ToGuest, ToHost, PORT_NAME, PROTOCOL_VERSION};
+
+use crate::console::{say, Fatal};
+
+/// How long the port may take to appear after virtio_console loaded: ports are
+/// announced asynchronously by the device, so this is a bounded retry.
+const APPEAR_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct Port {
+    file: File,
+    inbox: FrameBuffer,
+    /// The host closed its end: stop polling, drop what would be sent.
+    closed: bool,
+}
+
+impl Port {
+    pub fn open() -> Result<Port, Fatal> {
+        let start = Instant::now();
+        loop {
+            if let Some(dev) = find()? {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&dev)
+                    .map_err(|e| Fatal(format!("cannot open {dev}: {e}")))?;
+                return Ok(Port { file, inbox: FrameBuffer::default(), closed: false });
+            }
+            if start.elapsed() > APPEAR_TIMEOUT {
+                return Err(Fatal(format!(
+                    "no virtio-serial port named {PORT_NAME} after {APPEAR_TIMEOUT:?} \
+                     (is the kernel missing CONFIG_VIRTIO_CONSOLE?)"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Says hello and waits for the plan.
+    pub fn handshake(&mut self, release: &str) -> Result<Plan, Fatal> {
+        self.send(&ToHost::Hello { version: PROTOCOL_VERSION, release: release.to_string() });
+        loop {
+            match self.recv_blocking()? {
+                ToGuest::Plan(plan) => return Ok(plan),
+                other => say(&format!("warning: ignoring {other:?} before the plan")),
+            }
+        }
+    }
+
+    fn recv_blocking(&mut self) -> Result<ToGuest, Fatal> {
+        loop {
+            if let Some(msg) = self.next_message()? {
+                return Ok(msg);
+            }
+            let mut buf = [0u8; 64 << 10];
+            match self.file.read(&mut buf) {
+                Ok(0) => return Err(Fatal("the host closed the channel".into())),
+                Ok(n) => self.inbox.extend(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Fatal(format!("cannot read the channel: {e}"))),
+            }
+        }
+    }
+
+    /// A decoded message if a whole frame is buffered.
+    pub fn next_message(&mut self) -> Result<Option<ToGuest>, Fatal> {
+        let Some((tag, payload)) = self.inbox.next_frame().map_err(|e| Fatal(e.to_string()))? else {
+            return Ok(None);
+        };
+        ToGuest::decode(tag, &payload)
+            .map(Some)
+            .map_err(|e| Fatal(format!("{e} (are kdf and kdf-init from the same build?)")))
+    }
+
+    /// Reads what the port has (call when poll says it is readable).
+    pub fn fill(&mut self) {
+        let mut buf = [0u8; 64 << 10];
+        match self.file.read(&mut buf) {
+            Ok(0) => self.closed = true,
+            Ok(n) => self.inbox.extend(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                say(&format!("warning: channel read failed: {e}"));
+                self.closed = true;
+            }
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.closed
+    }
+
+    /// Sends one message; a broken channel is reported once and then ignored,
+    /// because init must still reap, sync and stop the VM.
+    pub fn send(&mut self, msg: &ToHost) {
+        if self.closed {
+            return;
+        }
+        if let Err(e) = self.file.write_all(&msg.encode()) {
+            say(&format!("warning: channel write failed: {e}"));
+            self.closed = true;
+        }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// The `/dev` node of the port named [`PORT_NAME`], if it exists yet.
+fn find() -> Result<Option<String>, Fatal> {
+    let entries = match std::fs::read_dir("/sys/class/virtio-ports") {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Fatal(format!("cannot list /sys/class/virtio-ports: {e}"))),
+    };
+    for entry in entries.flatten() {
+        let name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+        if name.trim_end() == PORT_NAME {
+            let dev = format!("/dev/{}", entry.file_name().to_string_lossy());
+            // devtmpfs creates the node a moment after sysfs shows the port.
+            if std::path::Path::new(&dev).exists() {
+                return Ok(Some(dev));
+            }
+        }
+    }
+    Ok(None)
+}

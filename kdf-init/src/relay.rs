@@ -1,0 +1,243 @@
+//! Phase two's loop: relay the command's output to the host and the host's
+//! stdin, signals and window size to the command, reap every zombie, and return
+//! when the command itself has exited. A background process that still holds
+//! the output pipes does not keep the VM alive.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use kdf_proto::{Outcome, ToGuest, ToHost, MAX_DATA};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::command::{set_winsize, Child};
+use crate::console::say;
+use crate::port::Port;
+
+/// Blocks SIGCHLD so it arrives through a signalfd; call before spawning so no
+/// exit can be missed. (std resets the mask in the child.)
+pub fn block_sigchld() -> SigSet {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    if let Err(e) = mask.thread_block() {
+        say(&format!("warning: cannot block SIGCHLD: {e}"));
+    }
+    mask
+}
+
+#[derive(Debug)]
+struct Relay<'a> {
+    port: &'a mut Port,
+    child: Child,
+    /// Host stdin not yet written to the command.
+    pending: Vec<u8>,
+    stdin_eof: bool,
+}
+
+pub fn run(port: &mut Port, child: Child, mask: &SigSet) -> Outcome {
+    let sigfd = match SignalFd::with_flags(mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            say(&format!("warning: no signalfd ({e}); polling for the command's exit"));
+            None
+        }
+    };
+    let pid = child.pid;
+    let mut relay = Relay { port, child, pending: Vec::new(), stdin_eof: false };
+    let status = loop {
+        if let Some(status) = reap(pid) {
+            break status;
+        }
+        relay.poll_once(sigfd.as_ref());
+    };
+    relay.drain();
+    match status {
+        WaitStatus::Signaled(_, sig, _) => Outcome::Signaled(sig as i32),
+        WaitStatus::Exited(_, code) => Outcome::Exited(code),
+        other => Outcome::NotExecutable(format!("unexpected wait status {other:?}")),
+    }
+}
+
+/// Reaps every exited child; the command's status if it is among them.
+fn reap(pid: Pid) -> Option<WaitStatus> {
+    let mut found = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return found,
+            Ok(status) if status.pid() == Some(pid) => found = Some(status),
+            Ok(_) => {}
+        }
+    }
+}
+
+const IN: PollFlags = PollFlags::POLLIN;
+
+impl Relay<'_> {
+    fn poll_once(&mut self, sigfd: Option<&SignalFd>) {
+        let port_open = self.port.is_open();
+        let want_write = !self.pending.is_empty() && self.child.input.is_some();
+        // Slots: 0 signalfd, 1 port, 2 out, 3 err, 4 input (absent ones skipped).
+        let wanted = [
+            (sigfd.map(|s| s.as_fd()), IN),
+            (port_open.then(|| self.port.fd()), IN),
+            (self.child.out.as_ref().map(|f| f.as_fd()), IN),
+            (self.child.err.as_ref().map(|f| f.as_fd()), IN),
+            (self.child.input.as_ref().filter(|_| want_write).map(|f| f.as_fd()), PollFlags::POLLOUT),
+        ];
+        let mut fds = Vec::with_capacity(5);
+        let mut slots = [None; 5];
+        for (slot, (fd, events)) in wanted.into_iter().enumerate() {
+            if let Some(fd) = fd {
+                slots[slot] = Some(fds.len());
+                fds.push(PollFd::new(fd, events));
+            }
+        }
+        // Without a signalfd, wake up regularly to reap.
+        let timeout = if sigfd.is_some() { PollTimeout::NONE } else { PollTimeout::from(50u8) };
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return,
+            Err(e) => {
+                say(&format!("warning: poll failed: {e}"));
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                return;
+            }
+        }
+        let ready: Vec<bool> = slots
+            .iter()
+            .map(|s| s.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty())))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            if let Some(sigfd) = sigfd {
+                while let Ok(Some(_)) = sigfd.read_signal() {}
+            }
+        }
+        if ready[1] {
+            self.port.fill();
+            self.handle_messages();
+        }
+        if ready[2] {
+            self.child.out = forward(&mut *self.port, self.child.out.take(), ToHost::Stdout);
+        }
+        if ready[3] {
+            self.child.err = forward(&mut *self.port, self.child.err.take(), ToHost::Stderr);
+        }
+        if ready[4] {
+            self.write_stdin();
+        }
+    }
+
+    fn handle_messages(&mut self) {
+        loop {
+            match self.port.next_message() {
+                Ok(Some(msg)) => self.handle(msg),
+                Ok(None) => return,
+                Err(e) => {
+                    say(&format!("warning: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: ToGuest) {
+        match msg {
+            ToGuest::Stdin(data) => {
+                if self.child.input.is_some() {
+                    self.pending.extend_from_slice(&data);
+                } else {
+                    // Nobody reads stdin: acknowledge so the host never stalls.
+                    self.port.send(&ToHost::StdinCredit(data.len() as u32));
+                }
+            }
+            ToGuest::StdinEof => self.stdin_eof = true,
+            ToGuest::Signal(sig) => {
+                let group = Pid::from_raw(-self.child.pid.as_raw());
+                if let Ok(sig) = Signal::try_from(sig) {
+                    if kill(group, sig).is_err() {
+                        let _ = kill(self.child.pid, sig);
+                    }
+                }
+            }
+            ToGuest::Winsize(size) => {
+                if let Some(master) = &self.child.pty {
+                    set_winsize(master, size);
+                }
+            }
+            ToGuest::StdoutClosed => {
+                self.child.out = None;
+            }
+            ToGuest::Plan(_) => say("warning: ignoring a second plan"),
+        }
+        self.close_stdin_if_done();
+    }
+
+    fn write_stdin(&mut self) {
+        let Some(input) = &self.child.input else { return };
+        match nix::unistd::write(input, &self.pending) {
+            Ok(n) => {
+                self.pending.drain(..n);
+                self.port.send(&ToHost::StdinCredit(n as u32));
+            }
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Err(_) => {
+                // The command closed its stdin: discard, and let the host go on.
+                let n = self.pending.len() as u32;
+                self.pending.clear();
+                self.child.input = None;
+                self.port.send(&ToHost::StdinCredit(n));
+            }
+        }
+        self.close_stdin_if_done();
+    }
+
+    fn close_stdin_if_done(&mut self) {
+        // A pty has no end of input: the master stays open for the output.
+        if self.stdin_eof && self.pending.is_empty() && self.child.pty.is_none() {
+            self.child.input = None;
+        }
+    }
+
+    /// After the command exited: what is already in the pipes still goes to the
+    /// host, but a background writer cannot keep us here.
+    fn drain(&mut self) {
+        for _ in 0..64 {
+            let before = (self.child.out.is_some(), self.child.err.is_some());
+            self.child.out = forward(&mut *self.port, self.child.out.take(), ToHost::Stdout);
+            self.child.err = forward(&mut *self.port, self.child.err.take(), ToHost::Stderr);
+            if before == (false, false) {
+                return;
+            }
+            if !would_read(&self.child.out) && !would_read(&self.child.err) {
+                return;
+            }
+        }
+    }
+}
+
+fn would_read(fd: &Option<OwnedFd>) -> bool {
+    let Some(fd) = fd else { return false };
+    let mut fds = [PollFd::new(fd.as_fd(), IN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+/// Reads one chunk from `fd` and sends it; `None` once the stream has ended.
+fn forward(port: &mut Port, fd: Option<OwnedFd>, wrap: fn(Vec<u8>) -> ToHost) -> Option<OwnedFd> {
+    let fd = fd?;
+    let mut buf = vec![0u8; MAX_DATA];
+    match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+        Ok(0) => None,
+        Ok(n) => {
+            buf.truncate(n);
+            port.send(&wrap(buf));
+            Some(fd)
+        }
+        Err(Errno::EAGAIN | Errno::EINTR) => Some(fd),
+        // EIO: the pty's last slave closed.
+        Err(_) => None,
+    }
+}

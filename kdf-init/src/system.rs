@@ -1,0 +1,57 @@
+//! Small pieces of guest state: kernel release, uptime, clock, hostname,
+//! loopback. None of them is worth stopping the VM for.
+
+use std::time::Duration;
+
+use kdf_proto::Plan;
+use nix::sys::time::TimeSpec;
+use nix::time::{clock_gettime, clock_settime, ClockId};
+
+use crate::console::say;
+
+pub fn release() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Microseconds since the kernel started.
+pub fn uptime_us() -> u64 {
+    clock_gettime(ClockId::CLOCK_BOOTTIME).map(|t| Duration::from(t).as_micros() as u64).unwrap_or(0)
+}
+
+/// Host clock, hostname and loopback: failures are reported, never fatal.
+pub fn configure(plan: &Plan) {
+    let now = TimeSpec::from(Duration::from_nanos(plan.clock_ns));
+    if let Err(e) = clock_settime(ClockId::CLOCK_REALTIME, now) {
+        say(&format!("warning: cannot set the clock: {e}"));
+    }
+    if let Err(e) = nix::unistd::sethostname(&plan.hostname) {
+        say(&format!("warning: cannot set the hostname: {e}"));
+    }
+    if let Err(e) = loopback_up() {
+        say(&format!("warning: cannot bring up lo: {e}"));
+    }
+}
+
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: plain socket(2); the result is checked and closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as i16;
+    // SAFETY: SIOCSIFFLAGS reads a valid, NUL-terminated ifreq we own.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    if rc < 0 {
+        Err(err)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,478 @@
+//! The messages, their encoding, and framing on a byte stream.
+
+use std::io::{self, Read, Write};
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::MAX_FRAME;
+
+/// Who runs the command in the guest; `None` in a plan means root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// A terminal size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Winsize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// One host directory the guest mounts. The host decides everything; the guest
+/// only executes `mount(tag, target, fstype, flags, data)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// The mount source: the virtiofs/9p tag.
+    pub tag: String,
+    /// `virtiofs` or `9p`.
+    pub fstype: String,
+    /// Filesystem-specific mount data (`trans=virtio,...` for 9p).
+    pub data: String,
+    /// Absolute path in the guest (relative to the new root).
+    pub target: Vec<u8>,
+    pub readonly: bool,
+    /// Mount read-only below a tmpfs-backed overlay: writes stay in the guest.
+    pub overlay: bool,
+}
+
+/// Everything kdf-init needs to run one command, sent once after `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub version: u32,
+    /// Exactly what `execve` gets; never empty.
+    pub argv: Vec<Vec<u8>>,
+    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    pub cwd: Vec<u8>,
+    pub user: Option<User>,
+    /// `shares[0]` is the new root; the rest are mounted in order after the
+    /// guest's own filesystems (so a share below `/tmp` stays the host's).
+    pub shares: Vec<Share>,
+    /// Module names to load (with their dependencies) before mounting shares.
+    pub modules: Vec<String>,
+    pub hostname: String,
+    /// Host wall clock (ns since the Unix epoch) when the plan was sent.
+    pub clock_ns: u64,
+    /// A pseudo-terminal of this size for the command, or plain pipes.
+    pub tty: Option<Winsize>,
+    /// Forward stdin; otherwise the command reads `/dev/null`.
+    pub stdin: bool,
+}
+
+/// How the command ended, as the guest saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    Signaled(i32),
+    /// `execve` failed with ENOENT.
+    NotFound,
+    /// `execve` failed with EACCES, ENOEXEC or similar; the error text.
+    NotExecutable(String),
+}
+
+/// Guest to host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToHost {
+    /// The port is open; the host may send the plan.
+    Hello {
+        version: u32,
+        release: String,
+    },
+    /// Setup is done and the command started. Guest uptime marks in microseconds.
+    Ready {
+        marks: Vec<(String, u64)>,
+    },
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// This many more stdin bytes were delivered to the command.
+    StdinCredit(u32),
+    Exit(Outcome),
+    /// A setup step failed; the VM stops next.
+    Failed {
+        step: String,
+        message: String,
+    },
+}
+
+/// Host to guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToGuest {
+    Plan(Plan),
+    Stdin(Vec<u8>),
+    StdinEof,
+    /// Deliver this signal to the command's process group.
+    Signal(i32),
+    Winsize(Winsize),
+    /// The host's stdout is gone: close the command's stdout (it gets SIGPIPE).
+    StdoutClosed,
+}
+
+/// Writes one frame in a single `write_all`, so frames from threads sharing a
+/// locked writer never interleave.
+pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> io::Result<()> {
+    w.write_all(frame)
+}
+
+/// Reads one frame: `Ok(None)` on a clean end of stream between frames.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
+    let mut header = [0u8; 5];
+    let mut got = 0;
+    while got < header.len() {
+        match r.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    Ok(Some((header[4], payload)))
+}
+
+/// Starts a frame: a length placeholder and the tag; `seal` fills in the length.
+fn frame(tag: u8) -> Writer {
+    let mut w = Writer::new();
+    w.u32(0).u8(tag);
+    w
+}
+
+fn seal(w: Writer) -> Vec<u8> {
+    let mut buf = w.finish();
+    let len = u32::try_from(buf.len() - 5).expect("frame under 4 GiB");
+    buf[..4].copy_from_slice(&len.to_le_bytes());
+    buf
+}
+
+fn put_winsize(w: &mut Writer, ws: &Winsize) {
+    w.u16(ws.rows).u16(ws.cols);
+}
+
+fn get_winsize(r: &mut Reader) -> Result<Winsize, DecodeError> {
+    Ok(Winsize { rows: r.u16()?, cols: r.u16()? })
+}
+
+fn put_share(w: &mut Writer, s: &Share) {
+    w.str(&s.tag).str(&s.fstype).str(&s.data).bytes(&s.target);
+    w.bool(s.readonly).bool(s.overlay);
+}
+
+fn get_share(r: &mut Reader) -> Result<Share, DecodeError> {
+    Ok(Share {
+        tag: r.string()?,
+        fstype: r.string()?,
+        data: r.string()?,
+        target: r.bytes()?.to_vec(),
+        readonly: r.bool()?,
+        overlay: r.bool()?,
+    })
+}
+
+fn put_option<T>(w: &mut Writer, v: &Option<T>, put: impl FnOnce(&mut Writer, &T)) {
+    match v {
+        None => {
+            w.bool(false);
+        }
+        Some(v) => {
+            w.bool(true);
+            put(w, v);
+        }
+    }
+}
+
+fn get_option<T>(
+    r: &mut Reader,
+    get: impl FnOnce(&mut Reader) -> Result<T, DecodeError>,
+) -> Result<Option<T>, DecodeError> {
+    if r.bool()? {
+        get(r).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+impl Plan {
+    fn put(&self, w: &mut Writer) {
+        w.u32(self.version);
+        w.list(&self.argv, |w, a| {
+            w.bytes(a);
+        });
+        w.list(&self.env, |w, (k, v)| {
+            w.bytes(k).bytes(v);
+        });
+        w.bytes(&self.cwd);
+        put_option(w, &self.user, |w, u| {
+            w.u32(u.uid).u32(u.gid).list(&u.groups, |w, g| {
+                w.u32(*g);
+            });
+        });
+        w.list(&self.shares, put_share);
+        w.list(&self.modules, |w, m| {
+            w.str(m);
+        });
+        w.str(&self.hostname).u64(self.clock_ns);
+        put_option(w, &self.tty, put_winsize);
+        w.bool(self.stdin);
+    }
+
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let version = r.u32()?;
+        if version != crate::PROTOCOL_VERSION {
+            // Nothing after the version can be trusted to have the same shape.
+            return Err(DecodeError("plan from a different protocol version"));
+        }
+        Ok(Plan {
+            version,
+            argv: r.list(|r| Ok(r.bytes()?.to_vec()))?,
+            env: r.list(|r| Ok((r.bytes()?.to_vec(), r.bytes()?.to_vec())))?,
+            cwd: r.bytes()?.to_vec(),
+            user: get_option(r, |r| Ok(User { uid: r.u32()?, gid: r.u32()?, groups: r.list(|r| r.u32())? }))?,
+            shares: r.list(get_share)?,
+            modules: r.list(|r| r.string())?,
+            hostname: r.string()?,
+            clock_ns: r.u64()?,
+            tty: get_option(r, get_winsize)?,
+            stdin: r.bool()?,
+        })
+    }
+}
+
+impl ToHost {
+    /// The complete frame, ready for [`write_frame`].
+    pub fn encode(&self) -> Vec<u8> {
+        let w = match self {
+            ToHost::Hello { version, release } => {
+                let mut w = frame(1);
+                w.u32(*version).str(release);
+                w
+            }
+            ToHost::Ready { marks } => {
+                let mut w = frame(2);
+                w.list(marks, |w, (name, us)| {
+                    w.str(name).u64(*us);
+                });
+                w
+            }
+            ToHost::Stdout(data) => {
+                let mut w = frame(3);
+                w.raw(data);
+                w
+            }
+            ToHost::Stderr(data) => {
+                let mut w = frame(4);
+                w.raw(data);
+                w
+            }
+            ToHost::StdinCredit(n) => {
+                let mut w = frame(5);
+                w.u32(*n);
+                w
+            }
+            ToHost::Exit(outcome) => {
+                let mut w = frame(6);
+                match outcome {
+                    Outcome::Exited(c) => w.u8(0).i32(*c),
+                    Outcome::Signaled(s) => w.u8(1).i32(*s),
+                    Outcome::NotFound => w.u8(2),
+                    Outcome::NotExecutable(m) => w.u8(3).str(m),
+                };
+                w
+            }
+            ToHost::Failed { step, message } => {
+                let mut w = frame(7);
+                w.str(step).str(message);
+                w
+            }
+        };
+        seal(w)
+    }
+
+    pub fn decode(tag: u8, payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(payload);
+        let msg = match tag {
+            1 => ToHost::Hello { version: r.u32()?, release: r.string()? },
+            2 => ToHost::Ready { marks: r.list(|r| Ok((r.string()?, r.u64()?)))? },
+            3 => ToHost::Stdout(r.rest().to_vec()),
+            4 => ToHost::Stderr(r.rest().to_vec()),
+            5 => ToHost::StdinCredit(r.u32()?),
+            6 => ToHost::Exit(match r.u8()? {
+                0 => Outcome::Exited(r.i32()?),
+                1 => Outcome::Signaled(r.i32()?),
+                2 => Outcome::NotFound,
+                3 => Outcome::NotExecutable(r.string()?),
+                _ => return Err(DecodeError("unknown outcome")),
+            }),
+            7 => ToHost::Failed { step: r.string()?, message: r.string()? },
+            _ => return Err(DecodeError("unknown guest message")),
+        };
+        r.end()?;
+        Ok(msg)
+    }
+}
+
+impl ToGuest {
+    /// The complete frame, ready for [`write_frame`].
+    pub fn encode(&self) -> Vec<u8> {
+        let w = match self {
+            ToGuest::Plan(plan) => {
+                let mut w = frame(1);
+                plan.put(&mut w);
+                w
+            }
+            ToGuest::Stdin(data) => {
+                let mut w = frame(2);
+                w.raw(data);
+                w
+            }
+            ToGuest::StdinEof => frame(3),
+            ToGuest::Signal(sig) => {
+                let mut w = frame(4);
+                w.i32(*sig);
+                w
+            }
+            ToGuest::Winsize(ws) => {
+                let mut w = frame(5);
+                put_winsize(&mut w, ws);
+                w
+            }
+            ToGuest::StdoutClosed => frame(6),
+        };
+        seal(w)
+    }
+
+    pub fn decode(tag: u8, payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(payload);
+        let msg = match tag {
+            1 => ToGuest::Plan(Plan::get(&mut r)?),
+            2 => ToGuest::Stdin(r.rest().to_vec()),
+            3 => ToGuest::StdinEof,
+            4 => ToGuest::Signal(r.i32()?),
+            5 => ToGuest::Winsize(get_winsize(&mut r)?),
+            6 => ToGuest::StdoutClosed,
+            _ => return Err(DecodeError("unknown host message")),
+        };
+        r.end()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PROTOCOL_VERSION;
+
+    fn sample_plan() -> Plan {
+        Plan {
+            version: PROTOCOL_VERSION,
+            argv: vec![b"sh".to_vec(), b"-c".to_vec(), b"".to_vec(), "a b\n\u{1f600}".into()],
+            env: vec![(b"PATH".to_vec(), b"/bin:/usr/bin".to_vec())],
+            cwd: b"/tmp/a b:c,d=e".to_vec(),
+            user: Some(User { uid: 1000, gid: 1000, groups: vec![27, 100] }),
+            shares: vec![Share {
+                tag: "kdf0".into(),
+                fstype: "virtiofs".into(),
+                data: String::new(),
+                target: b"/".to_vec(),
+                readonly: true,
+                overlay: false,
+            }],
+            modules: vec!["virtiofs".into()],
+            hostname: "kdf".into(),
+            clock_ns: 1_700_000_000_000_000_000,
+            tty: Some(Winsize { rows: 24, cols: 80 }),
+            stdin: true,
+        }
+    }
+
+    fn round_trip_guest(msg: ToGuest) {
+        let frame = msg.encode();
+        let (tag, payload) = read_frame(&mut &frame[..]).unwrap().unwrap();
+        assert_eq!(ToGuest::decode(tag, &payload), Ok(msg));
+    }
+
+    fn round_trip_host(msg: ToHost) {
+        let frame = msg.encode();
+        let (tag, payload) = read_frame(&mut &frame[..]).unwrap().unwrap();
+        assert_eq!(ToHost::decode(tag, &payload), Ok(msg));
+    }
+
+    #[test]
+    fn every_host_message_round_trips() {
+        round_trip_guest(ToGuest::Plan(sample_plan()));
+        round_trip_guest(ToGuest::Stdin(vec![0, 1, 255]));
+        round_trip_guest(ToGuest::StdinEof);
+        round_trip_guest(ToGuest::Signal(15));
+        round_trip_guest(ToGuest::Winsize(Winsize { rows: 50, cols: 132 }));
+        round_trip_guest(ToGuest::StdoutClosed);
+    }
+
+    #[test]
+    fn every_guest_message_round_trips() {
+        round_trip_host(ToHost::Hello { version: 1, release: "6.1.0-56-amd64".into() });
+        round_trip_host(ToHost::Ready { marks: vec![("init".into(), 5), ("mounted".into(), 9)] });
+        round_trip_host(ToHost::Stdout(b"out\0\xff".to_vec()));
+        round_trip_host(ToHost::Stderr(Vec::new()));
+        round_trip_host(ToHost::StdinCredit(4096));
+        round_trip_host(ToHost::Exit(Outcome::Exited(3)));
+        round_trip_host(ToHost::Exit(Outcome::Signaled(9)));
+        round_trip_host(ToHost::Exit(Outcome::NotFound));
+        round_trip_host(ToHost::Exit(Outcome::NotExecutable("Permission denied".into())));
+        round_trip_host(ToHost::Failed { step: "mount /".into(), message: "ENODEV".into() });
+    }
+
+    #[test]
+    fn frame_layout_is_length_tag_payload() {
+        assert_eq!(ToHost::StdinCredit(1).encode(), [4, 0, 0, 0, 5, 1, 0, 0, 0]);
+        assert_eq!(ToGuest::StdinEof.encode(), [0, 0, 0, 0, 3]);
+    }
+
+    #[test]
+    fn frames_are_read_back_to_back_then_clean_eof() {
+        let mut stream = ToHost::Stdout(b"a".to_vec()).encode();
+        stream.extend(ToHost::Exit(Outcome::Exited(0)).encode());
+        let mut r = &stream[..];
+        assert_eq!(read_frame(&mut r).unwrap().unwrap().0, 3);
+        assert_eq!(read_frame(&mut r).unwrap().unwrap().0, 6);
+        assert!(read_frame(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn eof_inside_a_frame_is_an_error() {
+        let frame = ToHost::Stdout(b"abc".to_vec()).encode();
+        assert!(read_frame(&mut &frame[..3]).is_err());
+        assert!(read_frame(&mut &frame[..6]).is_err());
+    }
+
+    #[test]
+    fn oversized_frame_is_refused() {
+        let header = [0xff, 0xff, 0xff, 0x7f, 3];
+        let err = read_frame(&mut &header[..]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn plan_from_another_version_is_refused() {
+        let mut plan = sample_plan();
+        plan.version = PROTOCOL_VERSION + 1;
+        let frame = ToGuest::Plan(plan).encode();
+        let (tag, payload) = read_frame(&mut &frame[..]).unwrap().unwrap();
+        let err = ToGuest::decode(tag, &payload).unwrap_err();
+        assert!(err.0.contains("protocol version"));
+    }
+
+    #[test]
+    fn a_64k_argument_survives() {
+        let mut plan = sample_plan();
+        plan.argv.push(vec![b'x'; 64 << 10]);
+        round_trip_guest(ToGuest::Plan(plan));
+    }
+}

@@ -1,0 +1,84 @@
+//! kdf's cache (`$XDG_CACHE_HOME/kdf`, else `~/.cache/kdf`): files named by a
+//! hash of their inputs and written atomically, so parallel cold runs never see
+//! a half-written file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+/// The cache root, created on first use.
+pub fn root() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .context("cannot find a cache directory: neither XDG_CACHE_HOME nor HOME is set")?;
+            PathBuf::from(home).join(".cache")
+        }
+    };
+    Ok(base.join("kdf"))
+}
+
+/// `<root>/<name>`, created if needed.
+pub fn subdir(name: &str) -> Result<PathBuf> {
+    let dir = root()?.join(name);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("failed to create the cache directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A hex SHA-256 of the parts, each length-prefixed so boundaries count.
+pub fn digest<I, B>(parts: I) -> String
+where
+    I: IntoIterator<Item = B>,
+    B: AsRef<[u8]>,
+{
+    let mut h = Sha256::new();
+    for p in parts {
+        let p = p.as_ref();
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and
+/// a rename: readers see the old file, or the whole new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_data())
+        .with_context(|| format!("failed to write {} (is the disk full?)", path.display()))?;
+    tmp.persist(path).with_context(|| format!("failed to rename into {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_depends_on_boundaries_and_content() {
+        assert_eq!(digest(["ab", "c"]), digest(["ab", "c"]));
+        assert_ne!(digest(["ab", "c"]), digest(["a", "bc"]));
+        assert_eq!(digest(["x"]).len(), 32);
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files left behind");
+    }
+}

@@ -1,0 +1,142 @@
+//! Child processes (QEMU, virtiofsd) owned by a guard: in their own process
+//! group (a terminal's Ctrl-C reaches kdf, which decides), killed with kdf
+//! (`PR_SET_PDEATHSIG`), killed and reaped when the guard drops, and with the
+//! tail of their stderr kept for error messages.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+
+const TAIL_LINES: usize = 40;
+
+/// Called with each stderr line (e.g. to spot "KVM internal error").
+pub type LineHook = Box<dyn Fn(&str) + Send>;
+
+#[derive(Debug)]
+pub struct Guard {
+    child: Child,
+    status: Option<ExitStatus>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Guard {
+    /// Spawns `cmd` from the calling thread (the death signal follows the
+    /// thread that forked: spawn from the main thread). `keep` are descriptors
+    /// the child inherits under the same numbers.
+    pub fn spawn(name: &str, mut cmd: Command, keep: &[RawFd], hook: Option<LineHook>) -> Result<Guard> {
+        let keep = keep.to_vec();
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).process_group(0);
+        // SAFETY: between fork and exec the closure only makes async-signal-safe
+        // calls (prctl, getppid, fcntl) on a pre-built vector.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // kdf may have died between fork and prctl: then die now.
+                if libc::getppid() == 1 {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                for &fd in &keep {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().with_context(|| format!("failed to start {name}"))?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let keep_tail = Arc::clone(&tail);
+        std::thread::Builder::new()
+            .name(format!("{name}-stderr"))
+            .spawn(move || {
+                for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line).into_owned();
+                    if let Some(hook) = &hook {
+                        hook(&line);
+                    }
+                    let mut t = keep_tail.lock().unwrap();
+                    if t.len() == TAIL_LINES {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            })
+            .context("failed to start a thread")?;
+        Ok(Guard { child, status: None, tail })
+    }
+
+    #[cfg(test)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status, if it has exited (reaps it).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// The last lines it wrote to stderr.
+    pub fn stderr_tail(&self) -> String {
+        self.tail.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// SIGKILL and reap; idempotent.
+    pub fn kill(&mut self) {
+        if self.try_wait().is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn dropping_the_guard_kills_and_reaps() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let g = Guard::spawn("sleep", cmd, &[], None).unwrap();
+        let pid = g.pid() as i32;
+        drop(g);
+        // SAFETY: kill with signal 0 only checks whether the pid exists.
+        assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "process {pid} is gone");
+    }
+
+    #[test]
+    fn stderr_tail_and_hook_see_the_lines() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo one >&2; echo two >&2"]);
+        let mut g =
+            Guard::spawn("sh", cmd, &[], Some(Box::new(move |l| s.lock().unwrap().push(l.to_string()))))
+                .unwrap();
+        let start = Instant::now();
+        while g.try_wait().is_none() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(g.stderr_tail(), "one\ntwo");
+        assert_eq!(*seen.lock().unwrap(), ["one", "two"]);
+    }
+}

@@ -1,0 +1,65 @@
+//! Errors a person can act on: a message, and a `hint:` where the fix is known.
+//! Usage errors (status 2) are told apart from kdf's own failures (status 125).
+
+use std::fmt;
+
+/// An error with a known fix.
+#[derive(Debug)]
+pub struct Hinted {
+    pub message: String,
+    pub hint: String,
+}
+
+impl fmt::Display for Hinted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Hinted {}
+
+pub fn hinted(message: impl fmt::Display, hint: impl fmt::Display) -> anyhow::Error {
+    Hinted { message: message.to_string(), hint: hint.to_string() }.into()
+}
+
+/// The hint anywhere in the error's chain.
+pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
+    err.chain().find_map(|e| e.downcast_ref::<Hinted>()).map(|h| h.hint.as_str())
+}
+
+/// A bad command line found after parsing (conflicting or invalid values).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+pub fn usage(message: impl fmt::Display) -> anyhow::Error {
+    Usage(message.to_string()).into()
+}
+
+pub fn is_usage(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<Usage>().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn hints_and_usage_are_found_through_context() {
+        let err = Err::<(), _>(hinted("no qemu", "apt install qemu-system-x86"))
+            .context("failed to start the VM")
+            .unwrap_err();
+        assert_eq!(hint_of(&err), Some("apt install qemu-system-x86"));
+        assert_eq!(format!("{err:#}"), "failed to start the VM: no qemu");
+        assert!(!is_usage(&err));
+        assert!(is_usage(&usage("--cpus must be at least 1").context("bad flags")));
+    }
+}

@@ -1,0 +1,262 @@
+//! kdf's initramfs: `kdf-init` as `/init`, plus the `modules.dep` closure of
+//! the modules a kdf VM may need that the kernel has as `=m`, uncompressed
+//! (the fastest to unpack under TCG) and cached by its inputs.
+
+pub mod cpio;
+pub mod init_binary;
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use kdf_proto::modules_dep::{module_name, ModulesDep};
+
+use crate::cache;
+use crate::kernel::Kernel;
+use cpio::Entry;
+
+/// Loaded by kdf-init before it can reach the host: the virtio transport and
+/// the console that carries the channel.
+pub const PRELOAD: &[&str] = &["virtio_pci", "virtio_console"];
+
+/// Included, loaded when a run's plan asks for them.
+pub const ON_DEMAND: &[&str] = &["virtiofs", "9p", "9pnet_virtio", "overlay", "configfs"];
+
+/// A module as stored in the initramfs, relative to `lib/modules/<release>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    pub path: String,
+    pub data: Vec<u8>,
+}
+
+/// Everything that goes into the archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub init: Vec<u8>,
+    pub release: Option<String>,
+    pub modules: Vec<Module>,
+    pub modules_dep: String,
+    pub preload: Vec<String>,
+}
+
+fn dir(path: &str) -> Entry {
+    Entry::Dir { path: path.to_string(), mode: 0o755 }
+}
+
+fn file(path: String, mode: u32, data: Vec<u8>) -> Entry {
+    Entry::File { path, mode, data }
+}
+
+/// The archive's members (a pure function of the contents).
+pub fn entries(c: &Contents) -> Vec<Entry> {
+    let mut out = vec![
+        dir("dev"),
+        dir("proc"),
+        dir("sys"),
+        dir("newroot"),
+        dir("kdf"),
+        // The kernel opens it for init's stdin/stdout/stderr before /init runs.
+        Entry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 },
+        file("init".into(), 0o755, c.init.clone()),
+    ];
+    if !c.preload.is_empty() {
+        out.push(file(kdf_proto::PRELOAD_PATH.into(), 0o644, c.preload.join("\n").into_bytes()));
+    }
+    if let Some(release) = c.release.as_ref().filter(|_| !c.modules.is_empty()) {
+        let base = format!("lib/modules/{release}");
+        out.push(file(format!("{base}/modules.dep"), 0o644, c.modules_dep.clone().into_bytes()));
+        for m in &c.modules {
+            let path = format!("{base}/{}", m.path);
+            let mut parent = Path::new(&path).parent();
+            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+                out.push(dir(&p.to_string_lossy()));
+                parent = p.parent();
+            }
+            out.push(file(path, 0o644, m.data.clone()));
+        }
+    }
+    out
+}
+
+/// `foo.ko.xz` -> `foo.ko`: modules are stored uncompressed so kdf-init needs
+/// no decompressor and the kernel needs no CONFIG_MODULE_DECOMPRESS.
+fn stored_path(path: &str) -> String {
+    for suffix in [".xz", ".zst", ".gz"] {
+        if let Some(p) = path.strip_suffix(suffix) {
+            return p.to_string();
+        }
+    }
+    path.to_string()
+}
+
+fn decompress(path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if path.ends_with(".xz") {
+        xz2::read::XzDecoder::new(&data[..]).read_to_end(&mut out)?;
+    } else if path.ends_with(".zst") {
+        zstd::stream::read::Decoder::new(&data[..])?.read_to_end(&mut out)?;
+    } else if path.ends_with(".gz") {
+        flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut out)?;
+    } else {
+        return Ok(data);
+    }
+    Ok(out)
+}
+
+/// The `depends=` list in a module's `.modinfo`.
+pub fn modinfo_depends(ko: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"\0depends=";
+    let Some(at) = ko.windows(KEY.len()).position(|w| w == KEY) else { return Vec::new() };
+    let rest = &ko[at + KEY.len()..];
+    let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end]).split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// The kernel's modules.dep and the paths (in it) that kdf includes, plus the
+/// names of `extra` modules' dependencies.
+fn selection(
+    kernel: &Kernel,
+    extra: &[(String, Vec<u8>)],
+) -> Result<Option<(PathBuf, ModulesDep, Vec<String>)>> {
+    let Some(dir) = &kernel.modules_dir else { return Ok(None) };
+    let text = std::fs::read_to_string(dir.join("modules.dep"))
+        .with_context(|| format!("failed to read {}", dir.join("modules.dep").display()))?;
+    let dep = ModulesDep::parse(&text);
+    let mut names: Vec<String> = PRELOAD.iter().chain(ON_DEMAND).map(|s| s.to_string()).collect();
+    names.extend(extra.iter().flat_map(|(_, data)| modinfo_depends(data)));
+    let (order, _built_in) = dep.load_order(&names);
+    Ok(Some((dir.clone(), dep, order)))
+}
+
+/// Reads everything the initramfs for `kernel` holds.
+pub fn gather(kernel: &Kernel, init: Vec<u8>, extra: &[PathBuf]) -> Result<Contents> {
+    let extra = read_extra(extra)?;
+    let mut contents = Contents { init, release: kernel.release.clone(), ..Default::default() };
+    let Some((dir, mut dep, order)) = selection(kernel, &extra)? else {
+        contents.preload = extra.iter().map(|(p, _)| module_name(p)).collect();
+        return Ok(contents);
+    };
+    for path in &order {
+        let data = std::fs::read(dir.join(path))
+            .with_context(|| format!("failed to read module {}", dir.join(path).display()))?;
+        let data = decompress(path, data).with_context(|| format!("failed to decompress module {path}"))?;
+        contents.modules.push(Module { path: stored_path(path), data });
+    }
+    let mut keep = order.clone();
+    for (file, data) in &extra {
+        let deps = dep.load_order(&modinfo_depends(data)).0;
+        let path = format!("extra/{file}");
+        dep.entries.push(kdf_proto::modules_dep::Entry { path: path.clone(), deps });
+        keep.push(path.clone());
+        contents.modules.push(Module { path, data: data.clone() });
+    }
+    for e in &mut dep.entries {
+        e.path = stored_path(&e.path);
+        e.deps.iter_mut().for_each(|d| *d = stored_path(d));
+    }
+    let keep: Vec<String> = keep.iter().map(|p| stored_path(p)).collect();
+    contents.modules_dep = dep.render_subset(&keep);
+    let present: Vec<String> = order.iter().map(|p| module_name(p)).collect();
+    contents.preload =
+        PRELOAD.iter().filter(|n| present.iter().any(|p| p == *n)).map(|s| s.to_string()).collect();
+    contents.preload.extend(extra.iter().map(|(f, _)| module_name(f)));
+    Ok(contents)
+}
+
+fn read_extra(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
+    paths
+        .iter()
+        .map(|p| {
+            let data = std::fs::read(p).with_context(|| format!("failed to read module {}", p.display()))?;
+            let file = p.file_name().context("module path has no file name")?.to_string_lossy();
+            let data = decompress(&file, data)?;
+            Ok((stored_path(&file), data))
+        })
+        .collect()
+}
+
+/// The archive bytes for `kernel`.
+pub fn build(kernel: &Kernel, init: &Path, extra: &[PathBuf]) -> Result<Vec<u8>> {
+    let init = init_binary::read(init)?;
+    Ok(cpio::write(&entries(&gather(kernel, init, extra)?)))
+}
+
+/// The cached archive for `kernel` (built first if needed), keyed by the
+/// kdf-init bytes and each included module's path, size and mtime.
+pub fn cached(kernel: &Kernel, init: &Path) -> Result<PathBuf> {
+    let init_bytes = init_binary::read(init)?;
+    let mut parts: Vec<Vec<u8>> =
+        vec![init_bytes.clone(), kernel.release.clone().unwrap_or_default().into_bytes()];
+    if let Some((dir, _, order)) = selection(kernel, &[])? {
+        for p in &order {
+            let meta = std::fs::metadata(dir.join(p)).with_context(|| format!("failed to stat {p}"))?;
+            parts.push(
+                format!("{}:{}:{}:{}", dir.join(p).display(), meta.size(), meta.mtime(), meta.mtime_nsec())
+                    .into_bytes(),
+            );
+        }
+    }
+    let path = cache::subdir("initramfs")?.join(format!("{}.cpio", cache::digest(&parts)));
+    if !path.exists() {
+        let bytes = cpio::write(&entries(&gather(kernel, init_bytes, &[])?));
+        cache::write_atomic(&path, &bytes)?;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressed_module_paths_are_stored_plain() {
+        assert_eq!(stored_path("kernel/fs/fuse/fuse.ko.xz"), "kernel/fs/fuse/fuse.ko");
+        assert_eq!(stored_path("kernel/fs/fuse/fuse.ko.zst"), "kernel/fs/fuse/fuse.ko");
+        assert_eq!(stored_path("kernel/fs/fuse/fuse.ko"), "kernel/fs/fuse/fuse.ko");
+    }
+
+    #[test]
+    fn modinfo_depends_lists_dependencies() {
+        let ko = b"\x7fELF....\0license=GPL\0depends=virtio,virtio_ring\0name=x\0";
+        assert_eq!(modinfo_depends(ko), ["virtio", "virtio_ring"]);
+        assert!(modinfo_depends(b"\0depends=\0").is_empty());
+        assert!(modinfo_depends(b"nothing").is_empty());
+    }
+
+    #[test]
+    fn entries_have_init_console_modules_and_parents() {
+        let c = Contents {
+            init: b"init".to_vec(),
+            release: Some("6.1.0".into()),
+            modules: vec![Module { path: "kernel/fs/fuse/fuse.ko".into(), data: b"ko".to_vec() }],
+            modules_dep: "kernel/fs/fuse/fuse.ko:\n".into(),
+            preload: vec!["virtio_pci".into()],
+        };
+        let e = entries(&c);
+        let paths: Vec<&str> = e.iter().map(|e| e.path()).collect();
+        for want in [
+            "init",
+            "dev/console",
+            "kdf/preload",
+            "lib/modules/6.1.0/modules.dep",
+            "lib/modules/6.1.0/kernel/fs",
+            "lib",
+            "lib/modules/6.1.0/kernel/fs/fuse/fuse.ko",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+    }
+
+    #[test]
+    fn compressed_modules_are_decompressed() {
+        let xz = {
+            use std::io::Write;
+            let mut w = xz2::write::XzEncoder::new(Vec::new(), 1);
+            w.write_all(b"module bytes").unwrap();
+            w.finish().unwrap()
+        };
+        assert_eq!(decompress("a.ko.xz", xz).unwrap(), b"module bytes");
+        assert_eq!(decompress("a.ko", b"raw".to_vec()).unwrap(), b"raw");
+    }
+}

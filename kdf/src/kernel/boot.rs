@@ -1,0 +1,50 @@
+//! Choosing the file QEMU boots. Under TCG a bzImage spends most of its boot
+//! decompressing itself; a kernel with a PVH entry (`CONFIG_PVH`) boots its
+//! `vmlinux` directly, so kdf extracts that once and caches it by the image's
+//! hash.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::image::{self, Kind};
+use crate::cache;
+use crate::errors::hinted;
+
+/// The file to pass to `-kernel`: the extracted PVH `vmlinux` if there is one,
+/// else the image itself.
+pub fn bootable(path: &Path, bytes: &[u8], kind: Kind) -> Result<PathBuf> {
+    match kind {
+        Kind::Elf if image::has_pvh_note(bytes) => Ok(path.to_path_buf()),
+        Kind::Elf => Err(hinted(
+            format!("{} is an ELF kernel without a PVH entry, which QEMU cannot boot", path.display()),
+            "boot its bzImage instead, or build the kernel with CONFIG_PVH=y",
+        )),
+        Kind::BzImage => extracted(path, bytes),
+    }
+}
+
+fn extracted(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let dir = cache::subdir("vmlinux")?;
+    let key = cache::digest([bytes]);
+    let vmlinux = dir.join(&key);
+    let no_pvh = dir.join(format!("{key}.no-pvh"));
+    if vmlinux.exists() {
+        return Ok(vmlinux);
+    }
+    if no_pvh.exists() {
+        return Ok(path.to_path_buf());
+    }
+    let elf = image::payload(bytes).and_then(|(data, comp)| image::decompress(data, comp).ok());
+    match elf {
+        Some(elf) if image::has_pvh_note(&elf) => {
+            cache::write_atomic(&vmlinux, &elf)?;
+            Ok(vmlinux)
+        }
+        // No PVH entry, or a payload we cannot unpack: remember, boot the image.
+        _ => {
+            cache::write_atomic(&no_pvh, b"")?;
+            Ok(path.to_path_buf())
+        }
+    }
+}

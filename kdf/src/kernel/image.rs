@@ -1,0 +1,307 @@
+//! Recognising kernel images (x86 bzImage or ELF `vmlinux`), reading their
+//! release string, and extracting the `vmlinux` inside a bzImage so it can be
+//! booted through its PVH entry (under TCG, decompressing a bzImage costs more
+//! than the rest of the boot).
+
+use std::io::Read;
+
+use anyhow::{bail, Context, Result};
+
+/// What a kernel file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    BzImage,
+    Elf,
+}
+
+/// The payload compressions a bzImage may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Xz,
+    Zstd,
+    Lzma,
+    /// bzip2, lzo, lz4: recognised, not extracted (the bzImage is booted).
+    Other(&'static str),
+}
+
+/// The bzImage's boot-protocol header ("HdrS" at 0x202), or an ELF.
+pub fn kind(bytes: &[u8]) -> Option<Kind> {
+    if bytes.starts_with(b"\x7fELF") {
+        Some(Kind::Elf)
+    } else if bytes.len() > 0x250 && &bytes[0x202..0x206] == b"HdrS" && bytes[0x1fe..0x200] == [0x55, 0xaa] {
+        Some(Kind::BzImage)
+    } else {
+        None
+    }
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The release (`uname -r`) a bzImage announces in its header's version string.
+pub fn bzimage_release(b: &[u8]) -> Option<String> {
+    let at = u16_at(b, 0x20e)? as usize;
+    if at == 0 {
+        return None;
+    }
+    let s = b.get(at + 0x200..)?;
+    let end = s.iter().position(|&c| c == 0 || c == b' ')?;
+    Some(String::from_utf8_lossy(&s[..end]).into_owned()).filter(|r| !r.is_empty())
+}
+
+/// The release in an ELF's `Linux version X ...` banner.
+pub fn elf_release(b: &[u8]) -> Option<String> {
+    const BANNER: &[u8] = b"Linux version ";
+    let at = b.windows(BANNER.len()).position(|w| w == BANNER)? + BANNER.len();
+    let rest = &b[at..];
+    let end = rest.iter().take(256).position(|&c| c == b' ' || c == 0)?;
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned()).filter(|r| !r.is_empty())
+}
+
+/// The compressed payload of a bzImage and its compression.
+pub fn payload(b: &[u8]) -> Option<(&[u8], Compression)> {
+    let setup_sects = match b.get(0x1f1)? {
+        0 => 4,
+        n => *n as usize,
+    };
+    let start = (setup_sects + 1) * 512;
+    let off = u32_at(b, 0x248)? as usize;
+    let len = u32_at(b, 0x24c)? as usize;
+    let data = b.get(start + off..start + off + len)?;
+    let comp = if data.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if data.starts_with(b"\xfd7zXZ\0") {
+        Compression::Xz
+    } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else if data.starts_with(&[0x5d, 0x00, 0x00]) {
+        Compression::Lzma
+    } else if data.starts_with(b"BZh") {
+        Compression::Other("bzip2")
+    } else if data.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
+        Compression::Other("lz4")
+    } else if data.starts_with(&[0x89, 0x4c, 0x5a, 0x4f]) {
+        Compression::Other("lzo")
+    } else {
+        return None;
+    };
+    Some((data, comp))
+}
+
+/// Decompresses a bzImage payload into the `vmlinux` ELF it holds.
+pub fn decompress(data: &[u8], comp: Compression) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() * 4);
+    match comp {
+        Compression::Gzip => flate2::read::GzDecoder::new(data).read_to_end(&mut out),
+        // The kernel's xz payload uses the x86 BCJ filter: liblzma handles it.
+        Compression::Xz => lzma_stream(data, xz2::stream::Stream::new_stream_decoder(u64::MAX, 0)?, &mut out),
+        Compression::Lzma => lzma_stream(data, xz2::stream::Stream::new_lzma_decoder(u64::MAX)?, &mut out),
+        Compression::Zstd => zstd::stream::read::Decoder::new(data)?.read_to_end(&mut out),
+        Compression::Other(name) => bail!("cannot decompress a {name} kernel payload"),
+    }
+    .context("failed to decompress the kernel payload")?;
+    if kind(&out) != Some(Kind::Elf) {
+        bail!("the decompressed kernel payload is not an ELF file");
+    }
+    Ok(out)
+}
+
+/// Decodes one liblzma stream and stops at its end: the kernel appends the
+/// uncompressed size after it, which a reader-style decoder rejects as a
+/// corrupt second stream.
+fn lzma_stream(
+    mut data: &[u8],
+    mut stream: xz2::stream::Stream,
+    out: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    loop {
+        if out.capacity() - out.len() < 1 << 20 {
+            out.reserve(16 << 20);
+        }
+        let (before, out_before) = (stream.total_in(), out.len());
+        let status = stream
+            .process_vec(data, out, xz2::stream::Action::Run)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        data = &data[(stream.total_in() - before) as usize..];
+        match status {
+            xz2::stream::Status::StreamEnd => return Ok(out.len()),
+            _ if stream.total_in() == before && out.len() == out_before => {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether an ELF kernel has a PVH entry point (`XEN_ELFNOTE_PHYS32_ENTRY`),
+/// which lets QEMU boot it directly with `-kernel vmlinux`.
+pub fn has_pvh_note(elf: &[u8]) -> bool {
+    notes(elf).any(|(name, kind)| name == b"Xen" && kind == 18)
+}
+
+/// `(name, type)` of every note in the ELF64's PT_NOTE segments.
+fn notes(elf: &[u8]) -> impl Iterator<Item = (&[u8], u32)> {
+    let mut found = Vec::new();
+    // ELF64 little-endian only: what x86_64 kernels are.
+    if elf.len() < 64 || elf[4] != 2 || elf[5] != 1 {
+        return found.into_iter();
+    }
+    let u64_at = |at: usize| elf.get(at..at + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap()));
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(elf, 0x36), u16_at(elf, 0x38))
+    else {
+        return found.into_iter();
+    };
+    for i in 0..phnum as usize {
+        let ph = phoff as usize + i * phentsize as usize;
+        if u32_at(elf, ph) != Some(4) {
+            continue; // not PT_NOTE
+        }
+        let (Some(off), Some(size)) = (u64_at(ph + 8), u64_at(ph + 32)) else { continue };
+        let Some(mut seg) = elf.get(off as usize..(off + size) as usize) else { continue };
+        while seg.len() >= 12 {
+            let namesz = u32_at(seg, 0).unwrap_or(0) as usize;
+            let descsz = u32_at(seg, 4).unwrap_or(0) as usize;
+            let ty = u32_at(seg, 8).unwrap_or(0);
+            let name_end = 12 + namesz;
+            let next = 12 + namesz.div_ceil(4) * 4 + descsz.div_ceil(4) * 4;
+            let Some(name) = seg.get(12..name_end) else { break };
+            found.push((name.strip_suffix(b"\0").unwrap_or(name), ty));
+            seg = seg.get(next..).unwrap_or(&[]);
+        }
+    }
+    found.into_iter()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal bzImage-shaped buffer: header fields, version string, payload.
+    pub fn fake_bzimage(payload: &[u8], version: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 0x1000];
+        b[0x1f1] = 1; // setup_sects: protected-mode code starts at 0x400
+        b[0x1fe] = 0x55;
+        b[0x1ff] = 0xaa;
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x20e..0x210].copy_from_slice(&0x300u16.to_le_bytes()); // version at 0x500
+        b[0x500..0x500 + version.len()].copy_from_slice(version.as_bytes());
+        // The payload starts 0x300 into the protected-mode code: at 0x700.
+        b[0x248..0x24c].copy_from_slice(&0x300u32.to_le_bytes());
+        b[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        b.truncate(0x700);
+        b.extend_from_slice(payload);
+        b
+    }
+
+    /// An ELF64 with one PT_NOTE segment holding the given notes.
+    pub fn fake_elf(notes: &[(&str, u32)]) -> Vec<u8> {
+        let mut seg = Vec::new();
+        for (name, ty) in notes {
+            let name = format!("{name}\0");
+            seg.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            seg.extend_from_slice(&4u32.to_le_bytes());
+            seg.extend_from_slice(&ty.to_le_bytes());
+            seg.extend_from_slice(name.as_bytes());
+            seg.resize(seg.len().div_ceil(4) * 4, 0);
+            seg.extend_from_slice(&[1, 2, 3, 4]);
+        }
+        let mut e = vec![0u8; 0x40 + 0x38];
+        e[..4].copy_from_slice(b"\x7fELF");
+        e[4] = 2;
+        e[5] = 1;
+        e[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        e[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
+        e[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        e[0x40..0x44].copy_from_slice(&4u32.to_le_bytes());
+        e[0x48..0x50].copy_from_slice(&((0x40 + 0x38) as u64).to_le_bytes());
+        e[0x60..0x68].copy_from_slice(&(seg.len() as u64).to_le_bytes());
+        e.extend_from_slice(&seg);
+        e.extend_from_slice(b"..Linux version 6.9.0-kdf (me@host) #1 SMP\0");
+        e
+    }
+
+    #[test]
+    fn recognises_elf_bzimage_and_garbage() {
+        assert_eq!(kind(&fake_elf(&[])), Some(Kind::Elf));
+        assert_eq!(kind(&fake_bzimage(b"x", "6.1.0")), Some(Kind::BzImage));
+        assert_eq!(kind(b"#!/bin/sh\necho not a kernel\n"), None);
+        assert_eq!(kind(&[0u8; 0x1000]), None);
+    }
+
+    #[test]
+    fn reads_the_release_from_either_kind() {
+        let bz = fake_bzimage(b"x", "6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP");
+        assert_eq!(bzimage_release(&bz).as_deref(), Some("6.1.0-56-amd64"));
+        assert_eq!(elf_release(&fake_elf(&[])).as_deref(), Some("6.9.0-kdf"));
+    }
+
+    #[test]
+    fn extracts_a_gzip_payload_and_finds_the_pvh_note() {
+        use std::io::Write;
+        let elf = fake_elf(&[("Xen", 18), ("GNU", 3)]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&elf).unwrap();
+        let bz = fake_bzimage(&gz.finish().unwrap(), "6.1.0");
+        let (data, comp) = payload(&bz).unwrap();
+        assert_eq!(comp, Compression::Gzip);
+        let out = decompress(data, comp).unwrap();
+        assert_eq!(out, elf);
+        assert!(has_pvh_note(&out));
+    }
+
+    #[test]
+    fn extracts_xz_and_zstd_payloads() {
+        use std::io::Write;
+        let elf = fake_elf(&[("Xen", 18)]);
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&elf).unwrap();
+        let mut xz = xz.finish().unwrap();
+        xz.extend_from_slice(&(elf.len() as u32).to_le_bytes()); // the kernel's size_append
+        let bz = fake_bzimage(&xz, "6.1.0");
+        let (data, comp) = payload(&bz).unwrap();
+        assert_eq!((decompress(data, comp).unwrap(), comp), (elf.clone(), Compression::Xz));
+
+        let zst = zstd::encode_all(&elf[..], 1).unwrap();
+        let bz = fake_bzimage(&zst, "6.1.0");
+        let (data, comp) = payload(&bz).unwrap();
+        assert_eq!((decompress(data, comp).unwrap(), comp), (elf, Compression::Zstd));
+    }
+
+    /// Regression: Debian's xz payload (x86 BCJ, crc32, size appended) was
+    /// rejected as "corrupt xz stream" by a reader-style decoder, so kdf booted
+    /// the slow bzImage instead of the PVH vmlinux.
+    #[test]
+    fn kernel_style_xz_with_bcj_and_appended_size() {
+        use xz2::stream::{Check, Filters, LzmaOptions, Stream};
+        let elf = fake_elf(&[("Xen", 18)]);
+        let mut filters = Filters::new();
+        filters.x86().lzma2(&LzmaOptions::new_preset(6).unwrap());
+        let mut enc = Stream::new_stream_encoder(&filters, Check::Crc32).unwrap();
+        let mut xz = Vec::with_capacity(elf.len() + 4096);
+        enc.process_vec(&elf, &mut xz, xz2::stream::Action::Finish).unwrap();
+        xz.extend_from_slice(&(elf.len() as u32).to_le_bytes());
+        let bz = fake_bzimage(&xz, "6.1.0");
+        let (data, comp) = payload(&bz).unwrap();
+        assert_eq!(decompress(data, comp).unwrap(), elf);
+    }
+
+    #[test]
+    fn no_pvh_note_without_xen_phys32_entry() {
+        assert!(!has_pvh_note(&fake_elf(&[("Xen", 17), ("Linux", 18)])));
+        assert!(!has_pvh_note(b"\x7fELF short"));
+    }
+
+    #[test]
+    fn unknown_payload_is_none_and_odd_compressions_are_named() {
+        assert!(payload(&fake_bzimage(b"\0\0\0\0", "6.1")).is_none());
+        let bz = fake_bzimage(b"BZh91AY", "6.1");
+        assert_eq!(payload(&bz).unwrap().1, Compression::Other("bzip2"));
+        assert!(decompress(b"BZh", Compression::Other("bzip2")).is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! `kdf`, the Kernel Development Flake's CLI. Parses the command line,
+//! dispatches, and turns errors into one `kdf:` line (plus a `hint:`) and the
+//! documented exit status.
+
+mod cache;
+mod child;
+mod cli;
+mod errors;
+mod initramfs;
+mod kernel;
+mod nix;
+mod plan;
+mod run;
+mod runtime;
+mod shares;
+mod status;
+mod vm;
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser};
+
+use cli::{BuildCommand, Cli, Command};
+
+fn main() {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    let code = match dispatch(cli, started) {
+        Ok(code) => code,
+        Err(err) => {
+            let _ = std::io::stdout().flush();
+            run::say(&format!("error: {err:#}"));
+            if let Some(hint) = errors::hint_of(&err) {
+                run::say(&format!("hint: {hint}"));
+            }
+            if errors::is_usage(&err) {
+                status::USAGE
+            } else {
+                status::FAILURE
+            }
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
+    match cli.command {
+        Command::Run(args) => run::run(&args, started),
+        Command::Build(BuildCommand::Initramfs(args)) => {
+            let kernel = run::resolve_kernel(&args.kernel)?;
+            let init = initramfs::init_binary::locate(args.kernel.init.as_deref())?;
+            let bytes = initramfs::build(&kernel, &init, &args.modules)?;
+            cache::write_atomic(&args.output, &bytes)
+                .with_context(|| format!("failed to write {}", args.output.display()))?;
+            println!("{}", args.output.display());
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kdf", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}

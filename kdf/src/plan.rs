@@ -1,0 +1,131 @@
+//! The command side of a run, turned into what kdf-init executes: argv (the
+//! command, a `-c` script or an interactive shell), environment, user.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// Host variables a guest command inherits (issue: PATH HOME TERM LANG USER).
+pub const INHERITED: &[&str] = &["PATH", "HOME", "TERM", "LANG", "USER"];
+
+/// The exact argv: the command as given, `SHELL -c SCRIPT`, or `SHELL`.
+pub fn argv(command: &[OsString], script: Option<&OsStr>, shell: &Path) -> Vec<Vec<u8>> {
+    if !command.is_empty() {
+        return command.iter().map(|a| a.as_bytes().to_vec()).collect();
+    }
+    let shell = shell.as_os_str().as_bytes().to_vec();
+    match script {
+        Some(s) => vec![shell, b"-c".to_vec(), s.as_bytes().to_vec()],
+        None => vec![shell],
+    }
+}
+
+/// `K=V` from `-e`: the first `=` splits, so values may contain `=`.
+pub fn parse_env(s: &str) -> Result<(OsString, OsString), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
+}
+
+/// The guest environment: inherited host variables, `PATH` with `path_prefix`
+/// in front, then `-e` values replacing or adding.
+pub fn environment(
+    host: impl Fn(&str) -> Option<OsString>,
+    path_prefix: &[PathBuf],
+    extra: &[(OsString, OsString)],
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> =
+        INHERITED.iter().filter_map(|k| host(k).map(|v| (k.as_bytes().to_vec(), v.into_vec()))).collect();
+    if !path_prefix.is_empty() {
+        let mut path: Vec<Vec<u8>> = path_prefix.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
+        match env.iter_mut().find(|(k, _)| k == b"PATH") {
+            Some((_, v)) => {
+                path.push(std::mem::take(v));
+                *v = path.join(&b':');
+            }
+            None => env.push((b"PATH".to_vec(), path.join(&b':'))),
+        }
+    }
+    for (k, v) in extra {
+        let (k, v) = (k.as_bytes().to_vec(), v.as_bytes().to_vec());
+        match env.iter_mut().find(|(ek, _)| *ek == k) {
+            Some(e) => e.1 = v,
+            None => env.push((k, v)),
+        }
+    }
+    env
+}
+
+/// The login shell of `uid` in an `/etc/passwd` text.
+pub fn passwd_shell(passwd: &str, uid: u32) -> Option<PathBuf> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 7 && fields[2].parse() == Ok(uid) && !fields[6].is_empty())
+            .then(|| PathBuf::from(fields[6]))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_is_the_command_exactly() {
+        let cmd: Vec<OsString> = vec!["printf".into(), "".into(), "a b\n\"c\"".into(), "\u{1f600}".into()];
+        let a = argv(&cmd, None, Path::new("/bin/sh"));
+        assert_eq!(
+            a,
+            [b"printf".to_vec(), b"".to_vec(), b"a b\n\"c\"".to_vec(), "\u{1f600}".as_bytes().to_vec()]
+        );
+    }
+
+    #[test]
+    fn script_and_shell_forms() {
+        assert_eq!(
+            argv(&[], Some(OsStr::new("echo hi")), Path::new("/bin/bash")),
+            [b"/bin/bash".to_vec(), b"-c".to_vec(), b"echo hi".to_vec()]
+        );
+        assert_eq!(argv(&[], None, Path::new("/bin/zsh")), [b"/bin/zsh".to_vec()]);
+    }
+
+    #[test]
+    fn env_inherits_prefixes_path_and_applies_overrides() {
+        let host = |k: &str| match k {
+            "PATH" => Some(OsString::from("/usr/bin")),
+            "HOME" => Some(OsString::from("/root")),
+            "SECRET" => Some(OsString::from("no")),
+            _ => None,
+        };
+        let env = environment(
+            host,
+            &[PathBuf::from("/nix/store/x/bin")],
+            &[("HOME".into(), "/tmp".into()), ("A".into(), "b=c".into())],
+        );
+        assert_eq!(
+            env,
+            [
+                (b"PATH".to_vec(), b"/nix/store/x/bin:/usr/bin".to_vec()),
+                (b"HOME".to_vec(), b"/tmp".to_vec()),
+                (b"A".to_vec(), b"b=c".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn env_values_split_at_the_first_equals() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env("A=").unwrap(), ("A".into(), "".into()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("noequals").is_err());
+    }
+
+    #[test]
+    fn shell_comes_from_the_users_passwd_line() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nu:x:1000:1000::/home/u:/usr/bin/fish\nn:x:7:7::/:\n";
+        assert_eq!(passwd_shell(passwd, 1000), Some(PathBuf::from("/usr/bin/fish")));
+        assert_eq!(passwd_shell(passwd, 0), Some(PathBuf::from("/bin/bash")));
+        assert_eq!(passwd_shell(passwd, 7), None);
+        assert_eq!(passwd_shell(passwd, 42), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! The kernel console (QEMU's serial port): kept in a ring for diagnosis,
+//! copied to `--console-log`, streamed to stderr with `-v` (prefixed so it is
+//! never mistaken for the command's output), and read for the one-line
+//! diagnosis of a failed boot.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
+
+/// Lines shown after a failure.
+pub const TAIL_LINES: usize = 40;
+
+/// Prefix of console lines streamed with `-v`.
+pub const PREFIX: &str = "[console] ";
+
+#[derive(Debug, Clone, Default)]
+pub struct Tail(Arc<Mutex<VecDeque<String>>>);
+
+impl Tail {
+    fn push(&self, line: String) {
+        let mut t = self.0.lock().unwrap();
+        if t.len() == TAIL_LINES {
+            t.pop_front();
+        }
+        t.push_back(line);
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().iter().cloned().collect()
+    }
+}
+
+/// Reads the console until QEMU closes it. Runs on its own thread.
+pub fn pump(source: impl Read, tail: Tail, mut log: Option<File>, verbose: bool) {
+    for line in BufReader::new(source).split(b'\n').map_while(Result::ok) {
+        if let Some(f) = log.as_mut() {
+            let _ = f.write_all(&line).and_then(|()| f.write_all(b"\n"));
+        }
+        let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+        if verbose {
+            let _ = writeln!(std::io::stderr().lock(), "{PREFIX}{text}");
+        }
+        tail.push(text);
+    }
+}
+
+/// What went wrong, from the console's last lines, in one line.
+pub fn diagnose(lines: &[String]) -> Option<String> {
+    let find =
+        |pat: &str| lines.iter().find_map(|l| l.find(pat).map(|i| l[i + pat.len()..].trim().to_string()));
+    if let Some(why) = find("Kernel panic - not syncing:") {
+        return Some(format!("kernel panic: {why}"));
+    }
+    if let Some(why) = find("kdf-init: error: ") {
+        return Some(format!("init: {why}"));
+    }
+    for (pat, what) in [
+        ("Initramfs unpacking failed", "the kernel could not unpack the initramfs"),
+        ("No working init found", "the kernel found no init"),
+    ] {
+        if let Some(rest) = find(pat) {
+            let rest = rest.trim_start_matches(':').trim();
+            return Some(if rest.is_empty() { what.to_string() } else { format!("{what}: {rest}") });
+        }
+    }
+    lines
+        .iter()
+        .find(|l| l.contains("BUG:") || l.contains("Oops"))
+        .map(|l| format!("kernel bug: {}", l.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn panics_are_named_first() {
+        let l = lines(
+            "[    1.0] foo\n[    2.3] Kernel panic - not syncing: sysrq triggered crash\n[    2.4] CPU: 0",
+        );
+        assert_eq!(diagnose(&l).unwrap(), "kernel panic: sysrq triggered crash");
+    }
+
+    #[test]
+    fn init_errors_are_named() {
+        let l = lines("kdf-init: error: cannot mount the host's files: cannot mount virtiofs kdf0 on /newroot: No such device");
+        assert_eq!(
+            diagnose(&l).unwrap(),
+            "init: cannot mount the host's files: cannot mount virtiofs kdf0 on /newroot: No such device"
+        );
+    }
+
+    #[test]
+    fn nothing_recognisable_is_none() {
+        assert_eq!(diagnose(&lines("booting\nstill booting")), None);
+    }
+
+    #[test]
+    fn the_pump_keeps_the_last_lines_and_the_log() {
+        let tail = Tail::default();
+        let dir = tempfile::tempdir().unwrap();
+        let log = File::create(dir.path().join("log")).unwrap();
+        let input: String = (0..50).map(|i| format!("line {i}\r\n")).collect();
+        pump(input.as_bytes(), tail.clone(), Some(log), false);
+        let got = tail.lines();
+        assert_eq!(got.len(), TAIL_LINES);
+        assert_eq!(got.last().unwrap(), "line 49");
+        let logged = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert_eq!(logged, input);
+    }
+}

@@ -1,0 +1,242 @@
+//! The host directories a guest sees: the root (read-only), the working
+//! directory (read-write), `--rw`/`--ro`/`--virtiofs` shares and a kernel's
+//! modules, checked, ordered parent-first, and turned into guest mounts.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::errors::{hinted, usage};
+use crate::vm::virtiofsd::CacheMode;
+
+/// One host directory and where and how the guest mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareSpec {
+    pub host: PathBuf,
+    pub guest: PathBuf,
+    pub readonly: bool,
+    /// Writable in the guest through a tmpfs overlay; the host copy never changes.
+    pub overlay: bool,
+    pub cache: CacheMode,
+}
+
+impl ShareSpec {
+    pub fn same_path(path: PathBuf, readonly: bool) -> Self {
+        ShareSpec { guest: path.clone(), host: path, readonly, overlay: false, cache: CacheMode::Auto }
+    }
+}
+
+/// How shares reach the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Virtiofs,
+    NineP,
+}
+
+/// Splits on commas not preceded by a backslash; `\,` and `\\` unescape.
+fn split_escaped(s: &str) -> Vec<String> {
+    let mut items = vec![String::new()];
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n @ (',' | '\\')) => items.last_mut().unwrap().push(n),
+                Some(n) => {
+                    let last = items.last_mut().unwrap();
+                    last.push('\\');
+                    last.push(n);
+                }
+                None => items.last_mut().unwrap().push('\\'),
+            },
+            ',' => items.push(String::new()),
+            c => items.last_mut().unwrap().push(c),
+        }
+    }
+    items
+}
+
+/// Parses `--virtiofs SPEC`: comma-separated items, `\,` for a literal comma.
+/// `src=PATH` (or a bare first path), `dst=PATH` (default: same as src), `ro`,
+/// `rw` (default), `overlay`, `cache=auto|always|metadata|never`. Any other
+/// character, including spaces, `:`, `=`, newlines and unicode, is literal.
+pub fn parse_virtiofs(spec: &str) -> Result<ShareSpec, String> {
+    let (mut src, mut dst) = (None, None);
+    let mut share = ShareSpec::same_path(PathBuf::new(), false);
+    for item in split_escaped(spec) {
+        match item.split_once('=') {
+            Some(("src", v)) => src = Some(PathBuf::from(v)),
+            Some(("dst", v)) => dst = Some(PathBuf::from(v)),
+            Some(("cache", v)) => {
+                share.cache = <CacheMode as clap::ValueEnum>::from_str(v, false)
+                    .map_err(|_| format!("unknown cache mode {v:?} (auto, always, metadata, never)"))?
+            }
+            _ => match item.as_str() {
+                "ro" => share.readonly = true,
+                "rw" => share.readonly = false,
+                "overlay" => share.overlay = true,
+                "" => {}
+                path if src.is_none() => src = Some(PathBuf::from(path)),
+                other => {
+                    return Err(format!("unknown item {other:?} (use src=, dst=, ro, rw, overlay, cache=)"))
+                }
+            },
+        }
+    }
+    share.host = src.ok_or("no source directory (src=PATH)")?;
+    share.guest = dst.unwrap_or_else(|| share.host.clone());
+    if !share.guest.is_absolute() {
+        return Err(format!("the guest path {} must be absolute", share.guest.display()));
+    }
+    Ok(share)
+}
+
+/// Kernel filesystems cannot be shared: their contents are the host kernel's.
+fn is_kernel_fs(path: &Path) -> bool {
+    path.starts_with("/proc") || path.starts_with("/sys")
+}
+
+/// Resolves a host path: absolute, symlinks followed, must be a directory.
+pub fn check_host_dir(path: &Path, what: &str) -> Result<PathBuf> {
+    let canonical = path.canonicalize().map_err(|e| {
+        hinted(format!("cannot share {what} {}: {e}", path.display()), "check the path exists")
+    })?;
+    if !canonical.is_dir() {
+        return Err(usage(format!("cannot share {what} {}: not a directory", path.display())));
+    }
+    if is_kernel_fs(&canonical) {
+        return Err(hinted(
+            format!("cannot share {what} {}: it is in a kernel filesystem", canonical.display()),
+            "the guest has its own /proc and /sys; run kdf from a normal directory",
+        ));
+    }
+    Ok(canonical)
+}
+
+/// The number of normal components: parents sort before their children.
+fn depth(p: &Path) -> usize {
+    p.components().filter(|c| matches!(c, Component::Normal(_))).count()
+}
+
+/// The root share first, then the rest ordered parent-first (stable), one
+/// share per guest path: a later duplicate replaces the earlier, except that a
+/// writable share is not downgraded by a read-only repeat of the same host path.
+pub fn order(root: ShareSpec, rest: Vec<ShareSpec>) -> Vec<ShareSpec> {
+    let mut kept: Vec<ShareSpec> = Vec::new();
+    for share in rest {
+        match kept.iter_mut().find(|k| k.guest == share.guest) {
+            Some(k) if k.host == share.host && !k.readonly && share.readonly => {}
+            Some(k) => *k = share,
+            None => kept.push(share),
+        }
+    }
+    kept.sort_by_key(|s| depth(&s.guest));
+    let mut out = vec![root];
+    out.extend(kept);
+    out
+}
+
+/// Guest mounts for the shares, tags `kdf0`, `kdf1`, ... in order.
+pub fn to_proto(shares: &[ShareSpec], transport: Transport) -> Vec<kdf_proto::Share> {
+    use std::os::unix::ffi::OsStrExt;
+    shares
+        .iter()
+        .enumerate()
+        .map(|(i, s)| kdf_proto::Share {
+            tag: format!("kdf{i}"),
+            fstype: match transport {
+                Transport::Virtiofs => "virtiofs".into(),
+                Transport::NineP => "9p".into(),
+            },
+            data: match transport {
+                Transport::Virtiofs => String::new(),
+                Transport::NineP => format!(
+                    "trans=virtio,version=9p2000.L,msize=262144,cache={}",
+                    match s.cache {
+                        CacheMode::Never => "none",
+                        CacheMode::Always => "loose",
+                        CacheMode::Auto | CacheMode::Metadata => "mmap",
+                    }
+                ),
+            },
+            target: s.guest.as_os_str().as_bytes().to_vec(),
+            readonly: s.readonly,
+            overlay: s.overlay,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtiofs_spec_takes_any_path() {
+        let s = parse_virtiofs(
+            r"src=/tmp/a b:c\,d=e
+f\u{e9},dst=/mnt/x,ro,cache=never",
+        )
+        .unwrap();
+        assert_eq!(s.host, PathBuf::from("/tmp/a b:c,d=e\nf\\u{e9}"));
+        assert_eq!(s.guest, PathBuf::from("/mnt/x"));
+        assert!(s.readonly && !s.overlay);
+        assert_eq!(s.cache, CacheMode::Never);
+        let u = parse_virtiofs("/srv/d\u{e9}j\u{e0} vu").unwrap();
+        assert_eq!(u.host, PathBuf::from("/srv/d\u{e9}j\u{e0} vu"));
+        assert_eq!(u.guest, u.host);
+    }
+
+    #[test]
+    fn virtiofs_spec_flags_and_errors() {
+        let s = parse_virtiofs("/data,overlay").unwrap();
+        assert!(s.overlay && !s.readonly);
+        assert!(parse_virtiofs("ro").unwrap_err().contains("no source"));
+        assert!(parse_virtiofs("/a,dst=rel").unwrap_err().contains("absolute"));
+        assert!(parse_virtiofs("/a,cache=sometimes").unwrap_err().contains("cache mode"));
+        assert!(parse_virtiofs("/a,/b").unwrap_err().contains("unknown item"));
+        assert_eq!(parse_virtiofs(r"src=/a\\b").unwrap().host, PathBuf::from(r"/a\b"));
+    }
+
+    #[test]
+    fn shares_are_ordered_parent_first_after_the_root() {
+        let root = ShareSpec::same_path("/".into(), true);
+        let out = order(
+            root.clone(),
+            vec![
+                ShareSpec::same_path("/home/u/src".into(), false),
+                ShareSpec::same_path("/home".into(), true),
+                ShareSpec::same_path("/lib/modules".into(), true),
+            ],
+        );
+        let guests: Vec<_> = out.iter().map(|s| s.guest.to_str().unwrap()).collect();
+        assert_eq!(guests, ["/", "/home", "/lib/modules", "/home/u/src"]);
+    }
+
+    #[test]
+    fn a_readonly_repeat_does_not_downgrade_the_cwd() {
+        let root = ShareSpec::same_path("/".into(), true);
+        let out = order(
+            root,
+            vec![ShareSpec::same_path("/w".into(), false), ShareSpec::same_path("/w".into(), true)],
+        );
+        assert_eq!(out.len(), 2);
+        assert!(!out[1].readonly);
+    }
+
+    #[test]
+    fn proto_shares_get_tags_and_transport_options() {
+        let shares = vec![ShareSpec::same_path("/".into(), true), ShareSpec::same_path("/w".into(), false)];
+        let v = to_proto(&shares, Transport::Virtiofs);
+        assert_eq!((v[0].tag.as_str(), v[0].fstype.as_str(), v[0].readonly), ("kdf0", "virtiofs", true));
+        assert_eq!(v[1].target, b"/w");
+        let p = to_proto(&shares, Transport::NineP);
+        assert_eq!(p[1].fstype, "9p");
+        assert!(p[1].data.starts_with("trans=virtio,version=9p2000.L"));
+    }
+
+    #[test]
+    fn kernel_filesystems_and_missing_paths_are_refused() {
+        assert!(check_host_dir(Path::new("/proc/self"), "the working directory").is_err());
+        assert!(check_host_dir(Path::new("/nonexistent/kdf"), "--rw").is_err());
+        assert_eq!(check_host_dir(Path::new("/"), "--ro").unwrap(), PathBuf::from("/"));
+    }
+}

@@ -1,0 +1,101 @@
+//! Choosing KVM or TCG. `/dev/kvm` opening is not proof that KVM boots Linux
+//! (on some machines QEMU stops the guest with "KVM internal error" and waits
+//! forever), so KVM stays tentative until a guest has booted under it; the
+//! verdict is cached per host kernel and CPU.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::qemu::Accel;
+use crate::cache;
+use crate::errors::hinted;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub accel: Accel,
+    /// KVM not yet seen to boot Linux here: fall back to TCG if it fails.
+    pub tentative: bool,
+    /// One line for the user when the verdict is new.
+    pub notice: Option<String>,
+}
+
+/// The QEMU stderr lines that mean KVM cannot run this guest.
+pub fn is_kvm_failure(line: &str) -> bool {
+    line.contains("KVM internal error")
+        || line.contains("failed to initialize kvm")
+        || line.contains("KVM_RUN failed")
+}
+
+fn verdict_path() -> Result<PathBuf> {
+    let release =
+        nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .unwrap_or_default()
+        .to_string();
+    Ok(cache::subdir("accel")?.join(cache::digest([release, cpu])))
+}
+
+fn kvm_openable() -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(|e| format!("/dev/kvm: {e}"))
+}
+
+pub fn decide(forced: Option<Accel>) -> Result<Decision> {
+    match forced {
+        Some(Accel::Tcg) => return Ok(Decision { accel: Accel::Tcg, tentative: false, notice: None }),
+        Some(Accel::Kvm) => {
+            kvm_openable().map_err(|e| {
+                hinted(
+                    format!("--accel kvm: KVM is not usable ({e})"),
+                    "add yourself to the kvm group, or drop --accel kvm",
+                )
+            })?;
+            return Ok(Decision { accel: Accel::Kvm, tentative: false, notice: None });
+        }
+        None => {}
+    }
+    if let Err(why) = kvm_openable() {
+        let notice = format!("kdf: KVM is not available ({why}); using TCG (slower)");
+        return Ok(Decision { accel: Accel::Tcg, tentative: false, notice: Some(notice) });
+    }
+    let verdict = std::fs::read_to_string(verdict_path()?).unwrap_or_default();
+    Ok(match verdict.trim() {
+        "kvm" => Decision { accel: Accel::Kvm, tentative: false, notice: None },
+        "tcg" => Decision { accel: Accel::Tcg, tentative: false, notice: None },
+        _ => Decision { accel: Accel::Kvm, tentative: true, notice: None },
+    })
+}
+
+/// Remembers what works on this machine.
+pub fn record(accel: Accel) -> Result<()> {
+    let word = match accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "tcg",
+    };
+    cache::write_atomic(&verdict_path()?, word.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_qemu_kvm_failures() {
+        assert!(is_kvm_failure("KVM internal error. Suberror: 1"));
+        assert!(!is_kvm_failure("qemu-system-x86_64: warning: host doesn't support requested feature"));
+    }
+
+    #[test]
+    fn forced_tcg_needs_no_probe() {
+        let d = decide(Some(Accel::Tcg)).unwrap();
+        assert_eq!(d, Decision { accel: Accel::Tcg, tentative: false, notice: None });
+    }
+}

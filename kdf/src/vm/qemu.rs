@@ -1,0 +1,285 @@
+//! The QEMU command line, a pure function of a resolved [`VmSpec`]: probing
+//! KVM, finding binaries and creating sockets all happen before.
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+/// CPU virtualisation backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+/// How the guest reaches one shared host directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareDevice {
+    /// vhost-user-fs served by a virtiofsd listening on `socket`.
+    Virtiofs { tag: String, socket: PathBuf },
+    /// QEMU's built-in 9p server.
+    NineP { tag: String, path: PathBuf, readonly: bool },
+}
+
+/// Everything QEMU needs, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub cmdline: String,
+    /// One end of a socketpair for the serial console.
+    pub console_fd: RawFd,
+    /// One end of a socketpair for kdf's virtio-serial channel.
+    pub channel_fd: RawFd,
+    pub shares: Vec<ShareDevice>,
+    /// Listen for GDB on 127.0.0.1:port (never on other interfaces).
+    pub gdb_port: Option<u16>,
+    /// `--qemu-arg` values, appended last.
+    pub extra: Vec<OsString>,
+}
+
+/// QEMU's option syntax splits values on `,`; a literal comma is doubled.
+pub fn escape(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
+fn machine_args(spec: &VmSpec) -> Vec<String> {
+    let (accel, cpu) = match spec.accel {
+        Accel::Kvm => ("kvm", "host"),
+        Accel::Tcg => ("tcg", "max"),
+    };
+    vec![
+        "-machine".into(),
+        format!("q35,accel={accel},memory-backend=mem"),
+        "-cpu".into(),
+        cpu.into(),
+        "-smp".into(),
+        spec.cpus.to_string(),
+        "-m".into(),
+        format!("{}M", spec.memory_mib),
+        // virtiofs needs guest RAM that virtiofsd can map: a shared memfd.
+        "-object".into(),
+        format!("memory-backend-memfd,id=mem,size={}M,share=on", spec.memory_mib),
+    ]
+}
+
+fn base_args() -> Vec<String> {
+    [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        // Paired with `reboot=t` on the kernel command line: the guest's reset
+        // (a triple fault) ends QEMU instead of rebooting, with or without ACPI.
+        "-no-reboot",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn boot_args(spec: &VmSpec) -> Vec<OsString> {
+    vec![
+        "-kernel".into(),
+        spec.kernel.clone().into(),
+        "-initrd".into(),
+        spec.initramfs.clone().into(),
+        "-append".into(),
+        spec.cmdline.clone().into(),
+    ]
+}
+
+fn console_args(spec: &VmSpec) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!("socket,id=console,fd={}", spec.console_fd),
+        "-serial".into(),
+        "chardev:console".into(),
+    ]
+}
+
+fn channel_args(spec: &VmSpec) -> Vec<String> {
+    vec![
+        "-device".into(),
+        "virtio-serial-pci,id=vser,max_ports=2".into(),
+        "-chardev".into(),
+        format!("socket,id=channel,fd={}", spec.channel_fd),
+        "-device".into(),
+        format!("virtserialport,bus=vser.0,chardev=channel,name={}", kdf_proto::PORT_NAME),
+    ]
+}
+
+fn share_args(share: &ShareDevice, index: usize) -> Vec<OsString> {
+    match share {
+        ShareDevice::Virtiofs { tag, socket } => vec![
+            "-chardev".into(),
+            format!("socket,id=fs{index},path={}", escape(&socket.to_string_lossy())).into(),
+            "-device".into(),
+            format!("vhost-user-fs-pci,chardev=fs{index},tag={tag}").into(),
+        ],
+        ShareDevice::NineP { tag, path, readonly } => {
+            let mut fsdev = OsString::from(format!("local,id=fs{index},security_model=none,multidevs=remap"));
+            if *readonly {
+                fsdev.push(",readonly=on");
+            }
+            fsdev.push(",path=");
+            // Paths may hold any byte but NUL; only the comma is special here.
+            fsdev.push(escape_os(path.as_os_str()));
+            vec![
+                "-fsdev".into(),
+                fsdev,
+                "-device".into(),
+                format!("virtio-9p-pci,fsdev=fs{index},mount_tag={tag}").into(),
+            ]
+        }
+    }
+}
+
+fn escape_os(value: &std::ffi::OsStr) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut out = Vec::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        out.push(b);
+        if b == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+fn gdb_args(spec: &VmSpec) -> Vec<String> {
+    match spec.gdb_port {
+        Some(port) => vec!["-gdb".into(), format!("tcp:127.0.0.1:{port}")],
+        None => Vec::new(),
+    }
+}
+
+/// The complete argv, program first.
+pub fn argv(spec: &VmSpec) -> Vec<OsString> {
+    let mut out: Vec<OsString> = vec![spec.qemu.clone().into()];
+    let strings = |v: Vec<String>| v.into_iter().map(OsString::from);
+    out.extend(strings(base_args()));
+    out.extend(strings(machine_args(spec)));
+    out.extend(boot_args(spec));
+    out.extend(strings(console_args(spec)));
+    out.extend(strings(channel_args(spec)));
+    for (i, share) in spec.shares.iter().enumerate() {
+        out.extend(share_args(share, i));
+    }
+    out.extend(strings(gdb_args(spec)));
+    out.extend(spec.extra.iter().cloned());
+    out
+}
+
+/// The kernel command line: kdf's essentials, quiet unless `verbose`, then the
+/// user's `--cmdline` (later arguments win in the kernel's parser).
+pub fn cmdline(verbose: bool, extra: &[String]) -> String {
+    let mut args = vec![
+        "console=ttyS0",
+        // With -no-reboot, a triple-fault reset ends QEMU on any machine.
+        "reboot=t",
+        // A panic resets at once (so QEMU exits) instead of hanging the VM.
+        "panic=-1",
+        "rdinit=/init",
+    ];
+    if !verbose {
+        args.extend(["quiet", "loglevel=4"]);
+    }
+    let mut line = args.join(" ");
+    for e in extra {
+        line.push(' ');
+        line.push_str(e);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VmSpec {
+        VmSpec {
+            qemu: "qemu-system-x86_64".into(),
+            accel: Accel::Tcg,
+            cpus: 2,
+            memory_mib: 512,
+            kernel: "/boot/vmlinux".into(),
+            initramfs: "/cache/i.cpio".into(),
+            cmdline: cmdline(false, &[]),
+            console_fd: 5,
+            channel_fd: 6,
+            shares: vec![
+                ShareDevice::Virtiofs { tag: "kdf0".into(), socket: "/run/kdf/fs0.sock".into() },
+                ShareDevice::NineP { tag: "kdf1".into(), path: "/tmp/a,b c".into(), readonly: true },
+            ],
+            gdb_port: Some(1234),
+            extra: vec!["-device".into(), "virtio-rng-pci".into()],
+        }
+    }
+
+    fn joined(spec: &VmSpec) -> String {
+        argv(spec).iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn tcg_uses_cpu_max_and_kvm_cpu_host() {
+        let mut s = spec();
+        assert!(joined(&s).contains("-machine q35,accel=tcg,memory-backend=mem -cpu max"));
+        s.accel = Accel::Kvm;
+        assert!(joined(&s).contains("accel=kvm,memory-backend=mem -cpu host"));
+    }
+
+    #[test]
+    fn memory_is_a_shared_memfd_of_the_same_size() {
+        let j = joined(&spec());
+        assert!(j.contains("-m 512M"));
+        assert!(j.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
+    }
+
+    #[test]
+    fn console_and_channel_use_the_passed_descriptors() {
+        let j = joined(&spec());
+        assert!(j.contains("-chardev socket,id=console,fd=5 -serial chardev:console"));
+        assert!(j.contains("socket,id=channel,fd=6"));
+        assert!(j.contains(&format!("name={}", kdf_proto::PORT_NAME)));
+    }
+
+    #[test]
+    fn shares_become_devices_with_commas_escaped() {
+        let j = joined(&spec());
+        assert!(j.contains(
+            "-chardev socket,id=fs0,path=/run/kdf/fs0.sock -device vhost-user-fs-pci,chardev=fs0,tag=kdf0"
+        ));
+        assert!(j.contains(
+            "-fsdev local,id=fs1,security_model=none,multidevs=remap,readonly=on,path=/tmp/a,,b c"
+        ));
+        assert!(j.contains("virtio-9p-pci,fsdev=fs1,mount_tag=kdf1"));
+    }
+
+    #[test]
+    fn gdb_listens_on_loopback_only_and_extra_args_come_last() {
+        let a = argv(&spec());
+        let j = joined(&spec());
+        assert!(j.contains("-gdb tcp:127.0.0.1:1234"));
+        assert_eq!(a[a.len() - 2..], [OsString::from("-device"), OsString::from("virtio-rng-pci")]);
+    }
+
+    #[test]
+    fn the_vm_always_exits_instead_of_rebooting() {
+        let j = joined(&spec());
+        assert!(j.contains("-no-reboot"));
+        assert!(j.contains("-nodefaults"));
+        let c = cmdline(false, &[]);
+        assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
+    }
+
+    #[test]
+    fn cmdline_is_quiet_unless_verbose_and_user_args_come_last() {
+        assert!(cmdline(false, &[]).contains("quiet"));
+        assert!(!cmdline(true, &[]).contains("quiet"));
+        assert!(cmdline(false, &["loglevel=7".into()]).ends_with(" loglevel=7"));
+    }
+}
