@@ -110,14 +110,21 @@ mod tests {
         while let Some(h) = r.read_next().unwrap() {
             let mut data = Vec::new();
             r.read_to_end(&mut data).unwrap();
-            seen.push((h.name().to_string(), h.mode(), h.uid(), h.mtime(), h.rdev(), data));
+            seen.push((h.name().to_string(), h.mode(), h.uid(), h.mtime(), data));
         }
         let names: Vec<_> = seen.iter().map(|s| s.0.as_str()).collect();
         assert_eq!(names, ["dev", "dev/console", "init", "kdf", "kdf/preload"]);
         assert_eq!(seen[2].1, 0o100755);
-        assert_eq!(seen[2].5, b"#!elf");
+        assert_eq!(seen[2].4, b"#!elf");
         assert_eq!(seen[1].1, 0o020600);
         assert!(seen.iter().all(|s| s.2 == 0 && s.3 == 0));
+    }
+
+    #[test]
+    fn char_devices_carry_their_numbers() {
+        let bytes = write(&[Entry::CharDev { path: "c".into(), mode: 0o600, major: 5, minor: 1 }]);
+        // Fields are 8 hex digits after the 6-byte magic; rdevmajor/minor are the 10th and 11th.
+        assert_eq!(&bytes[6 + 9 * 8..6 + 11 * 8], b"0000000500000001");
     }
 
     #[test]
