@@ -14,20 +14,47 @@ pub const TAIL_LINES: usize = 40;
 /// Prefix of console lines streamed with `-v`.
 pub const PREFIX: &str = "[console] ";
 
+/// Lines that explain a failure, kept even after they scroll out of the tail
+/// (a panic's backtrace is longer than the tail).
+const NOTABLE: &[&str] = &[
+    "Kernel panic - not syncing:",
+    "kdf-init: error: ",
+    "Initramfs unpacking failed",
+    "No working init found",
+    "BUG:",
+    "Oops",
+];
+
+#[derive(Debug, Default)]
+struct Lines {
+    tail: VecDeque<String>,
+    notable: Vec<String>,
+}
+
+/// The console's last lines and its notable ones.
 #[derive(Debug, Clone, Default)]
-pub struct Tail(Arc<Mutex<VecDeque<String>>>);
+pub struct Tail(Arc<Mutex<Lines>>);
 
 impl Tail {
     fn push(&self, line: String) {
-        let mut t = self.0.lock().unwrap();
-        if t.len() == TAIL_LINES {
-            t.pop_front();
+        let mut l = self.0.lock().unwrap();
+        if l.notable.len() < 16 && NOTABLE.iter().any(|p| line.contains(p)) {
+            l.notable.push(line.clone());
         }
-        t.push_back(line);
+        if l.tail.len() == TAIL_LINES {
+            l.tail.pop_front();
+        }
+        l.tail.push_back(line);
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().cloned().collect()
+        self.0.lock().unwrap().tail.iter().cloned().collect()
+    }
+
+    /// Notable lines first, then the tail: what [`diagnose`] reads.
+    pub fn evidence(&self) -> Vec<String> {
+        let l = self.0.lock().unwrap();
+        l.notable.iter().chain(&l.tail).cloned().collect()
     }
 }
 
@@ -98,6 +125,16 @@ mod tests {
     #[test]
     fn nothing_recognisable_is_none() {
         assert_eq!(diagnose(&lines("booting\nstill booting")), None);
+    }
+
+    #[test]
+    fn a_panic_line_is_kept_after_its_backtrace_scrolls_past() {
+        let tail = Tail::default();
+        let mut input = String::from("Kernel panic - not syncing: sysrq triggered crash\n");
+        input.extend((0..100).map(|i| format!(" ? frame{i}+0x10/0x20\n")));
+        pump(input.as_bytes(), tail.clone(), None, false);
+        assert!(!tail.lines().iter().any(|l| l.contains("panic")));
+        assert_eq!(diagnose(&tail.evidence()).unwrap(), "kernel panic: sysrq triggered crash");
     }
 
     #[test]

@@ -122,7 +122,8 @@ pub fn resolve_kernel(args: &crate::cli::KernelArgs) -> Result<Kernel> {
 fn transport(args: &RunArgs, kernel: &Kernel) -> (Transport, Option<PathBuf>) {
     let virtiofsd = std::env::var_os("KDF_VIRTIOFSD")
         .map(PathBuf::from)
-        .or_else(|| which("virtiofsd", &["/usr/libexec", "/usr/lib/qemu", "/usr/lib/virtiofsd"]));
+        // Not /usr/lib/qemu/virtiofsd: QEMU's old C daemon takes other flags.
+        .or_else(|| which("virtiofsd", &["/usr/libexec"]));
     if args.nine_p {
         return (Transport::NineP, None);
     }

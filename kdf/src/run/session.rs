@@ -354,10 +354,10 @@ impl Run<'_> {
                 "the guest did not finish booting within {secs}s (raise it with --boot-timeout)"
             )));
         }
-        if let Some(d) = self.daemons.iter_mut().find_map(|d| d.try_wait().map(|s| (s, d.stderr_tail()))) {
-            if self.qemu.try_wait().is_none() {
-                say(&format!("virtiofsd exited ({}) while the VM was running:\n{}", d.0, d.1));
-                return Some(self.fail("a virtiofsd serving the guest's files died"));
+        // (Only while QEMU runs: virtiofsd also exits when QEMU does.)
+        if self.qemu.try_wait().is_none() {
+            if let Some(status) = self.daemons.iter_mut().find_map(|d| d.try_wait()) {
+                return Some(self.fail(&format!("a virtiofsd serving the guest's files exited ({status})")));
             }
         }
         // QEMU exited: the channel reader delivers what is left, then Closed.
@@ -397,12 +397,17 @@ impl Run<'_> {
         for line in qemu_tail.lines().filter(|l| !l.trim().is_empty()) {
             say_raw(&format!("[qemu] {line}"));
         }
+        for d in &self.daemons {
+            for line in d.stderr_tail().lines().filter(|l| !l.trim().is_empty()) {
+                say_raw(&format!("[virtiofsd] {line}"));
+            }
+        }
     }
 
     /// The VM failed: the console's last lines, then one line saying why.
     fn fail(&self, what: &str) -> Attempt {
         self.print_tails();
-        let diagnosis = console::diagnose(&self.tail.lines());
+        let diagnosis = console::diagnose(&self.tail.evidence());
         match diagnosis {
             Some(d) => say(&format!("{what}: {d}")),
             None => say(what),

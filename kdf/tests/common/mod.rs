@@ -1,0 +1,138 @@
+//! Shared helpers for the VM integration tests: run the real `kdf` binary with
+//! an isolated cache, feed it stdin, and never wait forever.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The longest any single kdf invocation may take in a test.
+pub const LIMIT: Duration = Duration::from_secs(180);
+
+pub fn kdf_bin() -> PathBuf {
+    std::env::var_os("KDF_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kdf")))
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The kdf-init the tests boot: `KDF_INIT`, else the workspace's musl build.
+pub fn kdf_init() -> PathBuf {
+    let path = std::env::var_os("KDF_INIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/x86_64-unknown-linux-musl/release/kdf-init"));
+    assert!(
+        path.is_file(),
+        "kdf-init not found at {}: run scripts/test.sh, or build it with \
+         `cargo build --release -p kdf-init --target x86_64-unknown-linux-musl`",
+        path.display()
+    );
+    path
+}
+
+/// One cache for all tests (parallel runs share it, as users' runs do).
+pub fn cache_dir() -> PathBuf {
+    let dir = workspace().join("target/kdf-test-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `kdf` with the test cache and kdf-init, run in `cwd`.
+pub fn kdf(cwd: &Path) -> Command {
+    let mut cmd = Command::new(kdf_bin());
+    cmd.current_dir(cwd).env("XDG_CACHE_HOME", cache_dir()).env("KDF_INIT", kdf_init());
+    cmd
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl Out {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs `cmd` with `stdin` piped in (or /dev/null), killing it after `LIMIT`.
+pub fn run_with(mut cmd: Command, stdin: Option<Vec<u8>>) -> Out {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("spawn kdf");
+    let feeder = stdin.map(|data| {
+        let mut pipe = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            panic!("kdf did not finish within {LIMIT:?}: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let stdout = out_t.join().unwrap();
+    let stderr = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
+    use std::os::unix::process::ExitStatusExt;
+    let status = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Out { status, stdout, stderr, took }
+}
+
+/// `kdf run ARGS` in `cwd` with no stdin.
+pub fn run_in(cwd: &Path, args: &[&str]) -> Out {
+    let mut cmd = kdf(cwd);
+    cmd.arg("run").args(args);
+    run_with(cmd, None)
+}
+
+/// `kdf run -- ARGV` in a fresh temporary directory.
+pub fn run(argv: &[&str]) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--"];
+    args.extend_from_slice(argv);
+    run_in(dir.path(), &args)
+}
+
+/// `kdf run -- sh -c SCRIPT` in `cwd`.
+pub fn sh_in(cwd: &Path, script: &str) -> Out {
+    run_in(cwd, &["--", "sh", "-c", script])
+}
+
+pub fn sh(script: &str) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    sh_in(dir.path(), script)
+}
+
+/// Asserts success and returns stdout, showing stderr on failure.
+pub fn ok(out: Out) -> String {
+    assert_eq!(out.status, 0, "kdf failed; stderr:\n{}", out.stderr);
+    out.stdout_str()
+}

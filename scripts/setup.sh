@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian or Ubuntu machine for kdf: QEMU, a kernel to boot if
+# none is installed, virtiofsd, the Rust musl target, and kdf + kdf-init
+# (installed together into ~/.cargo/bin, so kdf finds kdf-init by itself).
+# Safe to re-run: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+# shellcheck disable=SC1091
+. /etc/os-release
+case "${ID:-} ${ID_LIKE:-}" in
+*ubuntu*) kernel_pkg=linux-image-generic ;;
+*) kernel_pkg=linux-image-amd64 ;;
+esac
+
+pkgs=(qemu-system-x86 qemu-utils kmod cpio busybox-static gcc make libc6-dev pkg-config
+  libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd)
+if ! compgen -G '/boot/vmlinuz-*' >/dev/null; then
+  pkgs+=("$kernel_pkg")
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  [ -x "$HOME/.cargo/bin/cargo" ] || {
+    log "installing Rust with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  }
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+rustup target add x86_64-unknown-linux-musl >/dev/null
+
+if ! command -v virtiofsd >/dev/null && [ ! -x /usr/libexec/virtiofsd ]; then
+  if apt-cache show virtiofsd >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends virtiofsd
+  else
+    log "building virtiofsd (about 3 minutes)"
+    cargo install --locked virtiofsd
+  fi
+fi
+
+log "building and installing kdf and kdf-init"
+cargo install --locked --quiet --path kdf --target-dir target
+cargo install --locked --quiet --path kdf-init --target x86_64-unknown-linux-musl --target-dir target
+
+for k in /boot/vmlinuz-*; do
+  [ -r "$k" ] || log "note: $k is not readable by $(id -un); kdf needs to read it (sudo chmod 0644 $k)"
+done
+log "done: try 'kdf run -- uname -a'"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs kdf's whole test suite: the unit tests of every crate, then the
+# integration tests that boot real VMs (under TCG where KVM cannot boot Linux)
+# with the host's kernel and with kdf's own minimal kernel built from source.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+cargo build --release -p kdf-init --target x86_64-unknown-linux-musl
+export KDF_INIT="$PWD/target/x86_64-unknown-linux-musl/release/kdf-init"
+
+# kdf's fast-profile kernel (built once, cached by source version and config).
+if [ -z "${KDF_TEST_KERNEL_BUILD:-}" ]; then
+  KDF_TEST_KERNEL_SRC=$(scripts/fetch-kernel-source.sh)
+  KDF_TEST_KERNEL_BUILD=$(scripts/build-test-kernel.sh "$KDF_TEST_KERNEL_SRC")
+  export KDF_TEST_KERNEL_SRC KDF_TEST_KERNEL_BUILD
+fi
+
+# VM tests are CPU-bound under TCG: a few at a time.
+cargo test --workspace -- --test-threads="${KDF_TEST_THREADS:-3}" "$@"
