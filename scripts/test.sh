@@ -16,5 +16,11 @@ if [ -z "${KDF_TEST_KERNEL_BUILD:-}" ]; then
   export KDF_TEST_KERNEL_SRC KDF_TEST_KERNEL_BUILD
 fi
 
+# As root (CI), a subset also runs as an unprivileged user.
+if [ "$(id -u)" -eq 0 ]; then
+  id kdf-test >/dev/null 2>&1 || useradd --system --create-home kdf-test
+  export KDF_TEST_USER=kdf-test
+fi
+
 # VM tests are CPU-bound under TCG: a few at a time.
 cargo test --workspace -- --test-threads="${KDF_TEST_THREADS:-3}" "$@"

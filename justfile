@@ -1,0 +1,21 @@
+# kdf's everyday commands; each is a thin wrapper around a script or kdf.
+
+# Install what kdf needs and kdf itself (fresh Debian/Ubuntu machine).
+setup:
+    scripts/setup.sh
+
+# Boot the newest installed kernel with the current directory and run ARGS (a shell without).
+run *ARGS:
+    kdf run {{ if ARGS == "" { "" } else { "-- " + ARGS } }}
+
+# Boot with a GDB stub on 127.0.0.1:1234 (attach with `just debug-attach`).
+debug *ARGS:
+    kdf run --debug {{ if ARGS == "" { "" } else { "-- " + ARGS } }}
+
+# The whole test suite.
+test *ARGS:
+    scripts/test.sh {{ARGS}}
+
+# Boot-time benchmark against virtme-ng and the floor.
+bench:
+    bench/boot.sh
