@@ -86,6 +86,20 @@ impl Guard {
         self.status
     }
 
+    /// Waits up to `limit` for it to exit (reaping it).
+    pub fn wait_for(&mut self, limit: std::time::Duration) -> Option<ExitStatus> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(s) = self.try_wait() {
+                return Some(s);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// The last lines it wrote to stderr.
     pub fn stderr_tail(&self) -> String {
         self.tail.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n")

@@ -33,7 +33,9 @@ fn start(args: &[&str]) -> Session {
     let mut cmd = kdf(&dir);
     cmd.arg("run").args(args);
     let slave = pty.slave;
-    cmd.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(slave.try_clone().unwrap());
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
     // SAFETY: setsid and TIOCSCTTY are async-signal-safe; they make the pty
     // kdf's controlling terminal, as in a real login.
     unsafe {
@@ -73,7 +75,11 @@ impl Session {
                 return from + at + what.len();
             }
             drop(seen);
-            assert!(start.elapsed() < Duration::from_secs(120), "never saw {what:?} in:\n{}", self.seen.lock().unwrap());
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "never saw {what:?} in:\n{}",
+                self.seen.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

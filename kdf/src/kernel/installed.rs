@@ -7,8 +7,13 @@ use anyhow::Result;
 use super::{from_file, version_cmp, Kernel};
 use crate::errors::hinted;
 
-const BOOT: &str = "/boot";
-const MODULES: &str = "/lib/modules";
+/// `/boot` and `/lib/modules`, or `KDF_BOOT_DIR`/`KDF_MODULES_DIR` for
+/// unusual layouts (and tests).
+pub fn dirs() -> (PathBuf, PathBuf) {
+    let get =
+        |var: &str, default: &str| std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| default.into());
+    (get("KDF_BOOT_DIR", "/boot"), get("KDF_MODULES_DIR", "/lib/modules"))
+}
 
 /// Releases with both an image and a module directory, newest last.
 pub fn releases(boot: &Path, modules: &Path) -> Vec<String> {
@@ -24,21 +29,26 @@ pub fn releases(boot: &Path, modules: &Path) -> Vec<String> {
 }
 
 pub fn resolve(version: Option<&str>) -> Result<Kernel> {
+    let (boot, modules_root) = dirs();
     let version = match version {
         Some(v) => v.to_string(),
-        None => releases(Path::new(BOOT), Path::new(MODULES)).pop().ok_or_else(|| {
+        None => releases(&boot, &modules_root).pop().ok_or_else(|| {
             hinted(
-                "no installed kernel found (looked for /boot/vmlinuz-<V> with /lib/modules/<V>)",
+                format!(
+                    "no installed kernel found (looked for {}/vmlinuz-<V> with {}/<V>)",
+                    boot.display(),
+                    modules_root.display()
+                ),
                 "install one (`sudo apt install linux-image-amd64`), or pass --kernel PATH",
             )
         })?,
     };
-    let image = PathBuf::from(BOOT).join(format!("vmlinuz-{version}"));
-    let modules = PathBuf::from(MODULES).join(&version);
+    let image = boot.join(format!("vmlinuz-{version}"));
+    let modules = modules_root.join(&version);
     if !image.exists() {
         return Err(hinted(
             format!("kernel release {version} is not installed: {} does not exist", image.display()),
-            format!("installed releases: {}", releases(Path::new(BOOT), Path::new(MODULES)).join(", ")),
+            format!("installed releases: {}", releases(&boot, &modules_root).join(", ")),
         ));
     }
     if !modules.join("modules.dep").exists() {

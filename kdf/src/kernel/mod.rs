@@ -97,10 +97,11 @@ pub fn from_file(path: &Path) -> Result<Kernel> {
         image::Kind::Elf => image::elf_release(&bytes),
     };
     let boot = boot::bootable(path, &bytes, kind)?;
-    let installed = release.as_deref().map(|r| Path::new("/lib/modules").join(r));
+    let (boot_dir, modules_root) = installed::dirs();
+    let installed = release.as_deref().map(|r| modules_root.join(r));
     let modules_dir = installed.filter(|d| d.join("modules.dep").exists());
     let config = match &release {
-        Some(r) => read_config(&Path::new("/boot").join(format!("config-{r}")))?,
+        Some(r) => read_config(&boot_dir.join(format!("config-{r}")))?,
         None => None,
     };
     Ok(Kernel { image: path.to_path_buf(), boot, release, modules_dir, guest_modules: None, config })

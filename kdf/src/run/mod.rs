@@ -127,9 +127,12 @@ fn transport(args: &RunArgs, kernel: &Kernel) -> (Transport, Option<PathBuf>) {
     if args.nine_p {
         return (Transport::NineP, None);
     }
-    let kernel_lacks_virtiofs = kernel.config.as_ref().is_some_and(|c| !c.enabled("CONFIG_VIRTIO_FS"));
+    // Fall back to 9p for a kernel without virtiofs only if it has 9p; else
+    // keep virtiofs so the check names the missing option.
+    let only_9p =
+        kernel.config.as_ref().is_some_and(|c| !c.enabled("CONFIG_VIRTIO_FS") && c.enabled("CONFIG_9P_FS"));
     match virtiofsd {
-        Some(v) if !kernel_lacks_virtiofs => (Transport::Virtiofs, Some(v)),
+        Some(v) if !only_9p => (Transport::Virtiofs, Some(v)),
         Some(_) => {
             say("the kernel lacks CONFIG_VIRTIO_FS; sharing files over 9p");
             (Transport::NineP, None)

@@ -303,8 +303,9 @@ impl Run<'_> {
         if self.decision.tentative && !self.ready {
             return Attempt::KvmFailed(why.unwrap_or_else(|| "the guest stopped during boot".into()));
         }
-        let what = match self.qemu.try_wait() {
-            Some(s) if !s.success() => format!("QEMU exited with {s} before the command finished"),
+        // The channel closes as QEMU dies: give it a moment to be reaped.
+        let what = match self.qemu.wait_for(Duration::from_millis(500)) {
+            Some(s) if !s.success() => format!("QEMU exited ({s}) before the command finished"),
             _ => "the VM stopped before the command finished".to_string(),
         };
         self.fail(&why.map(|w| format!("{what} ({w})")).unwrap_or(what))
