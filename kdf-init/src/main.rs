@@ -33,7 +33,9 @@ fn main() {
 
     let plan = must(None, "receive the plan", port.handshake(&release));
     let port = &mut Some(port);
+    marks.push(("plan".into(), system::uptime_us()));
     must(port.as_mut(), "load modules", kmod::load(&release, &plan.modules));
+    marks.push(("modules".into(), system::uptime_us()));
     system::configure(&plan);
     must(port.as_mut(), "mount the host's files", mounts::switch_to_host(&plan));
     must(port.as_mut(), "enter the working directory", command::check_cwd(&plan));

@@ -182,6 +182,24 @@ fn mount_system(m: &SystemMount, prefix: &str) -> Result<(), Fatal> {
     }
 }
 
+const MODPROBE: &str = "/proc/sys/kernel/modprobe";
+
+/// Runs `f` with kernel module autoloading off. Mounting bpffs otherwise makes
+/// the kernel run the host's modprobe for `bpf_preload` (a module with a
+/// user-mode helper): about 100 ms under TCG on every boot, for two debug
+/// iterator files. Autoloading is restored for the command.
+fn without_module_autoload<T>(f: impl FnOnce() -> T) -> T {
+    let saved = std::fs::read_to_string(MODPROBE).ok();
+    if saved.is_some() {
+        let _ = std::fs::write(MODPROBE, "\n");
+    }
+    let result = f();
+    if let Some(path) = saved {
+        let _ = std::fs::write(MODPROBE, path);
+    }
+    result
+}
+
 fn is_mountpoint(p: &str) -> bool {
     let parent = Path::new(p).parent().unwrap_or(Path::new("/"));
     match (std::fs::metadata(p), std::fs::metadata(parent)) {
@@ -217,9 +235,7 @@ pub fn switch_to_host(plan: &Plan) -> Result<(), Fatal> {
         .map_err(|e| Fatal(format!("cannot move {NEW_ROOT} to /: {}", e.desc())))?;
     nix::unistd::chroot(".")?;
     nix::unistd::chdir("/")?;
-    for m in SYSTEM {
-        mount_system(m, "")?;
-    }
+    without_module_autoload(|| SYSTEM.iter().try_for_each(|m| mount_system(m, "")))?;
     for step in share_steps(rest) {
         match step {
             Step::Mkdir(dir) => std::fs::create_dir_all(&dir)
