@@ -457,3 +457,15 @@ fn sigint_goes_to_the_command_first() {
     assert_eq!(rest, "got-int\n");
     assert_eq!(status.code(), Some(7));
 }
+
+#[test]
+fn build_initramfs_with_an_extra_module_loads_it_at_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = installed_releases().pop().expect("an installed kernel");
+    let dummy = format!("/lib/modules/{release}/kernel/drivers/net/dummy.ko");
+    let mut cmd = kdf(dir.path());
+    cmd.args(["build", "initramfs", "--release", &release, "--module", &dummy, "-o", "extra.cpio"]);
+    ok(run_with(cmd, None));
+    let out = run_in(dir.path(), &["--release", &release, "--initramfs", "extra.cpio", "--", "grep", "-c", "^dummy ", "/proc/modules"]);
+    assert_eq!(ok(out), "1\n");
+}
