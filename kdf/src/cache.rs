@@ -53,7 +53,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(".tmp-")
         .tempfile_in(dir)
         .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;
+    // Readable like any file the user writes (tempfile creates 0600).
+    use std::os::unix::fs::PermissionsExt;
     tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)))
         .and_then(|()| tmp.as_file().sync_data())
         .with_context(|| format!("failed to write {} (is the disk full?)", path.display()))?;
     tmp.persist(path).with_context(|| format!("failed to rename into {}", path.display()))?;

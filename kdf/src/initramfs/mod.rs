@@ -9,7 +9,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use kdf_proto::modules_dep::{module_name, ModulesDep};
 
 use crate::cache;
@@ -133,10 +133,12 @@ fn selection(
 pub fn gather(kernel: &Kernel, init: Vec<u8>, extra: &[PathBuf]) -> Result<Contents> {
     let extra = read_extra(extra)?;
     let mut contents = Contents { init, release: kernel.release.clone(), ..Default::default() };
-    let Some((dir, mut dep, order)) = selection(kernel, &extra)? else {
-        contents.preload = extra.iter().map(|(p, _)| module_name(p)).collect();
-        return Ok(contents);
-    };
+    // A kernel without a modules directory (everything built in, or a Nix
+    // build sandbox) still gets the extra modules, under `extra/`.
+    let (dir, mut dep, order) = selection(kernel, &extra)?.unwrap_or_default();
+    if !extra.is_empty() && contents.release.is_none() {
+        bail!("cannot place --module files: the kernel's release is unknown (no version in its image)");
+    }
     for path in &order {
         let data = std::fs::read(dir.join(path))
             .with_context(|| format!("failed to read module {}", dir.join(path).display()))?;
@@ -246,6 +248,26 @@ mod tests {
         ] {
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
+    }
+
+    #[test]
+    fn extra_modules_are_kept_for_a_kernel_without_a_modules_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let ko = dir.path().join("hello.ko");
+        std::fs::write(&ko, b"\x7fELF\0depends=\0").unwrap();
+        let kernel = Kernel {
+            image: "bzImage".into(),
+            boot: "bzImage".into(),
+            release: Some("7.3.4".into()),
+            modules_dir: None,
+            guest_modules: None,
+            config: None,
+        };
+        let c = gather(&kernel, b"init".to_vec(), &[ko]).unwrap();
+        assert_eq!(c.preload, ["hello"]);
+        assert_eq!(c.modules.len(), 1);
+        assert_eq!(c.modules[0].path, "extra/hello.ko");
+        assert_eq!(c.modules_dep, "extra/hello.ko:\n");
     }
 
     #[test]

@@ -97,13 +97,14 @@ fn install_modules(dir: &Path, release: &str) -> Result<PathBuf> {
     }
     let staging = base.join("staging");
     let _ = std::fs::remove_dir_all(&staging);
-    let out = Command::new("make")
-        .arg("-C")
-        .arg(dir)
-        .arg("-s")
-        .arg(format!("INSTALL_MOD_PATH={}", staging.display()))
-        .arg("INSTALL_MOD_STRIP=1")
-        .arg("DEPMOD=/sbin/depmod")
+    let mut make = Command::new("make");
+    make.arg("-C").arg(dir).arg("-s");
+    make.arg(format!("INSTALL_MOD_PATH={}", staging.display())).arg("INSTALL_MOD_STRIP=1");
+    // The kernel's default is /sbin/depmod, absent on NixOS: use the one on PATH.
+    if let Some(depmod) = crate::run::which("depmod", &["/sbin", "/usr/sbin"]) {
+        make.arg(format!("DEPMOD={}", depmod.display()));
+    }
+    let out = make
         .arg("modules_install")
         .output()
         .context("failed to run make modules_install (is make installed?)")?;

@@ -321,7 +321,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared> {
         .map(|(_, hard)| hard.min(1 << 20))
         .unwrap_or(1024);
     Ok(Prepared {
-        cmdline: qemu::cmdline(args.verbose, &args.cmdline),
+        cmdline: qemu::cmdline(args.verbose, args.debug.is_some(), &args.cmdline),
         kernel,
         qemu,
         initramfs,
@@ -413,6 +413,7 @@ pub fn vm_spec(
         accel,
         cpus: p.cpus,
         memory_mib: p.memory_mib,
+        firmware: firmware(&p.kernel),
         kernel: p.kernel.boot.clone(),
         initramfs: p.initramfs.clone(),
         cmdline: p.cmdline.clone(),
@@ -422,6 +423,15 @@ pub fn vm_spec(
         gdb_port: p.gdb_port,
         extra: p.qemu_extra.clone(),
     }
+}
+
+/// qboot boots faster than SeaBIOS (about 0.1-0.3 s under TCG), but leaves
+/// interrupt routing to ACPI: a kernel without CONFIG_ACPI never sees its
+/// virtio devices. Use it only when the kernel's config says ACPI is there.
+fn firmware(kernel: &Kernel) -> Option<PathBuf> {
+    let qboot = PathBuf::from("/usr/share/qemu/qboot.rom");
+    let acpi = kernel.config.as_ref().is_some_and(|c| c.builtin("CONFIG_ACPI"));
+    (acpi && qboot.is_file()).then_some(qboot)
 }
 
 /// Shell-quotes one argument for display.

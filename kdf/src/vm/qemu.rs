@@ -28,6 +28,8 @@ pub struct VmSpec {
     pub accel: Accel,
     pub cpus: u32,
     pub memory_mib: u64,
+    /// `-bios`: qboot where it works (faster than SeaBIOS), else QEMU's default.
+    pub firmware: Option<PathBuf>,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
     pub cmdline: String,
@@ -82,14 +84,17 @@ fn base_args() -> Vec<String> {
 }
 
 fn boot_args(spec: &VmSpec) -> Vec<OsString> {
-    vec![
-        "-kernel".into(),
-        spec.kernel.clone().into(),
-        "-initrd".into(),
-        spec.initramfs.clone().into(),
-        "-append".into(),
-        spec.cmdline.clone().into(),
-    ]
+    let firmware = spec.firmware.iter().flat_map(|f| [OsString::from("-bios"), f.clone().into()]);
+    firmware
+        .chain([
+            "-kernel".into(),
+            spec.kernel.clone().into(),
+            "-initrd".into(),
+            spec.initramfs.clone().into(),
+            "-append".into(),
+            spec.cmdline.clone().into(),
+        ])
+        .collect()
 }
 
 fn console_args(spec: &VmSpec) -> Vec<String> {
@@ -176,7 +181,7 @@ pub fn argv(spec: &VmSpec) -> Vec<OsString> {
 
 /// The kernel command line: kdf's essentials, quiet unless `verbose`, then the
 /// user's `--cmdline` (later arguments win in the kernel's parser).
-pub fn cmdline(verbose: bool, extra: &[String]) -> String {
+pub fn cmdline(verbose: bool, debug: bool, extra: &[String]) -> String {
     let mut args = vec![
         "console=ttyS0",
         // With -no-reboot, a triple-fault reset ends QEMU on any machine.
@@ -187,6 +192,11 @@ pub fn cmdline(verbose: bool, extra: &[String]) -> String {
     ];
     if !verbose {
         args.extend(["quiet", "loglevel=4"]);
+    }
+    if debug {
+        // GDB's symbols match only an unrandomised kernel (a bzImage boot
+        // would otherwise apply KASLR; a PVH boot never does).
+        args.push("nokaslr");
     }
     let mut line = args.join(" ");
     for e in extra {
@@ -204,11 +214,12 @@ mod tests {
         VmSpec {
             qemu: "qemu-system-x86_64".into(),
             accel: Accel::Tcg,
+            firmware: Some("/usr/share/qemu/qboot.rom".into()),
             cpus: 2,
             memory_mib: 512,
             kernel: "/boot/vmlinux".into(),
             initramfs: "/cache/i.cpio".into(),
-            cmdline: cmdline(false, &[]),
+            cmdline: cmdline(false, false, &[]),
             console_fd: 5,
             channel_fd: 6,
             shares: vec![
@@ -230,6 +241,14 @@ mod tests {
         assert!(joined(&s).contains("-machine q35,accel=tcg,memory-backend=mem -cpu max"));
         s.accel = Accel::Kvm;
         assert!(joined(&s).contains("accel=kvm,memory-backend=mem -cpu host"));
+    }
+
+    #[test]
+    fn firmware_is_passed_only_when_chosen() {
+        let mut s = spec();
+        assert!(joined(&s).contains("-bios /usr/share/qemu/qboot.rom -kernel /boot/vmlinux"));
+        s.firmware = None;
+        assert!(!joined(&s).contains("-bios"));
     }
 
     #[test]
@@ -272,14 +291,15 @@ mod tests {
         let j = joined(&spec());
         assert!(j.contains("-no-reboot"));
         assert!(j.contains("-nodefaults"));
-        let c = cmdline(false, &[]);
+        let c = cmdline(false, false, &[]);
+        assert!(cmdline(false, true, &[]).contains("nokaslr"));
         assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
     }
 
     #[test]
     fn cmdline_is_quiet_unless_verbose_and_user_args_come_last() {
-        assert!(cmdline(false, &[]).contains("quiet"));
-        assert!(!cmdline(true, &[]).contains("quiet"));
-        assert!(cmdline(false, &["loglevel=7".into()]).ends_with(" loglevel=7"));
+        assert!(cmdline(false, false, &[]).contains("quiet"));
+        assert!(!cmdline(true, false, &[]).contains("quiet"));
+        assert!(cmdline(false, false, &["loglevel=7".into()]).ends_with(" loglevel=7"));
     }
 }
