@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Evaluates kdf's flake offline against build/tests/mock-nixpkgs (no nixpkgs
+# download, nothing built): the flake's outputs, the generated scripts, and
+# the builders' error messages. Needs only `nix` (2.8 or newer).
+#
+#   build/tests/eval-flake.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# A path: flake of the files the flake reads (git-untracked files included).
+mkdir -p "$work/flake"
+cp -r "$root"/{flake.nix,flake.lock,build,modules,configs,Cargo.toml,Cargo.lock,kdf,kdf-init,kdf-proto} "$work/flake/"
+cp -r "$root/build/tests/mock-nixpkgs" "$work/mock"
+
+nix=(nix --extra-experimental-features "nix-command flakes")
+mock=(--override-input nixpkgs "path:$work/mock")
+quiet() { grep -v "^warning: not writing\|^• Updated\|^    'github\|^  → 'path\|^warning: unknown flake output 'lib'" || true; }
+
+echo "flake check (no build)"
+"${nix[@]}" flake check --no-build "${mock[@]}" "path:$work/flake" 2>&1 | quiet
+
+for attr in runQemu.text runGdb.text runGdb.passthru.gdbinit.text initramfs.buildCommand; do
+  "${nix[@]}" eval --raw "${mock[@]}" "path:$work/flake#packages.x86_64-linux.$attr" 2>/dev/null >/dev/null \
+    || { echo "error: packages.x86_64-linux.$attr does not evaluate" >&2; exit 1; }
+done
+echo "scripts evaluate"
+
+# Each case must fail evaluation with its builder's message (`expect`).
+cat > "$work/errors.nix" <<NIX
+let
+  pkgs = (builtins.getFlake "path:$work/mock").legacyPackages.x86_64-linux;
+  b = import $work/flake/build { inherit pkgs; };
+  inherit (pkgs.linux_latest) src version;
+  noRust = b.buildKernel { inherit src version; configfile = b.buildKernelConfig { inherit src version; enableRust = false; }; };
+in {
+  profile = {
+    expect = "buildKernelConfig: profile = \\"tiny\\" is not a kdf profile";
+    value = (b.buildKernelConfig { inherit src version; profile = "tiny"; }).fragments;
+  };
+  rustKasan = {
+    expect = "buildKernelConfig: Rust and KASAN together need a clang-built kernel";
+    value = (b.buildKernelConfig { inherit src version; profile = "debug"; enableRust = true; }).name;
+  };
+  rustModule = {
+    expect = "buildRustModule (x): the kernel";
+    value = (b.buildRustModule { kernel = noRust; } { name = "x"; src = $work/flake/modules/rust; }).name;
+  };
+  noModules = {
+    expect = "buildKernel: the configfile has CONFIG_MODULES off";
+    value = (b.buildKernel { inherit src version; configfile = b.buildKernelConfig { inherit src version; structuredExtraConfig.MODULES = false; }; }).name;
+  };
+  configfile = {
+    expect = "buildKernel: configfile is neither a buildKernelConfig result nor a path";
+    value = (b.buildKernel { inherit src version; configfile = "x"; }).name;
+  };
+}
+NIX
+cases=$("${nix[@]}" eval --impure --raw --expr "builtins.concatStringsSep \" \" (builtins.attrNames (import $work/errors.nix))")
+for name in $cases; do
+  expect=$("${nix[@]}" eval --impure --raw --file "$work/errors.nix" "$name.expect")
+  out=$("${nix[@]}" eval --impure --file "$work/errors.nix" "$name.value" 2>&1 || true)
+  if ! grep -qF "$expect" <<<"$out"; then
+    echo "error: $name: expected an evaluation error containing \"$expect\", got:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+done
+echo "builder errors name the builder and the fix"
+echo "ok"
