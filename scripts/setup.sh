@@ -18,7 +18,7 @@ case "${ID:-} ${ID_LIKE:-}" in
 esac
 
 pkgs=(qemu-system-x86 qemu-utils kmod cpio busybox-static gcc make libc6-dev pkg-config
-  libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd)
+  libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd nix-bin)
 if ! compgen -G '/boot/vmlinuz-*' >/dev/null; then
   pkgs+=("$kernel_pkg")
 fi

@@ -22,5 +22,9 @@ if [ "$(id -u)" -eq 0 ]; then
   export KDF_TEST_USER=kdf-test
 fi
 
+# The flake: its pure functions, and the whole flake against a stand-in nixpkgs.
+nix-instantiate --eval --strict build/tests/config.nix
+build/tests/eval-flake.sh
+
 # VM tests are CPU-bound under TCG: a few at a time.
 cargo test --workspace -- --test-threads="${KDF_TEST_THREADS:-3}" "$@"
