@@ -29,6 +29,9 @@ pub enum Command {
     /// Build artifacts kdf uses
     #[command(subcommand)]
     Build(BuildCommand),
+    /// Configure and build minimal debug kernels from a source tree
+    #[command(subcommand)]
+    Kernel(crate::kernel_cmd::KernelCommand),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

@@ -7,7 +7,9 @@ mod child;
 mod cli;
 mod errors;
 mod initramfs;
+mod kconfig;
 mod kernel;
+mod kernel_cmd;
 mod nix;
 mod plan;
 mod run;
@@ -58,6 +60,7 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
             println!("{}", args.output.display());
             Ok(0)
         }
+        Command::Kernel(cmd) => kernel_cmd::run(&cmd),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kdf", &mut std::io::stdout());
             Ok(0)

@@ -466,6 +466,9 @@ fn build_initramfs_with_an_extra_module_loads_it_at_boot() {
     let mut cmd = kdf(dir.path());
     cmd.args(["build", "initramfs", "--release", &release, "--module", &dummy, "-o", "extra.cpio"]);
     ok(run_with(cmd, None));
-    let out = run_in(dir.path(), &["--release", &release, "--initramfs", "extra.cpio", "--", "grep", "-c", "^dummy ", "/proc/modules"]);
+    let out = run_in(
+        dir.path(),
+        &["--release", &release, "--initramfs", "extra.cpio", "--", "grep", "-c", "^dummy ", "/proc/modules"],
+    );
     assert_eq!(ok(out), "1\n");
 }

@@ -56,12 +56,21 @@ enum Frame {
 }
 
 /// The entry that attribute lines (`depends on`, `select`, ...) belong to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Current {
+    #[default]
     None,
     Config,
     Menu,
     Choice,
+}
+
+/// Where the reader is in one file: the entry, and the symbol being defined
+/// with its definition's index.
+#[derive(Debug, Default)]
+struct Cursor {
+    current: Current,
+    symbol: Option<(String, usize)>,
 }
 
 /// Nesting deeper than this is a `source` loop.
@@ -191,91 +200,94 @@ impl Loader<'_> {
             return;
         }
         let Some(text) = (self.read)(path) else { return };
-        let mut current = Current::None;
-        // The symbol being defined, and its definition's index.
-        let mut symbol: Option<(String, usize)> = None;
+        let mut cursor = Cursor::default();
         for (number, line) in logical_lines(&text) {
             let line = strip_comment(&line).trim().to_string();
             let at = format!("{path}:{number}");
             let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line.as_str(), ""));
             let rest = rest.trim();
             match word {
-                "config" | "menuconfig" => {
-                    let name = rest.to_string();
-                    let def = Definition {
-                        at,
-                        depends: self.context(),
-                        choice: self.innermost_choice(),
-                        ..Definition::default()
-                    };
-                    if let Some(c) = def.choice {
-                        self.symbols.choices[c].push(name.clone());
-                    }
-                    let defs = self.symbols.defs.entry(name.clone()).or_default();
-                    defs.push(def);
-                    symbol = Some((name, defs.len() - 1));
-                    current = Current::Config;
-                }
-                "choice" => {
-                    self.symbols.choices.push(Vec::new());
-                    let index = self.symbols.choices.len() - 1;
-                    self.stack.push(Frame::Choice { index, deps: Vec::new() });
-                    current = Current::Choice;
-                }
-                "menu" => {
-                    self.stack.push(Frame::Menu(Vec::new()));
-                    current = Current::Menu;
-                }
-                "if" => {
-                    let expr = collapse(rest);
-                    let dep = Dep { text: format!("if {expr}"), expr, at };
-                    self.stack.push(Frame::If(dep));
-                    current = Current::None;
-                }
+                "config" | "menuconfig" => cursor = self.start_config(rest, at),
+                "choice" | "menu" | "if" => cursor = self.open_block(word, rest, at),
                 "endchoice" | "endmenu" | "endif" => {
                     self.stack.pop();
-                    current = Current::None;
+                    cursor = Cursor::default();
                 }
                 "source" | "osource" | "rsource" | "orsource" => {
                     if let Some(target) = quoted(rest) {
                         let target = target.replace("$(SRCARCH)", self.srcarch);
-                        let target = match word.ends_with("rsource") {
-                            true => relative_to(path, &target),
-                            false => target,
-                        };
+                        let target =
+                            if word.ends_with("rsource") { relative_to(path, &target) } else { target };
                         self.file(&target, depth + 1);
                     }
-                    current = Current::None;
+                    cursor = Cursor::default();
                 }
-                "comment" | "mainmenu" => current = Current::None,
-                "depends" => {
-                    let expr = collapse(rest.strip_prefix("on").unwrap_or(rest));
-                    self.depends(current, symbol.as_ref(), expr, at);
-                }
-                "bool" | "tristate" | "string" | "int" | "hex" | "def_bool" | "def_tristate"
-                    if current == Current::Config =>
-                {
-                    if let Some(def) = self.definition(symbol.as_ref()) {
-                        def.kind = word.trim_start_matches("def_").to_string();
-                        def.prompt |= !word.starts_with("def_") && quoted(rest).is_some();
-                    }
-                }
-                "prompt" if current == Current::Config => {
-                    if let Some(def) = self.definition(symbol.as_ref()) {
-                        def.prompt = true;
-                    }
-                }
-                "select" | "imply" if current == Current::Config => {
-                    let Some((by, _)) = &symbol else { continue };
-                    let (target, cond) = match rest.split_once(" if ") {
-                        Some((t, c)) => (t.trim(), Some(c.trim().to_string())),
-                        None => (rest, None),
-                    };
-                    let select = Select { by: by.clone(), cond, at, imply: word == "imply" };
-                    self.symbols.selects.entry(target.to_string()).or_default().push(select);
-                }
-                _ => {}
+                "comment" | "mainmenu" => cursor = Cursor::default(),
+                _ => self.attribute(&cursor, word, rest, at),
             }
+        }
+    }
+
+    fn start_config(&mut self, name: &str, at: String) -> Cursor {
+        let def = Definition {
+            at,
+            depends: self.context(),
+            choice: self.innermost_choice(),
+            ..Definition::default()
+        };
+        if let Some(c) = def.choice {
+            self.symbols.choices[c].push(name.to_string());
+        }
+        let defs = self.symbols.defs.entry(name.to_string()).or_default();
+        defs.push(def);
+        Cursor { current: Current::Config, symbol: Some((name.to_string(), defs.len() - 1)) }
+    }
+
+    fn open_block(&mut self, word: &str, rest: &str, at: String) -> Cursor {
+        let (frame, current) = match word {
+            "choice" => {
+                self.symbols.choices.push(Vec::new());
+                (Frame::Choice { index: self.symbols.choices.len() - 1, deps: Vec::new() }, Current::Choice)
+            }
+            "menu" => (Frame::Menu(Vec::new()), Current::Menu),
+            _ => {
+                let expr = collapse(rest);
+                (Frame::If(Dep { text: format!("if {expr}"), expr, at }), Current::None)
+            }
+        };
+        self.stack.push(frame);
+        Cursor { current, symbol: None }
+    }
+
+    /// A line inside an entry: `depends on`, the type, `prompt`, `select`.
+    fn attribute(&mut self, cursor: &Cursor, word: &str, rest: &str, at: String) {
+        let symbol = cursor.symbol.as_ref();
+        match word {
+            "depends" => {
+                let expr = collapse(rest.strip_prefix("on").unwrap_or(rest));
+                self.depends(cursor.current, symbol, expr, at);
+            }
+            "bool" | "tristate" | "string" | "int" | "hex" | "def_bool" | "def_tristate" => {
+                if let Some(def) = self.definition(symbol) {
+                    def.kind = word.trim_start_matches("def_").to_string();
+                    def.prompt |= !word.starts_with("def_") && quoted(rest).is_some();
+                }
+            }
+            "prompt" => {
+                if let Some(def) = self.definition(symbol) {
+                    def.prompt = true;
+                }
+            }
+            "select" | "imply" => {
+                let Some((by, _)) = symbol else { return };
+                let (target, cond) = match rest.split_once(" if ") {
+                    Some((t, c)) => (t.trim(), Some(c.trim().to_string())),
+                    None => (rest, None),
+                };
+                let select = Select { by: by.clone(), cond, at, imply: word == "imply" };
+                self.symbols.selects.entry(target.to_string()).or_default().push(select);
+            }
+            _ => {}
         }
     }
 

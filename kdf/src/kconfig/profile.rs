@@ -11,16 +11,19 @@ pub struct Builtin {
     pub text: &'static str,
 }
 
-pub const VM: Builtin = Builtin { name: "configs/vm.config", text: include_str!("../../../configs/vm.config") };
+pub const VM: Builtin =
+    Builtin { name: "configs/vm.config", text: include_str!("../../../configs/vm.config") };
 pub const FAST: Builtin =
     Builtin { name: "configs/fast.config", text: include_str!("../../../configs/fast.config") };
 pub const DEBUG: Builtin =
     Builtin { name: "configs/debug.config", text: include_str!("../../../configs/debug.config") };
 pub const RUST: Builtin =
     Builtin { name: "configs/rust.config", text: include_str!("../../../configs/rust.config") };
-pub const BPF: Builtin = Builtin { name: "configs/bpf.config", text: include_str!("../../../configs/bpf.config") };
+pub const BPF: Builtin =
+    Builtin { name: "configs/bpf.config", text: include_str!("../../../configs/bpf.config") };
 
-/// Every compiled-in fragment (for the cache key and the tests).
+/// Every compiled-in fragment.
+#[cfg(test)]
 pub const ALL: [Builtin; 5] = [VM, FAST, DEBUG, RUST, BPF];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +138,9 @@ mod tests {
         ] {
             assert_eq!(f.value(on), &Value::Yes, "{on}");
         }
-        for off in ["CONFIG_KASAN", "CONFIG_PROVE_LOCKING", "CONFIG_UBSAN", "CONFIG_FTRACE", "CONFIG_BPF_SYSCALL"] {
+        for off in
+            ["CONFIG_KASAN", "CONFIG_PROVE_LOCKING", "CONFIG_UBSAN", "CONFIG_FTRACE", "CONFIG_BPF_SYSCALL"]
+        {
             assert_eq!(f.value(off), &Value::No, "{off}");
         }
     }

@@ -79,7 +79,10 @@ pub fn explain(m: &Mismatch, symbols: &Symbols, result: &Fragment) -> Vec<String
     }
     let wanted_on = matches!(m.requested.value, Value::Yes | Value::Module);
     if m.requested.value == Value::Module && *result.value("CONFIG_MODULES") != Value::Yes {
-        out.push(format!("CONFIG_MODULES={}: without modules, m cannot land", result.value("CONFIG_MODULES")));
+        out.push(format!(
+            "CONFIG_MODULES={}: without modules, m cannot land",
+            result.value("CONFIG_MODULES")
+        ));
     }
     let prompt = defs.iter().any(|d| d.prompt);
     if !prompt {
@@ -108,6 +111,9 @@ pub fn explain(m: &Mismatch, symbols: &Symbols, result: &Fragment) -> Vec<String
     out
 }
 
+/// At most this many misses are explained; the rest are named.
+const MAX_EXPLAINED: usize = 20;
+
 /// The whole message for a failed verification.
 pub fn report(mismatches: &[Mismatch], symbols: &Symbols, result: &Fragment) -> String {
     let mut out = format!(
@@ -115,7 +121,7 @@ pub fn report(mismatches: &[Mismatch], symbols: &Symbols, result: &Fragment) -> 
         mismatches.len(),
         if mismatches.len() == 1 { "" } else { "s" }
     );
-    for m in mismatches {
+    for m in mismatches.iter().take(MAX_EXPLAINED) {
         out.push_str(&format!(
             "\n  {}: requested {} ({}), got {}",
             m.requested.name, m.requested.value, m.requested.origin, m.got
@@ -124,6 +130,10 @@ pub fn report(mismatches: &[Mismatch], symbols: &Symbols, result: &Fragment) -> 
             out.push_str("\n      ");
             out.push_str(&line);
         }
+    }
+    if let Some(rest) = mismatches.get(MAX_EXPLAINED..).filter(|r| !r.is_empty()) {
+        let names: Vec<&str> = rest.iter().map(|m| m.requested.name.as_str()).collect();
+        out.push_str(&format!("\n  ... and {} more: {}", rest.len(), names.join(", ")));
     }
     out
 }
@@ -196,7 +206,10 @@ config VIRTIO_FS
         assert!(text.starts_with("1 requested option did not land:"), "{text}");
         assert!(text.contains("CONFIG_RUST: requested y (req.config:2), got n"), "{text}");
         assert!(text.contains("Kconfig:3: depends on RUST_IS_AVAILABLE  (RUST_IS_AVAILABLE=y)"), "{text}");
-        assert!(text.contains("Kconfig:4: depends on !KASAN || CC_IS_CLANG  (KASAN=y, CC_IS_CLANG=n)"), "{text}");
+        assert!(
+            text.contains("Kconfig:4: depends on !KASAN || CC_IS_CLANG  (KASAN=y, CC_IS_CLANG=n)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -204,7 +217,10 @@ config VIRTIO_FS
         let req = fragment("CONFIG_DEBUG_INFO=y\n");
         let res = fragment("CONFIG_DEBUG_INFO_NONE=y\n");
         let lines = explain(&verify(&req, &res)[0], &symbols(), &res);
-        assert!(lines.contains(&"it has no prompt: only a select or a default sets it".to_string()), "{lines:?}");
+        assert!(
+            lines.contains(&"it has no prompt: only a select or a default sets it".to_string()),
+            "{lines:?}"
+        );
         assert!(lines.iter().any(|l| l.ends_with("selected by DEBUG_INFO_DWARF5 (n)")), "{lines:?}");
     }
 
@@ -213,7 +229,10 @@ config VIRTIO_FS
         let req = fragment("CONFIG_DEBUG_INFO_DWARF5=y\n");
         let res = fragment("CONFIG_DEBUG_INFO_NONE=y\n");
         let lines = explain(&verify(&req, &res)[0], &symbols(), &res);
-        assert!(lines.contains(&"it is a choice member; the choice has DEBUG_INFO_NONE".to_string()), "{lines:?}");
+        assert!(
+            lines.contains(&"it is a choice member; the choice has DEBUG_INFO_NONE".to_string()),
+            "{lines:?}"
+        );
     }
 
     #[test]
@@ -238,6 +257,18 @@ config VIRTIO_FS
         assert!(text.contains("no Kconfig file of this source tree defines VIRTIO_FSS"), "{text}");
         assert!(text.contains("it is a bool: it can be y or n, not m"), "{text}");
         assert!(text.contains("CONFIG_MODULES=n: without modules, m cannot land"), "{text}");
+    }
+
+    #[test]
+    fn long_reports_explain_the_first_misses_and_name_the_rest() {
+        let text: String = (0..25).map(|i| format!("CONFIG_X{i}=y\n")).collect();
+        let res = fragment("");
+        let report = report(&verify(&fragment(&text), &res), &symbols(), &res);
+        assert!(report.starts_with("25 requested options did not land:"), "{report}");
+        assert_eq!(report.matches("no Kconfig file").count(), MAX_EXPLAINED);
+        assert!(
+            report.ends_with("... and 5 more: CONFIG_X20, CONFIG_X21, CONFIG_X22, CONFIG_X23, CONFIG_X24")
+        );
     }
 
     #[test]

@@ -1,0 +1,276 @@
+//! Running the kernel's `make`: the argv as a pure function of a [`Make`]
+//! spec, a quiet run whose output is shown only on failure (configuration
+//! steps), and a build run that condenses kbuild's `  CC  file.o` lines into
+//! a progress line.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::errors::hinted;
+
+/// One `make` invocation on a kernel tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Make {
+    pub src: PathBuf,
+    pub build: PathBuf,
+    /// `-jN`; none for configuration steps.
+    pub jobs: Option<u32>,
+    /// `LLVM=1`: clang, ld.lld and the LLVM binutils instead of GCC's.
+    pub llvm: bool,
+    /// `VAR=value` arguments, e.g. `KCONFIG_ALLCONFIG=...`.
+    pub vars: Vec<String>,
+    pub targets: Vec<String>,
+}
+
+/// `make -C SRC O=BUILD [-jN] [LLVM=1] [VARS...] TARGETS...`
+pub fn make_argv(m: &Make) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec!["make".into(), "-C".into(), m.src.clone().into()];
+    let mut o = OsString::from("O=");
+    o.push(&m.build);
+    argv.push(o);
+    if let Some(j) = m.jobs {
+        argv.push(format!("-j{j}").into());
+    }
+    if m.llvm {
+        argv.push("LLVM=1".into());
+    }
+    argv.extend(m.vars.iter().map(OsString::from));
+    argv.extend(m.targets.iter().map(OsString::from));
+    argv
+}
+
+fn command(argv: &[OsString]) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    cmd
+}
+
+fn spawn_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        hinted(
+            "make is not installed",
+            "install the kernel's build tools: sudo apt install build-essential flex bison bc libelf-dev libssl-dev",
+        )
+    } else {
+        anyhow::Error::new(e).context("failed to start make")
+    }
+}
+
+/// The output of a finished `make`, both streams.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub code: Option<i32>,
+    pub text: String,
+}
+
+/// Runs `make` with its output captured (both streams, in order of arrival
+/// per stream), for steps whose output matters only when they fail.
+pub fn run_captured(m: &Make) -> Result<Output> {
+    let out = command(&make_argv(m)).stdin(Stdio::null()).output().map_err(spawn_error)?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok(Output { success: out.status.success(), code: out.status.code(), text })
+}
+
+/// Whether a kbuild output line is one build step (`  CC      kernel/fork.o`).
+pub fn is_step(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("  ") else { return false };
+    let word = rest.split_whitespace().next().unwrap_or("");
+    !word.is_empty()
+        && word.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// `[ 42%] 1:05 CC kernel/fork.o` (the percentage when the previous full build's
+/// step count is known), cut to `width` columns.
+pub fn progress_line(
+    steps: usize,
+    expected: Option<usize>,
+    elapsed: Duration,
+    last: &str,
+    width: usize,
+) -> String {
+    let done = match expected {
+        Some(total) if total > 0 => format!("[{:3}%]", (steps * 100 / total).min(99)),
+        _ => format!("[{steps} steps]"),
+    };
+    let last = last.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = format!("kdf: {done} {} {last}", clock(elapsed));
+    line.chars().take(width.max(20)).collect()
+}
+
+/// How the build's progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Display {
+    /// One line rewritten in place.
+    Terminal { width: usize },
+    /// A line now and then, for logs.
+    Log { every: Duration },
+}
+
+/// The width of the terminal on stderr, where progress goes; 80 if unknown.
+fn terminal_width() -> usize {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes a winsize into our stack variable.
+    let rc = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) };
+    if rc == 0 && ws.ws_col > 0 {
+        usize::from(ws.ws_col)
+    } else {
+        80
+    }
+}
+
+/// What a build run saw: its status, step count and last lines of output.
+#[derive(Debug)]
+pub struct BuildRun {
+    pub success: bool,
+    pub code: Option<i32>,
+    pub steps: usize,
+    pub tail: Vec<String>,
+}
+
+/// Lines of stdout kept for the error message when a build fails.
+const TAIL: usize = 20;
+
+/// Passes make's stderr (warnings, errors) through, each line on a line of
+/// its own: on a terminal the progress line is cleared first, and redrawn at
+/// the next step.
+fn relay_stderr(pipe: std::process::ChildStderr, terminal: bool) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).split(b'\n') {
+            let Ok(line) = line else { break };
+            let mut err = std::io::stderr().lock();
+            if terminal {
+                let _ = err.write_all(b"\r\x1b[K");
+            }
+            let _ = err.write_all(&line).and_then(|()| err.write_all(b"\n"));
+        }
+    })
+}
+
+/// Runs a build: stdout becomes progress, stderr goes through.
+/// `expected` is the previous full build's step count.
+pub fn run_with_progress(m: &Make, expected: Option<usize>) -> Result<BuildRun> {
+    let mut child = command(&make_argv(m))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    let stdout = child.stdout.take().context("make's stdout")?;
+    let display = if std::io::stderr().is_terminal() {
+        Display::Terminal { width: terminal_width() }
+    } else {
+        Display::Log { every: Duration::from_secs(30) }
+    };
+    let relay = relay_stderr(
+        child.stderr.take().context("make's stderr")?,
+        matches!(display, Display::Terminal { .. }),
+    );
+    let started = Instant::now();
+    let mut last_report = started;
+    let (mut steps, mut tail) = (0usize, std::collections::VecDeque::with_capacity(TAIL));
+    for line in BufReader::new(stdout).split(b'\n') {
+        let line = String::from_utf8_lossy(&line.context("failed to read make's output")?).into_owned();
+        if tail.len() == TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line.clone());
+        if !is_step(&line) {
+            continue;
+        }
+        steps += 1;
+        let elapsed = started.elapsed();
+        let mut err = std::io::stderr().lock();
+        match display {
+            Display::Terminal { width } => {
+                let _ = write!(err, "\r{}\x1b[K", progress_line(steps, expected, elapsed, &line, width));
+            }
+            Display::Log { every } if last_report.elapsed() >= every => {
+                last_report = Instant::now();
+                let _ = writeln!(err, "{}", progress_line(steps, expected, elapsed, &line, 200));
+            }
+            Display::Log { .. } => {}
+        }
+    }
+    let status = child.wait().context("failed to wait for make")?;
+    let _ = relay.join();
+    if matches!(display, Display::Terminal { .. }) && steps > 0 {
+        let _ = write!(std::io::stderr(), "\r\x1b[K");
+    }
+    Ok(BuildRun { success: status.success(), code: status.code(), steps, tail: tail.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Make {
+        Make {
+            src: "/src/linux".into(),
+            build: "/src/linux/.kdf-build".into(),
+            jobs: None,
+            llvm: false,
+            vars: vec!["KCONFIG_ALLCONFIG=/b/kdf-requested.config".into()],
+            targets: vec!["allnoconfig".into()],
+        }
+    }
+
+    fn joined(m: &Make) -> String {
+        make_argv(m).iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn config_steps_run_without_jobs_and_with_gcc() {
+        assert_eq!(
+            joined(&spec()),
+            "make -C /src/linux O=/src/linux/.kdf-build KCONFIG_ALLCONFIG=/b/kdf-requested.config allnoconfig"
+        );
+    }
+
+    #[test]
+    fn builds_take_jobs_llvm_and_several_targets() {
+        let m = Make {
+            jobs: Some(8),
+            llvm: true,
+            vars: vec![],
+            targets: vec!["vmlinux".into(), "modules".into()],
+            ..spec()
+        };
+        assert_eq!(joined(&m), "make -C /src/linux O=/src/linux/.kdf-build -j8 LLVM=1 vmlinux modules");
+    }
+
+    #[test]
+    fn kbuild_step_lines_are_told_from_the_rest() {
+        assert!(is_step("  CC      kernel/fork.o"));
+        assert!(is_step("  LD [M]  samples/rust/rust_minimal.ko"));
+        assert!(is_step("  RUSTC L rust/core.o"));
+        assert!(is_step("  GEN     Makefile"));
+        assert!(!is_step("make[1]: Entering directory '/b'"));
+        assert!(!is_step("Kernel: arch/x86/boot/bzImage is ready  (#1)"));
+        assert!(!is_step("  "));
+        assert!(!is_step("   warning: unused"));
+    }
+
+    #[test]
+    fn progress_shows_a_percentage_once_a_build_was_counted() {
+        let d = Duration::from_secs(65);
+        assert_eq!(
+            progress_line(50, Some(200), d, "  CC      kernel/fork.o", 80),
+            "kdf: [ 25%] 1:05 CC kernel/fork.o"
+        );
+        assert_eq!(progress_line(300, Some(200), d, "  LD      vmlinux", 80), "kdf: [ 99%] 1:05 LD vmlinux");
+        assert_eq!(progress_line(7, None, d, "  CC      a.o", 80), "kdf: [7 steps] 1:05 CC a.o");
+        assert_eq!(progress_line(7, None, d, "  CC      a_very_long_path.o", 24).chars().count(), 24);
+    }
+}
