@@ -54,7 +54,9 @@ pub struct Prepared {
     pub plan: Plan,
     /// argv[0], for messages.
     pub program: String,
-    pub cmdline: String,
+    /// `--cmdline` values (kdf's own arguments depend on the accelerator).
+    pub cmdline: Vec<String>,
+    pub debug: bool,
     pub cpus: u32,
     pub memory_mib: u64,
     pub gdb_port: Option<u16>,
@@ -321,7 +323,8 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared> {
         .map(|(_, hard)| hard.min(1 << 20))
         .unwrap_or(1024);
     Ok(Prepared {
-        cmdline: qemu::cmdline(args.verbose, args.debug.is_some(), &args.cmdline),
+        cmdline: args.cmdline.clone(),
+        debug: args.debug.is_some(),
         kernel,
         qemu,
         initramfs,
@@ -416,7 +419,7 @@ pub fn vm_spec(
         firmware: firmware(&p.kernel),
         kernel: p.kernel.boot.clone(),
         initramfs: p.initramfs.clone(),
-        cmdline: p.cmdline.clone(),
+        cmdline: qemu::cmdline(p.verbose, p.debug, accel, &p.cmdline),
         console_fd,
         channel_fd,
         shares,
