@@ -248,11 +248,12 @@ fn a_guest_that_never_finishes_booting_hits_the_boot_timeout() {
         .status()
         .unwrap();
     assert!(status.success());
-    let out = m.run(&["--initramfs", "stuck.cpio", "--boot-timeout", "8", "-v", "--", "true"]);
+    // Long enough to reach /init on a loaded machine, short for a test.
+    let out = m.run(&["--initramfs", "stuck.cpio", "--boot-timeout", "15", "--", "true"]);
     assert_eq!(out.status, 125, "{}", out.stderr);
-    assert!(out.stderr.contains("did not finish booting within 8s"), "{}", out.stderr);
-    assert!(out.stderr.contains("stuck-init"), "console shown: {}", out.stderr);
-    assert!(out.took < Duration::from_secs(40));
+    assert!(out.stderr.contains("did not finish booting within 15s"), "{}", out.stderr);
+    assert!(out.stderr.contains("[console] stuck-init"), "the console tail is shown: {}", out.stderr);
+    assert!(out.took < Duration::from_secs(60));
     m.assert_clean();
 }
 
