@@ -14,15 +14,17 @@ fn dir(release: &str) -> String {
 }
 
 /// Loads the modules kdf-init needs before it can reach the host (the virtio
-/// transport and console), listed one per line in `/kdf/preload`.
+/// transport and console, named by kdf on the kernel command line), then the
+/// extra modules listed one per line in `/kdf/preload`.
 pub fn load_preload(release: &str) -> Result<(), Fatal> {
-    let list = match std::fs::read_to_string(format!("/{}", kdf_proto::PRELOAD_PATH)) {
-        Ok(list) => list,
-        // An initramfs for a kernel with everything built in has no list.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut names = kdf_proto::cmdline_preload(&cmdline);
+    match std::fs::read_to_string(format!("/{}", kdf_proto::PRELOAD_PATH)) {
+        Ok(list) => names.extend(list.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string)),
+        // Only an initramfs with extra modules has the list.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Fatal(format!("cannot read /{}: {e}", kdf_proto::PRELOAD_PATH))),
-    };
-    let names: Vec<&str> = list.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    }
     load(release, &names)
 }
 

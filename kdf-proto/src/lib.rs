@@ -19,8 +19,26 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The virtio-serial port name kdf-init looks for in `/sys/class/virtio-ports`.
 pub const PORT_NAME: &str = "org.kdf.ctl";
 
-/// Where kdf puts the list of modules kdf-init loads before it can talk to the host.
+/// Where kdf puts the list of extra modules (`kdf build initramfs --module`)
+/// kdf-init loads at boot.
 pub const PRELOAD_PATH: &str = "kdf/preload";
+
+/// The kernel command-line parameter naming the modules kdf-init loads before
+/// it can reach the host: the virtio transport of the machine kdf chose
+/// (`virtio_pci` or `virtio_mmio`) and `virtio_console`.
+pub const CMDLINE_PRELOAD: &str = "kdf.preload";
+
+/// The modules a kernel command line asks kdf-init to preload.
+pub fn cmdline_preload(cmdline: &str) -> Vec<String> {
+    let key = format!("{CMDLINE_PRELOAD}=");
+    cmdline
+        .split_whitespace()
+        .filter_map(|arg| arg.strip_prefix(&key))
+        .flat_map(|list| list.split(','))
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect()
+}
 
 /// The largest frame either side accepts (a plan carries the whole argv and env).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -30,3 +48,15 @@ pub const MAX_DATA: usize = 32 << 10;
 
 /// How many bytes of stdin the host may send before kdf-init acknowledges them.
 pub const STDIN_WINDOW: u32 = 256 << 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preload_modules_come_from_the_command_line() {
+        let line = "console=ttyS0 kdf.preload=virtio_mmio,virtio_console quiet kdf.preloadx=no\n";
+        assert_eq!(cmdline_preload(line), ["virtio_mmio", "virtio_console"]);
+        assert!(cmdline_preload("quiet").is_empty());
+    }
+}

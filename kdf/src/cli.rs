@@ -54,6 +54,14 @@ pub enum TtyMode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MachineArg {
+    /// PCI machine; reliable everywhere
+    Q35,
+    /// No PCI or firmware: faster, but its TSC calibration can fail on a loaded host (TCG)
+    Microvm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AccelArg {
     Kvm,
     Tcg,
@@ -123,6 +131,9 @@ pub struct RunArgs {
     /// Extra QEMU argument (repeatable), e.g. --qemu-arg=-device --qemu-arg=virtio-rng-pci
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_args: Vec<OsString>,
+    /// QEMU machine type
+    #[arg(long, value_enum, default_value_t = MachineArg::Q35)]
+    pub machine: MachineArg,
     /// Force an accelerator (default: KVM where it really boots Linux, else TCG)
     #[arg(long, value_enum)]
     pub accel: Option<AccelArg>,

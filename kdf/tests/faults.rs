@@ -50,9 +50,9 @@ impl Marked {
         run_with(self.cmd(args), None)
     }
 
-    /// Starts a run whose command prints `ready` and then runs `rest`.
-    fn start(&self, rest: &str) -> Child {
-        let mut cmd = self.cmd(&["--", "sh", "-c", &format!("echo ready; {rest}")]);
+    /// Starts a run whose command runs `setup`, prints `ready`, then runs `rest`.
+    fn start(&self, setup: &str, rest: &str) -> Child {
+        let mut cmd = self.cmd(&["--", "sh", "-c", &format!("{setup} echo ready; {rest}")]);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let mut buf = [0u8; 6];
@@ -153,7 +153,7 @@ fn sigint_sigterm_sighup_to_kdf_stop_the_vm_after_the_grace_period() {
     for (sig, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
         let m = Marked::new();
         // The command ignores the signal, so kdf must stop the VM itself.
-        let child = m.start("trap '' INT TERM HUP; while :; do sleep 1; done");
+        let child = m.start("trap '' INT TERM HUP;", "while :; do sleep 1; done");
         signal(child.id(), sig);
         let out = wait(child);
         assert_eq!(out.status, 128 + sig, "{name}: {}", out.stderr);
@@ -165,7 +165,7 @@ fn sigint_sigterm_sighup_to_kdf_stop_the_vm_after_the_grace_period() {
 #[test]
 fn sigkill_to_kdf_takes_its_children_and_the_next_run_cleans_up() {
     let m = Marked::new();
-    let child = m.start("sleep 600");
+    let child = m.start("", "sleep 600");
     assert!(!m.processes().is_empty());
     signal(child.id(), libc::SIGKILL);
     let _ = wait(child);
@@ -182,7 +182,7 @@ fn sigkill_to_kdf_takes_its_children_and_the_next_run_cleans_up() {
 #[test]
 fn qemu_crashing_is_a_vm_failure_and_leaves_nothing() {
     let m = Marked::new();
-    let child = m.start("sleep 600");
+    let child = m.start("", "sleep 600");
     signal(m.pid_of("qemu-system"), libc::SIGKILL);
     let out = wait(child);
     assert_eq!(out.status, 125, "{}", out.stderr);
@@ -193,7 +193,7 @@ fn qemu_crashing_is_a_vm_failure_and_leaves_nothing() {
 #[test]
 fn virtiofsd_crashing_mid_run_ends_the_run_with_125() {
     let m = Marked::new();
-    let child = m.start("while :; do ls >/dev/null; sleep 0.2; done");
+    let child = m.start("", "while :; do ls >/dev/null; sleep 0.2; done");
     signal(m.pid_of("virtiofsd"), libc::SIGKILL);
     let out = wait(child);
     assert_eq!(out.status, 125, "{}", out.stderr);

@@ -16,9 +16,10 @@ use crate::cache;
 use crate::kernel::Kernel;
 use cpio::Entry;
 
-/// Loaded by kdf-init before it can reach the host: the virtio transport and
-/// the console that carries the channel.
-pub const PRELOAD: &[&str] = &["virtio_pci", "virtio_console"];
+/// Loaded by kdf-init before it can reach the host (kdf names the ones for
+/// its machine on the kernel command line): the virtio transports and the
+/// console that carries the channel.
+pub const BOOT: &[&str] = &["virtio_pci", "virtio_mmio", "virtio_console"];
 
 /// Included, loaded when a run's plan asks for them.
 pub const ON_DEMAND: &[&str] = &["virtiofs", "9p", "9pnet_virtio", "overlay", "configfs"];
@@ -123,7 +124,7 @@ fn selection(
     let text = std::fs::read_to_string(dir.join("modules.dep"))
         .with_context(|| format!("failed to read {}", dir.join("modules.dep").display()))?;
     let dep = ModulesDep::parse(&text);
-    let mut names: Vec<String> = PRELOAD.iter().chain(ON_DEMAND).map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = BOOT.iter().chain(ON_DEMAND).map(|s| s.to_string()).collect();
     names.extend(extra.iter().flat_map(|(_, data)| modinfo_depends(data)));
     let (order, _built_in) = dep.load_order(&names);
     Ok(Some((dir.clone(), dep, order)))
@@ -159,10 +160,7 @@ pub fn gather(kernel: &Kernel, init: Vec<u8>, extra: &[PathBuf]) -> Result<Conte
     }
     let keep: Vec<String> = keep.iter().map(|p| stored_path(p)).collect();
     contents.modules_dep = dep.render_subset(&keep);
-    let present: Vec<String> = order.iter().map(|p| module_name(p)).collect();
-    contents.preload =
-        PRELOAD.iter().filter(|n| present.iter().any(|p| p == *n)).map(|s| s.to_string()).collect();
-    contents.preload.extend(extra.iter().map(|(f, _)| module_name(f)));
+    contents.preload = extra.iter().map(|(f, _)| module_name(f)).collect();
     Ok(contents)
 }
 

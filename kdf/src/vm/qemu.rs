@@ -12,6 +12,37 @@ pub enum Accel {
     Tcg,
 }
 
+/// The machine QEMU emulates, and with it the virtio transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// PCI: works with any kernel that has CONFIG_VIRTIO_PCI.
+    Q35,
+    /// No PCI, no firmware to speak of: the fastest boot. Its virtio-mmio
+    /// devices are found through ACPI (`acpi: true`) or, without ACPI, through
+    /// `virtio_mmio.device=` arguments QEMU adds to the command line (the
+    /// kernel needs CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
+    Microvm { acpi: bool },
+}
+
+impl Machine {
+    /// The virtio transport module kdf-init loads first.
+    pub fn transport_module(self) -> &'static str {
+        match self {
+            Machine::Q35 => "virtio_pci",
+            Machine::Microvm { .. } => "virtio_mmio",
+        }
+    }
+
+    /// A virtio device's QEMU name on this machine's bus (`virtio-serial` ->
+    /// `virtio-serial-pci` or `virtio-serial-device`).
+    fn device(self, base: &str) -> String {
+        match self {
+            Machine::Q35 => format!("{base}-pci"),
+            Machine::Microvm { .. } => format!("{base}-device"),
+        }
+    }
+}
+
 /// How the guest reaches one shared host directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShareDevice {
@@ -26,6 +57,7 @@ pub enum ShareDevice {
 pub struct VmSpec {
     pub qemu: PathBuf,
     pub accel: Accel,
+    pub machine: Machine,
     pub cpus: u32,
     pub memory_mib: u64,
     /// `-bios`: qboot where it works (faster than SeaBIOS), else QEMU's default.
@@ -54,9 +86,13 @@ fn machine_args(spec: &VmSpec) -> Vec<String> {
         Accel::Kvm => ("kvm", "host"),
         Accel::Tcg => ("tcg", "max"),
     };
+    let machine = match spec.machine {
+        Machine::Q35 => "q35".to_string(),
+        Machine::Microvm { acpi } => format!("microvm,acpi={}", if acpi { "on" } else { "off" }),
+    };
     vec![
         "-machine".into(),
-        format!("q35,accel={accel},memory-backend=mem"),
+        format!("{machine},accel={accel},memory-backend=mem"),
         "-cpu".into(),
         cpu.into(),
         "-smp".into(),
@@ -109,7 +145,7 @@ fn console_args(spec: &VmSpec) -> Vec<String> {
 fn channel_args(spec: &VmSpec) -> Vec<String> {
     vec![
         "-device".into(),
-        "virtio-serial-pci,id=vser,max_ports=2".into(),
+        format!("{},id=vser,max_ports=2", spec.machine.device("virtio-serial")),
         "-chardev".into(),
         format!("socket,id=channel,fd={}", spec.channel_fd),
         "-device".into(),
@@ -117,13 +153,13 @@ fn channel_args(spec: &VmSpec) -> Vec<String> {
     ]
 }
 
-fn share_args(share: &ShareDevice, index: usize) -> Vec<OsString> {
+fn share_args(machine: Machine, share: &ShareDevice, index: usize) -> Vec<OsString> {
     match share {
         ShareDevice::Virtiofs { tag, socket } => vec![
             "-chardev".into(),
             format!("socket,id=fs{index},path={}", escape(&socket.to_string_lossy())).into(),
             "-device".into(),
-            format!("vhost-user-fs-pci,chardev=fs{index},tag={tag}").into(),
+            format!("{},chardev=fs{index},tag={tag}", machine.device("vhost-user-fs")).into(),
         ],
         ShareDevice::NineP { tag, path, readonly } => {
             let mut fsdev = OsString::from(format!("local,id=fs{index},security_model=none,multidevs=remap"));
@@ -137,7 +173,7 @@ fn share_args(share: &ShareDevice, index: usize) -> Vec<OsString> {
                 "-fsdev".into(),
                 fsdev,
                 "-device".into(),
-                format!("virtio-9p-pci,fsdev=fs{index},mount_tag={tag}").into(),
+                format!("{},fsdev=fs{index},mount_tag={tag}", machine.device("virtio-9p")).into(),
             ]
         }
     }
@@ -172,7 +208,7 @@ pub fn argv(spec: &VmSpec) -> Vec<OsString> {
     out.extend(strings(console_args(spec)));
     out.extend(strings(channel_args(spec)));
     for (i, share) in spec.shares.iter().enumerate() {
-        out.extend(share_args(share, i));
+        out.extend(share_args(spec.machine, share, i));
     }
     out.extend(strings(gdb_args(spec)));
     out.extend(spec.extra.iter().cloned());
@@ -181,7 +217,8 @@ pub fn argv(spec: &VmSpec) -> Vec<OsString> {
 
 /// The kernel command line: kdf's essentials, quiet unless `verbose`, then the
 /// user's `--cmdline` (later arguments win in the kernel's parser).
-pub fn cmdline(verbose: bool, debug: bool, accel: Accel, extra: &[String]) -> String {
+pub fn cmdline(verbose: bool, debug: bool, accel: Accel, machine: Machine, extra: &[String]) -> String {
+    let preload = format!("{}={},virtio_console", kdf_proto::CMDLINE_PRELOAD, machine.transport_module());
     let mut args = vec![
         "console=ttyS0",
         // With -no-reboot, a triple-fault reset ends QEMU on any machine.
@@ -206,6 +243,8 @@ pub fn cmdline(verbose: bool, debug: bool, accel: Accel, extra: &[String]) -> St
         args.push("noapictimer");
     }
     let mut line = args.join(" ");
+    line.push(' ');
+    line.push_str(&preload);
     for e in extra {
         line.push(' ');
         line.push_str(e);
@@ -221,12 +260,13 @@ mod tests {
         VmSpec {
             qemu: "qemu-system-x86_64".into(),
             accel: Accel::Tcg,
+            machine: Machine::Q35,
             firmware: Some("/usr/share/qemu/qboot.rom".into()),
             cpus: 2,
             memory_mib: 512,
             kernel: "/boot/vmlinux".into(),
             initramfs: "/cache/i.cpio".into(),
-            cmdline: cmdline(false, false, Accel::Tcg, &[]),
+            cmdline: cmdline(false, false, Accel::Tcg, Machine::Q35, &[]),
             console_fd: 5,
             channel_fd: 6,
             shares: vec![
@@ -256,6 +296,23 @@ mod tests {
         assert!(joined(&s).contains("-bios /usr/share/qemu/qboot.rom -kernel /boot/vmlinux"));
         s.firmware = None;
         assert!(!joined(&s).contains("-bios"));
+    }
+
+    #[test]
+    fn microvm_uses_mmio_devices_and_the_mmio_transport() {
+        let mut s = spec();
+        s.machine = Machine::Microvm { acpi: false };
+        s.extra.clear();
+        let j = joined(&s);
+        assert!(j.contains("-machine microvm,acpi=off,accel=tcg,memory-backend=mem"), "{j}");
+        assert!(j.contains("virtio-serial-device,id=vser"), "{j}");
+        assert!(j.contains("vhost-user-fs-device,chardev=fs0,tag=kdf0"), "{j}");
+        assert!(j.contains("virtio-9p-device,fsdev=fs1"), "{j}");
+        assert!(!j.contains("-pci"), "{j}");
+        let c = cmdline(false, false, Accel::Tcg, s.machine, &[]);
+        assert!(c.contains("kdf.preload=virtio_mmio,virtio_console"), "{c}");
+        assert!(cmdline(false, false, Accel::Tcg, Machine::Q35, &[])
+            .contains("kdf.preload=virtio_pci,virtio_console"));
     }
 
     #[test]
@@ -298,17 +355,19 @@ mod tests {
         let j = joined(&spec());
         assert!(j.contains("-no-reboot"));
         assert!(j.contains("-nodefaults"));
-        let c = cmdline(false, false, Accel::Tcg, &[]);
-        assert!(cmdline(false, true, Accel::Kvm, &[]).contains("nokaslr"));
+        let c = cmdline(false, false, Accel::Tcg, Machine::Q35, &[]);
+        assert!(cmdline(false, true, Accel::Kvm, Machine::Q35, &[]).contains("nokaslr"));
         assert!(c.contains("noapictimer"), "TCG skips the APIC timer calibration");
-        assert!(!cmdline(false, false, Accel::Kvm, &[]).contains("noapictimer"));
+        assert!(!cmdline(false, false, Accel::Kvm, Machine::Q35, &[]).contains("noapictimer"));
         assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
     }
 
     #[test]
     fn cmdline_is_quiet_unless_verbose_and_user_args_come_last() {
-        assert!(cmdline(false, false, Accel::Tcg, &[]).contains("quiet"));
-        assert!(!cmdline(true, false, Accel::Tcg, &[]).contains("quiet"));
-        assert!(cmdline(false, false, Accel::Tcg, &["loglevel=7".into()]).ends_with(" loglevel=7"));
+        assert!(cmdline(false, false, Accel::Tcg, Machine::Q35, &[]).contains("quiet"));
+        assert!(!cmdline(true, false, Accel::Tcg, Machine::Q35, &[]).contains("quiet"));
+        assert!(
+            cmdline(false, false, Accel::Tcg, Machine::Q35, &["loglevel=7".into()]).ends_with(" loglevel=7")
+        );
     }
 }
