@@ -34,6 +34,7 @@ install_deps() {
         say "installing$missing"
         sudo=
         [ "$(id -u)" -eq 0 ] || sudo=sudo
+        $sudo apt-get update -q >&2
         $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing >&2
     fi
     if ! command -v bindgen >/dev/null; then
