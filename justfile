@@ -8,7 +8,7 @@ setup:
 run *ARGS:
     kdf run {{ if ARGS == "" { "" } else { "-- " + ARGS } }}
 
-# Boot with a GDB stub on 127.0.0.1:1234 (attach with `just debug-attach`).
+# Boot with a GDB stub on 127.0.0.1:1234 (attach: gdb vmlinux -ex "target remote :1234").
 debug *ARGS:
     kdf run --debug {{ if ARGS == "" { "" } else { "-- " + ARGS } }}
 
