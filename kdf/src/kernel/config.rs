@@ -1,41 +1,33 @@
-//! A kernel `.config`, read as a map from option to value, and the options a
-//! kdf VM needs, checked before anything is started.
+//! A kernel `.config` as kdf run reads it (a [`Fragment`], the same parser
+//! `kdf kernel config` checks its results with), and the options a kdf VM
+//! needs, checked before anything is started.
 
-use std::collections::BTreeMap;
+use crate::kconfig::fragment::{Fragment, ParseError, Value};
 
-/// `CONFIG_X=y|m|"str"|123`; `# CONFIG_X is not set` reads as `n`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KernelConfig {
-    values: BTreeMap<String, String>,
-}
+/// A parsed `.config`; absent options read as `n`.
+#[derive(Debug, Clone, Default)]
+pub struct KernelConfig(Fragment);
 
 impl KernelConfig {
-    pub fn parse(text: &str) -> Self {
-        let mut values = BTreeMap::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if let Some(name) = line.strip_prefix("# ").and_then(|l| l.strip_suffix(" is not set")) {
-                values.insert(name.to_string(), "n".to_string());
-            } else if let Some((name, value)) = line.split_once('=') {
-                if name.starts_with("CONFIG_") {
-                    values.insert(name.to_string(), value.to_string());
-                }
-            }
-        }
-        KernelConfig { values }
+    /// Parses `text`; `source` (its path) names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self, ParseError> {
+        Fragment::parse(text, source).map(KernelConfig)
     }
 
-    /// The value, with `n` for options that are unset or absent.
-    pub fn get(&self, name: &str) -> &str {
-        self.values.get(name).map(String::as_str).unwrap_or("n")
+    pub fn get(&self, name: &str) -> &Value {
+        self.0.value(name)
     }
 
     pub fn enabled(&self, name: &str) -> bool {
-        matches!(self.get(name), "y" | "m")
+        matches!(self.get(name), Value::Yes | Value::Module)
     }
 
     pub fn builtin(&self, name: &str) -> bool {
-        self.get(name) == "y"
+        *self.get(name) == Value::Yes
+    }
+
+    pub fn module(&self, name: &str) -> bool {
+        *self.get(name) == Value::Module
     }
 }
 
@@ -59,26 +51,27 @@ pub fn missing<'a>(config: &KernelConfig, extra: &[(&'a str, &'a str)]) -> Optio
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> KernelConfig {
+        KernelConfig::parse(text, "test").unwrap()
+    }
+
     #[test]
-    fn parses_values_and_unset_options() {
-        let c = KernelConfig::parse(
-            "# comment\nCONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_S=\"x y\"\nCONFIG_N=12\n",
-        );
-        assert_eq!(c.get("CONFIG_A"), "y");
-        assert!(c.enabled("CONFIG_B") && !c.builtin("CONFIG_B"));
-        assert_eq!(c.get("CONFIG_C"), "n");
-        assert_eq!(c.get("CONFIG_MISSING"), "n");
-        assert_eq!(c.get("CONFIG_S"), "\"x y\"");
-        assert_eq!(c.get("CONFIG_N"), "12");
+    fn reads_values_and_unset_options() {
+        let c = parse("# comment\nCONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_N=12\n");
+        assert!(c.builtin("CONFIG_A") && c.enabled("CONFIG_A"));
+        assert!(c.enabled("CONFIG_B") && c.module("CONFIG_B") && !c.builtin("CONFIG_B"));
+        assert!(!c.enabled("CONFIG_C") && !c.enabled("CONFIG_MISSING"));
+        assert!(!c.enabled("CONFIG_N") && *c.get("CONFIG_N") == Value::Num("12".into()));
+        assert!(KernelConfig::parse("garbage line\n", "x").is_err());
     }
 
     #[test]
     fn names_the_first_missing_option() {
         let mut text: String = REQUIRED.iter().map(|(n, _)| format!("{n}=y\n")).collect();
-        let c = KernelConfig::parse(&text);
+        let c = parse(&text);
         assert_eq!(missing(&c, &[]), None);
         assert_eq!(missing(&c, &[("CONFIG_VIRTIO_FS", "no virtiofs")]).unwrap().0, "CONFIG_VIRTIO_FS");
         text = text.replace("CONFIG_VIRTIO_CONSOLE=y", "# CONFIG_VIRTIO_CONSOLE is not set");
-        assert_eq!(missing(&KernelConfig::parse(&text), &[]).unwrap().0, "CONFIG_VIRTIO_CONSOLE");
+        assert_eq!(missing(&parse(&text), &[]).unwrap().0, "CONFIG_VIRTIO_CONSOLE");
     }
 }

@@ -110,7 +110,9 @@ pub fn from_file(path: &Path) -> Result<Kernel> {
 /// A `.config` if the file exists.
 pub fn read_config(path: &Path) -> Result<Option<KernelConfig>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(KernelConfig::parse(&text))),
+        Ok(text) => KernelConfig::parse(&text, &path.display().to_string())
+            .map(Some)
+            .with_context(|| format!("failed to read the kernel config {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("failed to read the kernel config {}", path.display())),
     }

@@ -186,7 +186,7 @@ fn check_kernel(kernel: &Kernel, transport: Transport, machine: Machine) -> Resu
     }
     let modular = [bus.0, "CONFIG_VIRTIO_CONSOLE", "CONFIG_VIRTIO_FS", "CONFIG_9P_FS"]
         .into_iter()
-        .find(|o| config.get(o) == "m");
+        .find(|o| config.module(o));
     if let (Some(option), None) = (modular, &kernel.modules_dir) {
         return Err(hinted(
             format!("the kernel has {option}=m but kdf cannot find its modules"),

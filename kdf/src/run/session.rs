@@ -277,7 +277,9 @@ impl Run<'_> {
         if self.decision.tentative {
             let _ = accel::record(Accel::Kvm);
         }
-        let _ = release;
+        if self.p.verbose {
+            say(&format!("guest kernel {release} is up; sending the plan"));
+        }
         let mut plan = self.p.plan.clone();
         plan.clock_ns = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -332,13 +334,11 @@ impl Run<'_> {
 
     fn on_tick(&mut self) -> Option<Attempt> {
         let now = Instant::now();
-        if let Some(at) = self.kill_at.filter(|at| now >= *at) {
-            let _ = at;
+        if self.kill_at.is_some_and(|at| now >= at) {
             let ending = self.ending.unwrap_or(Ending::TimedOut);
             return Some(Attempt::Finished(self.ended_early(ending)));
         }
-        if let Some(at) = self.timeout_at.filter(|at| now >= *at && self.ending.is_none()) {
-            let _ = at;
+        if self.timeout_at.is_some_and(|at| now >= at) && self.ending.is_none() {
             self.ending = Some(Ending::TimedOut);
             if !self.ready {
                 return Some(Attempt::Finished(self.timed_out()));
