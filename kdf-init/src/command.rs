@@ -14,7 +14,7 @@ use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::unistd::Pid;
 
-use crate::console::Fatal;
+use crate::log::Fatal;
 
 /// The running command and init's ends of its standard streams.
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use kdf_proto::modules_dep::{module_name, ModulesDep};
 use nix::errno::Errno;
 use nix::kmod::{finit_module, ModuleInitFlags};
 
-use crate::console::Fatal;
+use crate::log::Fatal;
 
 fn dir(release: &str) -> String {
     format!("/lib/modules/{release}")

@@ -9,6 +9,7 @@
 mod command;
 mod console;
 mod kmod;
+mod log;
 mod mounts;
 mod port;
 mod power;
@@ -17,7 +18,7 @@ mod system;
 
 use kdf_proto::{Plan, ToHost};
 
-use crate::console::Fatal;
+use crate::log::{say, Fatal};
 use crate::port::Port;
 
 fn main() {
@@ -68,6 +69,15 @@ fn run(mut port: Port, plan: &Plan, mut marks: Vec<(String, u64)>) -> ! {
 fn must<T>(port: Option<&mut Port>, step: &str, result: Result<T, Fatal>) -> T {
     match result {
         Ok(v) => v,
-        Err(err) => console::fail(port, step, &err),
+        Err(err) => fail(port, step, &err),
     }
+}
+
+/// Reports a failed setup step on the console and to the host, then ends the VM.
+fn fail(port: Option<&mut Port>, step: &str, err: &Fatal) -> ! {
+    say(&format!("error: cannot {step}: {err}"));
+    if let Some(port) = port {
+        port.send(&ToHost::Failed { step: step.to_string(), message: err.to_string() });
+    }
+    power::off()
 }

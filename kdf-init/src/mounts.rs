@@ -11,7 +11,7 @@ use kdf_proto::{Plan, Share};
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 
-use crate::console::{say, Fatal};
+use crate::log::{say, Fatal};
 
 /// A filesystem the guest always gets.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kdf_proto::{FrameBuffer, Plan, ToGuest, ToHost, PORT_NAME, PROTOCOL_VERSION};
 
-use crate::console::{say, Fatal};
+use crate::log::{say, Fatal};
 
 /// How long the port may take to appear after virtio_console loaded: ports are
 /// announced asynchronously by the device, so this is a bounded retry.

@@ -5,10 +5,12 @@
 
 use nix::sys::reboot::{reboot, RebootMode};
 
+use crate::log::say;
+
 pub fn off() -> ! {
     nix::unistd::sync();
     let err = reboot(RebootMode::RB_AUTOBOOT).unwrap_err();
-    crate::console::say(&format!("error: cannot reboot: {err}"));
+    say(&format!("error: cannot reboot: {err}"));
     // PID 1 exiting panics the kernel; kdf boots with `panic=-1`, so that resets
     // the VM too.
     std::process::exit(1)
@@ -17,7 +19,7 @@ pub fn off() -> ! {
 /// A panic in PID 1 is reported and ends the VM instead of hanging it.
 pub fn die_on_panic() {
     std::panic::set_hook(Box::new(|info| {
-        crate::console::say(&format!("error: internal error: {info}"));
+        say(&format!("error: internal error: {info}"));
         off();
     }));
 }

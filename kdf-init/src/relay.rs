@@ -14,7 +14,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::command::{set_winsize, Child};
-use crate::console::say;
+use crate::log::say;
 use crate::port::Port;
 
 /// Blocks SIGCHLD so it arrives through a signalfd; call before spawning so no

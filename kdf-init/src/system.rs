@@ -7,7 +7,7 @@ use kdf_proto::Plan;
 use nix::sys::time::TimeSpec;
 use nix::time::{clock_gettime, clock_settime, ClockId};
 
-use crate::console::say;
+use crate::log::say;
 
 pub fn release() -> String {
     nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
