@@ -23,6 +23,12 @@ pub struct Port {
 }
 
 impl Port {
+    /// A port over an open channel: the device node, or a socket in tests.
+    pub fn new(file: File) -> Port {
+        Port { file, inbox: FrameBuffer::default(), closed: false }
+    }
+
+    /// Waits for the port's device node and opens it.
     pub fn open() -> Result<Port, Fatal> {
         let start = Instant::now();
         loop {
@@ -32,7 +38,7 @@ impl Port {
                     .write(true)
                     .open(&dev)
                     .map_err(|e| Fatal(format!("cannot open {dev}: {e}")))?;
-                return Ok(Port { file, inbox: FrameBuffer::default(), closed: false });
+                return Ok(Port::new(file));
             }
             if start.elapsed() > APPEAR_TIMEOUT {
                 return Err(Fatal(format!(

@@ -45,13 +45,18 @@ pub fn run(port: &mut Port, child: Child, mask: &SigSet) -> Outcome {
             None
         }
     };
+    until_exit(port, child, sigfd.as_ref())
+}
+
+/// The loop itself; without a signalfd it wakes up every 50 ms to reap.
+fn until_exit(port: &mut Port, child: Child, sigfd: Option<&SignalFd>) -> Outcome {
     let pid = child.pid;
-    let mut relay = Relay { port, child, pending: Vec::new(), stdin_eof: false };
+    let mut relay = Relay::new(port, child);
     let status = loop {
         if let Some(status) = reap(pid) {
             break status;
         }
-        relay.poll_once(sigfd.as_ref());
+        relay.poll_once(sigfd);
     };
     relay.drain();
     match status {
@@ -75,7 +80,11 @@ fn reap(pid: Pid) -> Option<WaitStatus> {
 
 const IN: PollFlags = PollFlags::POLLIN;
 
-impl Relay<'_> {
+impl<'a> Relay<'a> {
+    fn new(port: &'a mut Port, child: Child) -> Self {
+        Relay { port, child, pending: Vec::new(), stdin_eof: false }
+    }
+
     fn poll_once(&mut self, sigfd: Option<&SignalFd>) {
         let port_open = self.port.is_open();
         let want_write = !self.pending.is_empty() && self.child.input.is_some();
