@@ -156,3 +156,69 @@ fn set_nonblocking(fd: &OwnedFd) {
         libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    use crate::testing::{plan, processes};
+
+    use super::*;
+
+    /// A file of `mode` in the temporary directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str, mode: u32) -> Scratch {
+            let path = std::env::temp_dir().join(format!("kdf-init-test-{}-{name}", std::process::id()));
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            Scratch(path)
+        }
+
+        fn as_str(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    // kdf reports NotFound as status 127, NotExecutable as 126 (as shells do).
+    #[test]
+    fn a_missing_program_is_not_found() {
+        let _lock = processes();
+        let outcome = spawn(&plan(&["/nonexistent/kdf-test-program"])).unwrap_err();
+        assert_eq!(outcome, Outcome::NotFound);
+    }
+
+    #[test]
+    fn a_program_without_execute_permission_is_not_executable() {
+        let _lock = processes();
+        let file = Scratch::new("no-x", 0o644);
+        let outcome = spawn(&plan(&[file.as_str()])).unwrap_err();
+        let Outcome::NotExecutable(why) = outcome else { panic!("{outcome:?}") };
+        assert!(why.contains("Permission denied"), "{why}");
+    }
+
+    #[test]
+    fn a_missing_working_directory_is_a_setup_error_not_the_commands() {
+        let mut plan = plan(&["true"]);
+        plan.cwd = b"/nonexistent/kdf-test-dir".to_vec();
+        let err = check_cwd(&plan).unwrap_err();
+        assert!(err.to_string().starts_with("cannot enter /nonexistent/kdf-test-dir: "), "{err}");
+    }
+
+    #[test]
+    fn a_file_as_working_directory_is_a_setup_error() {
+        let file = Scratch::new("not-a-dir", 0o644);
+        let mut plan = plan(&["true"]);
+        plan.cwd = file.as_str().as_bytes().to_vec();
+        let err = check_cwd(&plan).unwrap_err();
+        assert_eq!(err.to_string(), format!("{} is not a directory", file.as_str()));
+    }
+}

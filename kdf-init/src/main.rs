@@ -15,6 +15,8 @@ mod port;
 mod power;
 mod relay;
 mod system;
+#[cfg(test)]
+mod testing;
 
 use kdf_proto::{Plan, ToHost};
 

@@ -140,3 +140,47 @@ fn find() -> Result<Option<String>, Fatal> {
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use kdf_proto::ToGuest;
+
+    use crate::testing::{channel, plan};
+
+    use super::*;
+
+    #[test]
+    fn the_handshake_says_hello_and_skips_messages_before_the_plan() {
+        let (mut port, mut host) = channel();
+        host.send(&ToGuest::Signal(2));
+        host.send(&ToGuest::Plan(plan(&["true"])));
+        assert_eq!(port.handshake("6.1.0").unwrap(), plan(&["true"]));
+        assert_eq!(host.received(), [ToHost::Hello { version: PROTOCOL_VERSION, release: "6.1.0".into() }]);
+    }
+
+    #[test]
+    fn the_handshake_fails_when_the_host_hangs_up_before_the_plan() {
+        let (mut port, host) = channel();
+        drop(host);
+        let err = port.handshake("6.1.0").unwrap_err();
+        assert_eq!(err.to_string(), "the host closed the channel");
+    }
+
+    #[test]
+    fn an_unknown_message_is_blamed_on_mismatched_builds() {
+        let (mut port, mut host) = channel();
+        host.send_raw(&[0, 0, 0, 0, 99]);
+        port.fill();
+        let err = port.next_message().unwrap_err();
+        assert!(err.to_string().contains("same build"), "{err}");
+    }
+
+    #[test]
+    fn a_hangup_closes_the_port() {
+        let (mut port, host) = channel();
+        drop(host);
+        assert!(port.is_open());
+        port.fill();
+        assert!(!port.is_open());
+    }
+}

@@ -250,3 +250,6 @@ fn forward(port: &mut Port, fd: Option<OwnedFd>, wrap: fn(Vec<u8>) -> ToHost) ->
         Err(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
