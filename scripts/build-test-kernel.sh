@@ -4,7 +4,7 @@
 # with `kdf kernel config` and `kdf kernel build` (so CI exercises both).
 #
 # The build is cached in $KDF_KERNEL_CACHE/test-kernel/<source>-<key>, where
-# the key hashes configs/, kdf's kconfig code (which merges them) and the
+# the key hashes configs/, kdf's config-merging code (kdf/src/kbuild/) and the
 # toolchain's versions; a complete build with the same key is reused at once.
 # Builds unused for two days are removed.
 #
@@ -57,7 +57,8 @@ kdf=$repo/target/debug/kdf
 key=$(
     (
         cd "$repo"
-        cat configs/*.config kdf/src/kconfig/*.rs
+        cat configs/*.config kdf/src/kbuild/fragment.rs kdf/src/kbuild/kconfig_deps.rs \
+            kdf/src/kbuild/profile.rs kdf/src/kbuild/verify.rs
         gcc --version | head -n 1
         rustc --version
         bindgen --version

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 
 const TAIL_LINES: usize = 40;
+
+/// Descriptors handed to a child are numbered below this.
+pub const FIRST_SPARE_FD: RawFd = 100;
 
 /// Called with each stderr line (e.g. to spot "KVM internal error").
 pub type LineHook = Box<dyn Fn(&str) + Send>;
@@ -26,24 +29,44 @@ pub struct Guard {
 
 impl Guard {
     /// Spawns `cmd` from the calling thread (the death signal follows the
-    /// thread that forked: spawn from the main thread). `keep` are descriptors
-    /// the child inherits under the same numbers.
-    pub fn spawn(name: &str, mut cmd: Command, keep: &[RawFd], hook: Option<LineHook>) -> Result<Guard> {
-        let keep = keep.to_vec();
+    /// thread that forked: spawn from the main thread). `fds` are
+    /// `(descriptor, number)` pairs: the child gets each descriptor under that
+    /// number (3 and up, below [`FIRST_SPARE_FD`]), so its command line can name
+    /// fixed numbers that `--dry-run` prints too.
+    pub fn spawn(
+        name: &str,
+        mut cmd: Command,
+        fds: &[(BorrowedFd, RawFd)],
+        hook: Option<LineHook>,
+    ) -> Result<Guard> {
+        // Copies above every target first, so no dup2 overwrites a source.
+        let mut moves = Vec::with_capacity(fds.len());
+        for (fd, target) in fds {
+            assert!((3..FIRST_SPARE_FD).contains(target), "fd target {target} out of range");
+            let spare =
+                nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(FIRST_SPARE_FD))
+                    .context("failed to duplicate a descriptor")?;
+            // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+            moves.push((unsafe { OwnedFd::from_raw_fd(spare) }, *target));
+        }
+        let raw: Vec<(RawFd, RawFd)> = moves.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+        let parent = std::process::id() as libc::pid_t;
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).process_group(0);
         // SAFETY: between fork and exec the closure only makes async-signal-safe
-        // calls (prctl, getppid, fcntl) on a pre-built vector.
+        // calls (prctl, getppid, dup2) on a pre-built vector.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                // kdf may have died between fork and prctl: then die now.
-                if libc::getppid() == 1 {
+                // kdf may have died between fork and prctl (the child was
+                // re-parented, to init or a subreaper): then die now.
+                if libc::getppid() != parent {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
-                for &fd in &keep {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                // dup2 leaves the copy without FD_CLOEXEC: it survives exec.
+                for &(spare, target) in &raw {
+                    if libc::dup2(spare, target) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
@@ -105,10 +128,13 @@ impl Guard {
         self.tail.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
-    /// SIGKILL and reap; idempotent.
+    /// SIGKILL to its whole process group, then reap; idempotent.
     pub fn kill(&mut self) {
         if self.try_wait().is_none() {
-            let _ = self.child.kill();
+            let group = nix::unistd::Pid::from_raw(self.child.id() as libc::pid_t);
+            if nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).is_err() {
+                let _ = self.child.kill();
+            }
             self.status = self.child.wait().ok();
         }
     }

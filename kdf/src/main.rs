@@ -2,20 +2,22 @@
 //! dispatches, and turns errors into one `kdf:` line (plus a `hint:`) and the
 //! documented exit status.
 
+mod accel;
 mod cache;
 mod child;
 mod cli;
 mod errors;
 mod initramfs;
-mod kconfig;
+mod kbuild;
 mod kernel;
-mod kernel_cmd;
 mod nix;
 mod plan;
 mod run;
 mod runtime;
 mod shares;
 mod status;
+mod tools;
+mod ui;
 mod vm;
 
 use std::io::Write;
@@ -33,9 +35,9 @@ fn main() {
         Ok(code) => code,
         Err(err) => {
             let _ = std::io::stdout().flush();
-            run::say(&format!("error: {err:#}"));
+            ui::say(&format!("error: {err:#}"));
             if let Some(hint) = errors::hint_of(&err) {
-                run::say(&format!("hint: {hint}"));
+                ui::say(&format!("hint: {hint}"));
             }
             if errors::is_usage(&err) {
                 status::USAGE
@@ -52,7 +54,7 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(&args, started),
         Command::Build(BuildCommand::Initramfs(args)) => {
-            let kernel = run::resolve_kernel(&args.kernel)?;
+            let kernel = kernel::resolve(&args.kernel.source())?;
             let init = initramfs::init_binary::locate(args.kernel.init.as_deref())?;
             let bytes = initramfs::build(&kernel, &init, &args.modules)?;
             cache::write_atomic(&args.output, &bytes)
@@ -60,7 +62,7 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
             println!("{}", args.output.display());
             Ok(0)
         }
-        Command::Kernel(cmd) => kernel_cmd::run(&cmd),
+        Command::Kernel(cmd) => kbuild::run(&cmd),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kdf", &mut std::io::stdout());
             Ok(0)

@@ -14,15 +14,8 @@ use kdf_proto::modules_dep::{module_name, ModulesDep};
 
 use crate::cache;
 use crate::kernel::Kernel;
+use crate::vm::requirements;
 use cpio::Entry;
-
-/// Loaded by kdf-init before it can reach the host (kdf names the ones for
-/// its machine on the kernel command line): the virtio transports and the
-/// console that carries the channel.
-pub const BOOT: &[&str] = &["virtio_pci", "virtio_mmio", "virtio_console"];
-
-/// Included, loaded when a run's plan asks for them.
-pub const ON_DEMAND: &[&str] = &["virtiofs", "9p", "9pnet_virtio", "overlay", "configfs"];
 
 /// A module as stored in the initramfs, relative to `lib/modules/<release>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +117,7 @@ fn selection(
     let text = std::fs::read_to_string(dir.join("modules.dep"))
         .with_context(|| format!("failed to read {}", dir.join("modules.dep").display()))?;
     let dep = ModulesDep::parse(&text);
-    let mut names: Vec<String> = BOOT.iter().chain(ON_DEMAND).map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = requirements::initramfs_modules().map(String::from).collect();
     names.extend(extra.iter().flat_map(|(_, data)| modinfo_depends(data)));
     let (order, _built_in) = dep.load_order(&names);
     Ok(Some((dir.clone(), dep, order)))

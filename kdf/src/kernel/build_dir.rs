@@ -101,7 +101,7 @@ fn install_modules(dir: &Path, release: &str) -> Result<PathBuf> {
     make.arg("-C").arg(dir).arg("-s");
     make.arg(format!("INSTALL_MOD_PATH={}", staging.display())).arg("INSTALL_MOD_STRIP=1");
     // The kernel's default is /sbin/depmod, absent on NixOS: use the one on PATH.
-    if let Some(depmod) = crate::run::which("depmod", &["/sbin", "/usr/sbin"]) {
+    if let Some(depmod) = crate::tools::depmod() {
         make.arg(format!("DEPMOD={}", depmod.display()));
     }
     let out = make

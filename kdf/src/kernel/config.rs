@@ -1,8 +1,7 @@
 //! A kernel `.config` as kdf run reads it (a [`Fragment`], the same parser
-//! `kdf kernel config` checks its results with), and the options a kdf VM
-//! needs, checked before anything is started.
+//! `kdf kernel config` checks its results with).
 
-use crate::kconfig::fragment::{Fragment, ParseError, Value};
+use crate::kbuild::fragment::{Fragment, ParseError, Value};
 
 /// A parsed `.config`; absent options read as `n`.
 #[derive(Debug, Clone, Default)]
@@ -31,22 +30,6 @@ impl KernelConfig {
     }
 }
 
-/// Options every kdf VM needs, with what breaks without them.
-pub const REQUIRED: &[(&str, &str)] = &[
-    ("CONFIG_BLK_DEV_INITRD", "the kernel cannot load kdf's initramfs"),
-    ("CONFIG_DEVTMPFS", "kdf-init cannot create device nodes"),
-    ("CONFIG_TMPFS", "the guest gets no /tmp"),
-    ("CONFIG_SERIAL_8250_CONSOLE", "there is no kernel console to diagnose failures"),
-    ("CONFIG_VIRTIO_CONSOLE", "kdf cannot talk to kdf-init"),
-];
-
-/// The first required option the config lacks, with its consequence, checked
-/// together with the transport's options (`CONFIG_VIRTIO_PCI`) and the file
-/// sharing's (`CONFIG_VIRTIO_FS` or the 9p set).
-pub fn missing<'a>(config: &KernelConfig, extra: &[(&'a str, &'a str)]) -> Option<(&'a str, &'a str)> {
-    REQUIRED.iter().chain(extra).find(|(name, _)| !config.enabled(name)).copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,15 +46,5 @@ mod tests {
         assert!(!c.enabled("CONFIG_C") && !c.enabled("CONFIG_MISSING"));
         assert!(!c.enabled("CONFIG_N") && *c.get("CONFIG_N") == Value::Num("12".into()));
         assert!(KernelConfig::parse("garbage line\n", "x").is_err());
-    }
-
-    #[test]
-    fn names_the_first_missing_option() {
-        let mut text: String = REQUIRED.iter().map(|(n, _)| format!("{n}=y\n")).collect();
-        let c = parse(&text);
-        assert_eq!(missing(&c, &[]), None);
-        assert_eq!(missing(&c, &[("CONFIG_VIRTIO_FS", "no virtiofs")]).unwrap().0, "CONFIG_VIRTIO_FS");
-        text = text.replace("CONFIG_VIRTIO_CONSOLE=y", "# CONFIG_VIRTIO_CONSOLE is not set");
-        assert_eq!(missing(&parse(&text), &[]).unwrap().0, "CONFIG_VIRTIO_CONSOLE");
     }
 }

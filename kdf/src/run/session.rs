@@ -4,7 +4,7 @@
 //! finishes) into the documented status with a reason.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Command;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -17,14 +17,15 @@ use signal_hook::iterator::Signals;
 
 use super::channel::{self, Credit, Writer};
 use super::console::{self, Tail};
+use super::prepare::Prepared;
 use super::terminal::{self, RawMode};
 use super::timings::Timings;
-use super::{say, stdin, Event, Prepared};
+use super::{spec, stdin, Event};
+use crate::accel::{self, Decision};
 use crate::child::Guard;
 use crate::runtime::{self, RuntimeDir};
-use crate::shares::Transport;
 use crate::status;
-use crate::vm::accel::{self, Decision};
+use crate::ui::{self, say};
 use crate::vm::qemu::{self, Accel};
 use crate::vm::virtiofsd;
 
@@ -55,7 +56,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
         false => None,
     };
     if _raw.is_some() {
-        super::set_raw(true);
+        ui::set_raw(true);
         say(&format!("interactive session ({})", terminal::ESCAPE_HELP));
     }
     let result = loop {
@@ -71,30 +72,32 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
             Err(e) => break Err(e),
         }
     };
-    super::set_raw(false);
+    ui::set_raw(false);
     result
 }
 
-/// The virtiofsd daemons for the shares, and the sockets QEMU connects to.
-fn start_daemons(p: &Prepared, runtime: &RuntimeDir) -> Result<(Vec<Guard>, Vec<std::path::PathBuf>)> {
-    let (mut daemons, mut sockets) = (Vec::new(), Vec::new());
-    let Some(binary) = p.virtiofsd.as_ref().filter(|_| p.transport == Transport::Virtiofs) else {
-        return Ok((daemons, sockets));
-    };
-    for (i, share) in p.shares.iter().enumerate() {
+/// The virtiofsd daemons for the shares, and QEMU's ends of their
+/// connections. kdf connects to each listening socket itself (the connection
+/// waits in the backlog until virtiofsd accepts it), so QEMU gets a descriptor
+/// rather than a path and the socket file is gone before anything runs.
+fn start_daemons(p: &Prepared, runtime: &RuntimeDir) -> Result<(Vec<Guard>, Vec<UnixStream>)> {
+    let (mut daemons, mut connections) = (Vec::new(), Vec::new());
+    for (i, daemon) in spec::virtiofsd(p).iter().enumerate() {
         let socket = runtime.path().join(format!("fs{i}.sock"));
         // A previous attempt (KVM fallback) may have left it.
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket)
             .with_context(|| format!("failed to listen on {}", socket.display()))?;
-        let spec = super::virtiofsd_spec(p, binary, listener.as_raw_fd(), share);
-        let argv = virtiofsd::argv(&spec);
+        let connection = UnixStream::connect(&socket)
+            .with_context(|| format!("failed to connect to {}", socket.display()))?;
+        let _ = std::fs::remove_file(&socket);
+        let argv = virtiofsd::argv(daemon);
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]);
-        daemons.push(Guard::spawn("virtiofsd", cmd, &[listener.as_raw_fd()], None)?);
-        sockets.push(socket);
+        daemons.push(Guard::spawn("virtiofsd", cmd, &[(listener.as_fd(), daemon.fd)], None)?);
+        connections.push(connection);
     }
-    Ok((daemons, sockets))
+    Ok((daemons, connections))
 }
 
 fn attempt(
@@ -105,11 +108,15 @@ fn attempt(
     started: Instant,
 ) -> Result<Attempt> {
     let mut timings = Timings::new(started);
-    let (daemons, sockets) = start_daemons(p, runtime)?;
+    let (daemons, connections) = start_daemons(p, runtime)?;
     let (console_host, console_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let (channel_host, channel_vm) = UnixStream::pair().context("failed to create a socket pair")?;
-    let spec = super::vm_spec(p, decision.accel, console_vm.as_raw_fd(), channel_vm.as_raw_fd(), &sockets);
-    let argv = qemu::argv(&spec);
+    let vm = spec::vm(p, decision.accel);
+    let mut fds = vec![(console_vm.as_fd(), vm.console_fd), (channel_vm.as_fd(), vm.channel_fd)];
+    for (i, c) in connections.iter().enumerate() {
+        fds.push((c.as_fd(), spec::FIRST_SHARE_FD + i as i32));
+    }
+    let argv = qemu::argv(&vm);
     let (tx, rx) = mpsc::channel();
     let kvm_tx = tx.clone();
     let hook = move |line: &str| {
@@ -119,10 +126,10 @@ fn attempt(
     };
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
-    let qemu =
-        Guard::spawn("QEMU", cmd, &[console_vm.as_raw_fd(), channel_vm.as_raw_fd()], Some(Box::new(hook)))
-            .map_err(|e| e.context(format!("failed to start {}", p.qemu.display())))?;
-    drop((console_vm, channel_vm));
+    let qemu = Guard::spawn("QEMU", cmd, &fds, Some(Box::new(hook)))
+        .map_err(|e| e.context(format!("failed to start {}", p.qemu.display())))?;
+    drop(fds);
+    drop((console_vm, channel_vm, connections));
     timings.mark("qemu started");
 
     let tail = Tail::default();
@@ -418,5 +425,5 @@ impl Run<'_> {
 }
 
 fn say_raw(line: &str) {
-    super::write_stderr_line(line);
+    ui::line(line);
 }

@@ -1,6 +1,6 @@
-//! The VM's processes as pure command lines: QEMU, virtiofsd, and the choice
-//! of accelerator.
+//! The VM's processes as pure command lines (QEMU, virtiofsd), and the one
+//! table of what a kdf VM needs from its kernel.
 
-pub mod accel;
 pub mod qemu;
+pub mod requirements;
 pub mod virtiofsd;

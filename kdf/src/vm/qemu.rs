@@ -25,14 +25,6 @@ pub enum Machine {
 }
 
 impl Machine {
-    /// The virtio transport module kdf-init loads first.
-    pub fn transport_module(self) -> &'static str {
-        match self {
-            Machine::Q35 => "virtio_pci",
-            Machine::Microvm { .. } => "virtio_mmio",
-        }
-    }
-
     /// A virtio device's QEMU name on this machine's bus (`virtio-serial` ->
     /// `virtio-serial-pci` or `virtio-serial-device`).
     fn device(self, base: &str) -> String {
@@ -46,8 +38,8 @@ impl Machine {
 /// How the guest reaches one shared host directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShareDevice {
-    /// vhost-user-fs served by a virtiofsd listening on `socket`.
-    Virtiofs { tag: String, socket: PathBuf },
+    /// vhost-user-fs: `fd` is QEMU's end of a connection a virtiofsd accepts.
+    Virtiofs { tag: String, fd: RawFd },
     /// QEMU's built-in 9p server.
     NineP { tag: String, path: PathBuf, readonly: bool },
 }
@@ -74,11 +66,6 @@ pub struct VmSpec {
     pub gdb_port: Option<u16>,
     /// `--qemu-arg` values, appended last.
     pub extra: Vec<OsString>,
-}
-
-/// QEMU's option syntax splits values on `,`; a literal comma is doubled.
-pub fn escape(value: &str) -> String {
-    value.replace(',', ",,")
 }
 
 fn machine_args(spec: &VmSpec) -> Vec<String> {
@@ -155,9 +142,9 @@ fn channel_args(spec: &VmSpec) -> Vec<String> {
 
 fn share_args(machine: Machine, share: &ShareDevice, index: usize) -> Vec<OsString> {
     match share {
-        ShareDevice::Virtiofs { tag, socket } => vec![
+        ShareDevice::Virtiofs { tag, fd } => vec![
             "-chardev".into(),
-            format!("socket,id=fs{index},path={}", escape(&socket.to_string_lossy())).into(),
+            format!("socket,id=fs{index},fd={fd}").into(),
             "-device".into(),
             format!("{},chardev=fs{index},tag={tag}", machine.device("vhost-user-fs")).into(),
         ],
@@ -179,6 +166,7 @@ fn share_args(machine: Machine, share: &ShareDevice, index: usize) -> Vec<OsStri
     }
 }
 
+/// QEMU's option syntax splits values on `,`; a literal comma is doubled.
 fn escape_os(value: &std::ffi::OsStr) -> OsString {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     let mut out = Vec::with_capacity(value.len());
@@ -215,10 +203,11 @@ pub fn argv(spec: &VmSpec) -> Vec<OsString> {
     out
 }
 
-/// The kernel command line: kdf's essentials, quiet unless `verbose`, then the
+/// The kernel command line: kdf's essentials, quiet unless `verbose`, the
+/// modules kdf-init loads before it reaches the host (`preload`), then the
 /// user's `--cmdline` (later arguments win in the kernel's parser).
-pub fn cmdline(verbose: bool, debug: bool, accel: Accel, machine: Machine, extra: &[String]) -> String {
-    let preload = format!("{}={},virtio_console", kdf_proto::CMDLINE_PRELOAD, machine.transport_module());
+pub fn cmdline(verbose: bool, debug: bool, accel: Accel, preload: &[String], extra: &[String]) -> String {
+    let preload = format!("{}={}", kdf_proto::CMDLINE_PRELOAD, preload.join(","));
     let mut args = vec![
         "console=ttyS0",
         // With -no-reboot, a triple-fault reset ends QEMU on any machine.
@@ -266,16 +255,20 @@ mod tests {
             memory_mib: 512,
             kernel: "/boot/vmlinux".into(),
             initramfs: "/cache/i.cpio".into(),
-            cmdline: cmdline(false, false, Accel::Tcg, Machine::Q35, &[]),
+            cmdline: cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]),
             console_fd: 5,
             channel_fd: 6,
             shares: vec![
-                ShareDevice::Virtiofs { tag: "kdf0".into(), socket: "/run/kdf/fs0.sock".into() },
+                ShareDevice::Virtiofs { tag: "kdf0".into(), fd: 7 },
                 ShareDevice::NineP { tag: "kdf1".into(), path: "/tmp/a,b c".into(), readonly: true },
             ],
             gdb_port: Some(1234),
             extra: vec!["-device".into(), "virtio-rng-pci".into()],
         }
+    }
+
+    fn preload(transport: &str) -> Vec<String> {
+        vec![transport.into(), "virtio_console".into()]
     }
 
     fn joined(spec: &VmSpec) -> String {
@@ -309,9 +302,9 @@ mod tests {
         assert!(j.contains("vhost-user-fs-device,chardev=fs0,tag=kdf0"), "{j}");
         assert!(j.contains("virtio-9p-device,fsdev=fs1"), "{j}");
         assert!(!j.contains("-pci"), "{j}");
-        let c = cmdline(false, false, Accel::Tcg, s.machine, &[]);
+        let c = cmdline(false, false, Accel::Tcg, &preload("virtio_mmio"), &[]);
         assert!(c.contains("kdf.preload=virtio_mmio,virtio_console"), "{c}");
-        assert!(cmdline(false, false, Accel::Tcg, Machine::Q35, &[])
+        assert!(cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[])
             .contains("kdf.preload=virtio_pci,virtio_console"));
     }
 
@@ -333,9 +326,7 @@ mod tests {
     #[test]
     fn shares_become_devices_with_commas_escaped() {
         let j = joined(&spec());
-        assert!(j.contains(
-            "-chardev socket,id=fs0,path=/run/kdf/fs0.sock -device vhost-user-fs-pci,chardev=fs0,tag=kdf0"
-        ));
+        assert!(j.contains("-chardev socket,id=fs0,fd=7 -device vhost-user-fs-pci,chardev=fs0,tag=kdf0"));
         assert!(j.contains(
             "-fsdev local,id=fs1,security_model=none,multidevs=remap,readonly=on,path=/tmp/a,,b c"
         ));
@@ -355,19 +346,18 @@ mod tests {
         let j = joined(&spec());
         assert!(j.contains("-no-reboot"));
         assert!(j.contains("-nodefaults"));
-        let c = cmdline(false, false, Accel::Tcg, Machine::Q35, &[]);
-        assert!(cmdline(false, true, Accel::Kvm, Machine::Q35, &[]).contains("nokaslr"));
+        let c = cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]);
+        assert!(cmdline(false, true, Accel::Kvm, &preload("virtio_pci"), &[]).contains("nokaslr"));
         assert!(c.contains("noapictimer"), "TCG skips the APIC timer calibration");
-        assert!(!cmdline(false, false, Accel::Kvm, Machine::Q35, &[]).contains("noapictimer"));
+        assert!(!cmdline(false, false, Accel::Kvm, &preload("virtio_pci"), &[]).contains("noapictimer"));
         assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
     }
 
     #[test]
     fn cmdline_is_quiet_unless_verbose_and_user_args_come_last() {
-        assert!(cmdline(false, false, Accel::Tcg, Machine::Q35, &[]).contains("quiet"));
-        assert!(!cmdline(true, false, Accel::Tcg, Machine::Q35, &[]).contains("quiet"));
-        assert!(
-            cmdline(false, false, Accel::Tcg, Machine::Q35, &["loglevel=7".into()]).ends_with(" loglevel=7")
-        );
+        assert!(cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet"));
+        assert!(!cmdline(true, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet"));
+        assert!(cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &["loglevel=7".into()])
+            .ends_with(" loglevel=7"));
     }
 }

@@ -141,7 +141,7 @@ pub fn report(mismatches: &[Mismatch], symbols: &Symbols, result: &Fragment) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kconfig::fragment::parse_set;
+    use crate::kbuild::fragment::parse_set;
     use std::collections::HashMap;
 
     const KCONFIG: &str = "\

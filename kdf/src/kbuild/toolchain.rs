@@ -70,7 +70,7 @@ const LLVM_TOOLS: [&str; 5] = ["clang", "ld.lld", "llvm-ar", "llvm-nm", "llvm-ob
 
 /// Fails naming the first LLVM tool that is not on PATH.
 pub fn check_llvm() -> Result<()> {
-    match LLVM_TOOLS.iter().find(|t| crate::run::which(t, &[]).is_none()) {
+    match LLVM_TOOLS.iter().find(|t| crate::tools::which(t, &[]).is_none()) {
         Some(tool) => Err(hinted(
             format!("--llvm builds with LLVM=1, but {tool} is not on PATH"),
             "install clang, lld and llvm (Debian: sudo apt install clang lld llvm), or build with GCC (no --llvm)",

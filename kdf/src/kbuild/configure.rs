@@ -8,15 +8,16 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::make::{self, Make};
+use super::toolchain;
 use super::tree::{self, Tree};
-use super::{toolchain, ConfigArgs, ProfileArg};
 use crate::cache;
+use crate::cli::{ConfigArgs, ProfileArg};
 use crate::errors::hinted;
-use crate::kconfig::fragment::Fragment;
-use crate::kconfig::kconfig_deps::Symbols;
-use crate::kconfig::profile::{self, Profile, Request};
-use crate::kconfig::verify;
-use crate::run::say;
+use crate::kbuild::fragment::Fragment;
+use crate::kbuild::kconfig_deps::Symbols;
+use crate::kbuild::profile::{self, Profile, Request};
+use crate::kbuild::verify;
+use crate::ui::say;
 
 /// The merged request, kept in the build directory: the input of
 /// `KCONFIG_ALLCONFIG`, and what `kdf kernel build` checks again.
@@ -208,7 +209,7 @@ mod tests {
         req.bpf = true;
         req.llvm = true;
         req.fragments.push(("a".into(), String::new()));
-        req.sets.push(crate::kconfig::fragment::parse_set("A=y").unwrap());
+        req.sets.push(crate::kbuild::fragment::parse_set("A=y").unwrap());
         assert_eq!(summary(&req), "debug profile, no Rust, BPF, 1 fragment(s), 1 --set, LLVM");
     }
 

@@ -110,7 +110,7 @@ fn reconcile(fragment: &mut Fragment, req: &Request) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kconfig::fragment::parse_set;
+    use crate::kbuild::fragment::parse_set;
 
     fn req(profile: Profile) -> Request {
         Request { profile, rust: true, bpf: false, llvm: false, fragments: Vec::new(), sets: Vec::new() }

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::qemu::Accel;
 use crate::cache;
 use crate::errors::hinted;
+use crate::vm::qemu::Accel;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

@@ -9,12 +9,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::config::{self, REQUESTED};
+use super::configure::{self, REQUESTED};
 use super::make::{self, Make};
-use super::{toolchain, tree, BuildArgs};
+use super::{toolchain, tree};
+use crate::cli::BuildArgs;
 use crate::errors::hinted;
-use crate::kconfig::fragment::{Fragment, Value};
-use crate::run::say;
+use crate::kbuild::fragment::{Fragment, Value};
+use crate::ui::say;
 
 /// The previous full build's step count, for a percentage next time.
 const STEPS_FILE: &str = ".kdf-build-steps";
@@ -73,7 +74,7 @@ fn elapsed(since: Instant) -> String {
 pub fn run(args: &BuildArgs) -> Result<i32> {
     let started = Instant::now();
     let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
-    let config = config::read_result(&tree::config_path(&tree)?)?;
+    let config = configure::read_result(&tree::config_path(&tree)?)?;
     let llvm = use_llvm(&config, args.tree.llvm, &tree.build)?;
     if llvm {
         toolchain::check_llvm()?;
@@ -108,7 +109,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         let text = std::fs::read_to_string(&requested)
             .with_context(|| format!("failed to read {}", requested.display()))?;
         let wanted = Fragment::parse(&text, &requested.display().to_string())?;
-        config::check(&wanted, &tree, "the build changed its config, ")?;
+        configure::check(&wanted, &tree, "the build changed its config, ")?;
     }
     let vmlinux = tree.build.join("vmlinux");
     let size = std::fs::metadata(&vmlinux).map(|m| m.len() >> 20).unwrap_or(0);

@@ -1,0 +1,313 @@
+//! Resolving `kdf run`'s command line into a [`Prepared`] run: the kernel and
+//! the file QEMU boots, the initramfs, the shares, the command's plan and the
+//! accelerator. Everything that probes the host happens here; executing a
+//! prepared run only starts processes.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use kdf_proto::{Plan, User, Winsize, PROTOCOL_VERSION};
+
+use super::{spec, terminal};
+use crate::accel::{self, Decision};
+use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
+use crate::errors::{hinted, usage};
+use crate::initramfs;
+use crate::kernel::{self, Kernel};
+use crate::plan;
+use crate::shares::{self, ShareSpec, Transport};
+use crate::tools;
+use crate::ui::say;
+use crate::vm::qemu::{Accel, Machine};
+use crate::vm::requirements::{self, Miss, Vm};
+use crate::vm::virtiofsd::{CacheMode, Sandbox};
+
+/// A run with everything resolved.
+#[derive(Debug)]
+pub struct Prepared {
+    pub kernel: Kernel,
+    pub qemu: PathBuf,
+    pub initramfs: PathBuf,
+    pub accel: Decision,
+    pub transport: Transport,
+    pub virtiofsd: Option<PathBuf>,
+    pub shares: Vec<ShareSpec>,
+    pub plan: Plan,
+    /// argv[0], for messages.
+    pub program: String,
+    /// `--cmdline` values (kdf's own arguments depend on the accelerator).
+    pub cmdline: Vec<String>,
+    /// Modules kdf-init loads before it reaches the host (`kdf.preload`).
+    pub preload: Vec<String>,
+    pub debug: bool,
+    pub machine: Machine,
+    /// `-bios` on q35.
+    pub firmware: Option<PathBuf>,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub gdb_port: Option<u16>,
+    pub qemu_extra: Vec<OsString>,
+    pub tty: bool,
+    pub timeout: Option<Duration>,
+    pub boot_timeout: Option<Duration>,
+    pub console_log: Option<PathBuf>,
+    pub verbose: bool,
+    pub timings: bool,
+    /// The descriptor limit passed on to virtiofsd.
+    pub nofile: u64,
+    pub sandbox: Sandbox,
+}
+
+pub fn prepare(args: &RunArgs) -> Result<Prepared> {
+    let kernel = kernel::resolve(&args.kernel.source())?;
+    let qemu = tools::qemu()?;
+    let (transport, virtiofsd) = transport(args, &kernel);
+    let machine = machine(args.machine, &kernel);
+    let cwd = working_dir()?;
+    let shares = share_list(args, &kernel, &cwd)?;
+    let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay) };
+    check_kernel(&kernel, &vm)?;
+    let workdir = match &args.chdir {
+        Some(dir) => cwd.join(dir),
+        None => cwd.clone(),
+    };
+    let nix_bins: Vec<PathBuf> = if args.nix.is_empty() {
+        Vec::new()
+    } else {
+        let installables: Vec<String> = args.nix.iter().map(|p| format!("nixpkgs#{p}")).collect();
+        crate::nix::build(&installables)?.into_iter().map(|p| p.join("bin")).collect()
+    };
+    let argv = plan::argv(&args.command, args.script.as_deref(), &shell(args));
+    let program = String::from_utf8_lossy(&argv[0]).into_owned();
+    let tty = tty_size(args);
+    let accel = accel::decide(args.accel.map(|a| match a {
+        AccelArg::Kvm => Accel::Kvm,
+        AccelArg::Tcg => Accel::Tcg,
+    }))?;
+    let initramfs = initramfs_for(args, &kernel)?;
+    let plan = Plan {
+        version: PROTOCOL_VERSION,
+        argv,
+        env: plan::environment(|k| std::env::var_os(k), &nix_bins, &args.env),
+        cwd: workdir.as_os_str().as_bytes().to_vec(),
+        user: user(args),
+        shares: shares::to_proto(&shares, transport),
+        modules: requirements::plan_modules(&vm),
+        hostname: "kdf".into(),
+        clock_ns: 0,
+        tty,
+        stdin: !args.no_stdin,
+    };
+    let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(_, hard)| hard.min(1 << 20))
+        .unwrap_or(1024);
+    Ok(Prepared {
+        cmdline: args.cmdline.clone(),
+        preload: requirements::boot_modules(&vm),
+        debug: args.debug.is_some(),
+        firmware: firmware(&kernel),
+        kernel,
+        qemu,
+        initramfs,
+        accel,
+        transport,
+        virtiofsd,
+        shares,
+        plan,
+        program,
+        machine,
+        cpus: args.cpus,
+        memory_mib: args.memory,
+        gdb_port: args.debug,
+        qemu_extra: args.qemu_args.clone(),
+        tty: tty.is_some(),
+        timeout: args.timeout,
+        boot_timeout: args.boot_timeout,
+        console_log: args.console_log.clone(),
+        verbose: args.verbose,
+        timings: args.timings,
+        nofile,
+        sandbox: sandbox(args.verbose),
+    })
+}
+
+/// virtiofsd if installed, else 9p (with a notice), or 9p when asked.
+fn transport(args: &RunArgs, kernel: &Kernel) -> (Transport, Option<PathBuf>) {
+    let virtiofsd = tools::virtiofsd();
+    if args.nine_p {
+        return (Transport::NineP, None);
+    }
+    // Fall back to 9p for a kernel without virtiofs only if it has 9p; else
+    // keep virtiofs so the check names the missing option.
+    let only_9p =
+        kernel.config.as_ref().is_some_and(|c| !c.enabled("CONFIG_VIRTIO_FS") && c.enabled("CONFIG_9P_FS"));
+    match virtiofsd {
+        Some(v) if !only_9p => (Transport::Virtiofs, Some(v)),
+        Some(_) => {
+            say("the kernel lacks CONFIG_VIRTIO_FS; sharing files over 9p");
+            (Transport::NineP, None)
+        }
+        None => {
+            say("virtiofsd not found; sharing files over 9p (slower). Install virtiofsd: scripts/setup.sh");
+            (Transport::NineP, None)
+        }
+    }
+}
+
+/// q35 unless `--machine microvm` (no PCI, no firmware: ~0.2 s faster under
+/// TCG). microvm is opt-in: without an HPET or ACPI PM timer the kernel
+/// calibrates its TSC against the PIT alone, and on a loaded host that failed
+/// and the guest hung in 4 of 4 parallel boots (Debian 6.1, TCG). Its devices
+/// are found through ACPI when the kernel has it, else through the
+/// `virtio_mmio.device=` arguments QEMU adds (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
+fn machine(choice: MachineArg, kernel: &Kernel) -> Machine {
+    let acpi = kernel.config.as_ref().is_some_and(|c| c.builtin("CONFIG_ACPI"));
+    match choice {
+        MachineArg::Q35 => Machine::Q35,
+        MachineArg::Microvm => Machine::Microvm { acpi },
+    }
+}
+
+/// The options this run needs (the requirement table), named before anything starts.
+fn check_kernel(kernel: &Kernel, vm: &Vm) -> Result<()> {
+    let Some(config) = &kernel.config else { return Ok(()) };
+    match requirements::check(config, vm, kernel.modules_dir.is_some()) {
+        Ok(()) => Ok(()),
+        Err(Miss::Lacks(r)) => Err(hinted(
+            format!("the kernel {} lacks {} ({})", kernel.image.display(), r.option, r.why),
+            format!("rebuild it with {}=y (kdf kernel config adds every option kdf needs)", r.option),
+        )),
+        Err(Miss::NoModules(r)) => Err(hinted(
+            format!("the kernel has {}=m but kdf cannot find its modules", r.option),
+            "install its modules under /lib/modules/<release>, or pass its build directory with --kernel",
+        )),
+    }
+}
+
+/// qboot boots faster than SeaBIOS (about 0.1-0.3 s under TCG), but leaves
+/// interrupt routing to ACPI: a kernel without CONFIG_ACPI never sees its
+/// virtio devices. Use it only when the kernel's config says ACPI is there.
+fn firmware(kernel: &Kernel) -> Option<PathBuf> {
+    let qboot = PathBuf::from("/usr/share/qemu/qboot.rom");
+    let acpi = kernel.config.as_ref().is_some_and(|c| c.builtin("CONFIG_ACPI"));
+    (acpi && qboot.is_file()).then_some(qboot)
+}
+
+/// The working directory, refused where it cannot be shared.
+fn working_dir() -> Result<PathBuf> {
+    let cwd = std::env::current_dir().map_err(|e| {
+        hinted(
+            format!("cannot use the current directory: {e}"),
+            "it may have been deleted; cd to an existing directory",
+        )
+    })?;
+    let cwd = shares::check_host_dir(&cwd, "the working directory")?;
+    if nix::unistd::access(&cwd, nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(hinted(
+            format!("cannot share the working directory {}: it is not readable", cwd.display()),
+            "cd to a directory you can read",
+        ));
+    }
+    Ok(cwd)
+}
+
+fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path) -> Result<Vec<ShareSpec>> {
+    let mut rest = Vec::new();
+    if cwd != Path::new("/") {
+        rest.push(ShareSpec::same_path(cwd.to_path_buf(), false));
+    }
+    if let Some(modules) = &kernel.guest_modules {
+        let target = shares::check_host_dir(Path::new("/lib/modules"), "/lib/modules")?;
+        let host = shares::check_host_dir(modules, "the kernel's modules")?;
+        rest.push(ShareSpec { host, guest: target, readonly: true, overlay: false, cache: CacheMode::Auto });
+    }
+    for (paths, readonly, what) in [(&args.rw, false, "--rw"), (&args.ro, true, "--ro")] {
+        for p in paths {
+            rest.push(ShareSpec::same_path(shares::check_host_dir(p, what)?, readonly));
+        }
+    }
+    for v in &args.virtiofs {
+        let host = shares::check_host_dir(&v.host, "--virtiofs")?;
+        let guest = if v.guest == v.host { host.clone() } else { v.guest.clone() };
+        rest.push(ShareSpec { host, guest, ..v.clone() });
+    }
+    if rest.len() >= spec::MAX_SHARES {
+        return Err(usage(format!(
+            "too many shares ({}); kdf shares at most {}",
+            rest.len() + 1,
+            spec::MAX_SHARES
+        )));
+    }
+    Ok(shares::order(ShareSpec::same_path("/".into(), true), rest))
+}
+
+fn user(args: &RunArgs) -> Option<User> {
+    args.user.then(|| User {
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        groups: nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect(),
+    })
+}
+
+fn shell(args: &RunArgs) -> PathBuf {
+    args.shell.clone().unwrap_or_else(|| {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let uid = if args.user { nix::unistd::getuid().as_raw() } else { 0 };
+        plan::passwd_shell(&passwd, uid).filter(|s| s.exists()).unwrap_or_else(|| "/bin/sh".into())
+    })
+}
+
+fn tty_size(args: &RunArgs) -> Option<Winsize> {
+    let tty = match args.tty {
+        TtyMode::Always => true,
+        TtyMode::Never => false,
+        TtyMode::Auto => std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
+    };
+    tty.then(|| terminal::size().unwrap_or(Winsize { rows: 24, cols: 80 }))
+}
+
+fn initramfs_for(args: &RunArgs, kernel: &Kernel) -> Result<PathBuf> {
+    if let Some(path) = &args.initramfs {
+        let head = std::fs::read(path).map_err(|e| {
+            hinted(format!("cannot read --initramfs {}: {e}", path.display()), "check the path")
+        })?;
+        if !head.starts_with(b"070701") && !head.starts_with(b"070702") {
+            return Err(hinted(
+                format!("--initramfs {} is not an uncompressed newc cpio archive", path.display()),
+                "build one with `kdf build initramfs -o FILE`",
+            ));
+        }
+        return Ok(path.clone());
+    }
+    let init = initramfs::init_binary::locate(args.kernel.init.as_deref())?;
+    initramfs::cached(kernel, &init)
+}
+
+/// virtiofsd sandboxes itself in namespaces where the host allows: as root,
+/// or where unprivileged user namespaces work (probed by creating one).
+fn sandbox(verbose: bool) -> Sandbox {
+    if nix::unistd::getuid().is_root() {
+        return Sandbox::Namespace;
+    }
+    let mut probe = std::process::Command::new("true");
+    // SAFETY: unshare(2) is async-signal-safe; it runs in the forked child only.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut probe, || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(std::io::Error::from)
+        });
+    }
+    match probe.status() {
+        Ok(s) if s.success() => Sandbox::Namespace,
+        _ => {
+            if verbose {
+                say("user namespaces are not available: virtiofsd runs without a sandbox");
+            }
+            Sandbox::None
+        }
+    }
+}

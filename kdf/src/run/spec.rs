@@ -1,0 +1,77 @@
+//! A prepared run's processes as data: QEMU's [`VmSpec`] and one
+//! [`Virtiofsd`] per share, with the descriptor numbers each child gets.
+//! The numbers are fixed (the session hands each descriptor over under its
+//! number), so `--dry-run` prints exactly the command lines that run.
+
+use std::os::fd::RawFd;
+
+use super::prepare::Prepared;
+use crate::shares::Transport;
+use crate::vm::qemu::{self, Accel, Machine, ShareDevice, VmSpec};
+use crate::vm::virtiofsd::Virtiofsd;
+
+/// QEMU's end of the serial console's socket pair.
+pub const CONSOLE_FD: RawFd = 3;
+/// QEMU's end of the kdf channel's socket pair.
+pub const CHANNEL_FD: RawFd = 4;
+/// QEMU's end of share `i`'s connection to its virtiofsd is `FIRST_SHARE_FD + i`.
+pub const FIRST_SHARE_FD: RawFd = 5;
+/// Where each virtiofsd finds its listening socket.
+pub const VIRTIOFSD_FD: RawFd = 3;
+/// The most shares a run can have (their descriptors stay below 100).
+pub const MAX_SHARES: usize = 64;
+
+/// One virtiofsd per share, when shares travel over virtiofs.
+pub fn virtiofsd(p: &Prepared) -> Vec<Virtiofsd> {
+    let Some(binary) = p.virtiofsd.as_ref().filter(|_| p.transport == Transport::Virtiofs) else {
+        return Vec::new();
+    };
+    p.shares
+        .iter()
+        .map(|share| Virtiofsd {
+            binary: binary.clone(),
+            fd: VIRTIOFSD_FD,
+            shared_dir: share.host.clone(),
+            // An overlay share is never written on the host.
+            readonly: share.readonly || share.overlay,
+            cache: share.cache,
+            sandbox: p.sandbox,
+            nofile: p.nofile,
+        })
+        .collect()
+}
+
+/// QEMU's spec under `accel` (the session may retry under TCG).
+pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
+    let shares = p
+        .shares
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match p.transport {
+            Transport::Virtiofs => {
+                ShareDevice::Virtiofs { tag: format!("kdf{i}"), fd: FIRST_SHARE_FD + i as RawFd }
+            }
+            Transport::NineP => ShareDevice::NineP {
+                tag: format!("kdf{i}"),
+                path: s.host.clone(),
+                readonly: s.readonly || s.overlay,
+            },
+        })
+        .collect();
+    VmSpec {
+        qemu: p.qemu.clone(),
+        accel,
+        cpus: p.cpus,
+        memory_mib: p.memory_mib,
+        machine: p.machine,
+        firmware: if p.machine == Machine::Q35 { p.firmware.clone() } else { None },
+        kernel: p.kernel.boot.clone(),
+        initramfs: p.initramfs.clone(),
+        cmdline: qemu::cmdline(p.verbose, p.debug, accel, &p.preload, &p.cmdline),
+        console_fd: CONSOLE_FD,
+        channel_fd: CHANNEL_FD,
+        shares,
+        gdb_port: p.gdb_port,
+        extra: p.qemu_extra.clone(),
+    }
+}

@@ -1,0 +1,66 @@
+//! Finding the host programs kdf runs: QEMU, virtiofsd, depmod, compilers.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::errors::hinted;
+
+/// A regular file someone may execute.
+fn is_executable(path: &Path) -> bool {
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Finds a program on PATH or, after it, in the extra directories.
+pub fn which(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+/// QEMU for x86_64 guests: `KDF_QEMU`, else `qemu-system-x86_64` on PATH.
+pub fn qemu() -> Result<PathBuf> {
+    std::env::var_os("KDF_QEMU").map(PathBuf::from).or_else(|| which("qemu-system-x86_64", &[])).ok_or_else(
+        || {
+            hinted(
+                "QEMU is not installed (qemu-system-x86_64 not found on PATH)",
+                "sudo apt install qemu-system-x86",
+            )
+        },
+    )
+}
+
+/// The Rust virtiofsd: `KDF_VIRTIOFSD`, else on PATH or in /usr/libexec.
+/// Never /usr/lib/qemu/virtiofsd: QEMU's old C daemon takes other flags.
+pub fn virtiofsd() -> Option<PathBuf> {
+    std::env::var_os("KDF_VIRTIOFSD").map(PathBuf::from).or_else(|| which("virtiofsd", &["/usr/libexec"]))
+}
+
+/// depmod, which the kernel's `modules_install` otherwise expects at
+/// /sbin/depmod (absent on NixOS).
+pub fn depmod() -> Option<PathBuf> {
+    which("depmod", &["/sbin", "/usr/sbin"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_skips_files_that_are_not_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, exe) = (dir.path().join("a/tool"), dir.path().join("b/tool"));
+        for (p, mode) in [(&plain, 0o644), (&exe, 0o755)] {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        let found = which("tool", &[a.to_str().unwrap(), b.to_str().unwrap()]);
+        assert_eq!(found, Some(exe));
+    }
+}

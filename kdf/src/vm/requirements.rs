@@ -1,0 +1,269 @@
+//! What a kdf VM needs from its kernel, in one table: each kernel option, the
+//! module that provides it where it is `=m`, why kdf needs it and when. The
+//! pre-boot kernel check, the modules a run's plan loads, the modules kdf-init
+//! loads before it can reach the host (`kdf.preload`) and the initramfs's
+//! module set are all derived from [`TABLE`]; `configs/vm.config` sets every
+//! option in it (a unit test keeps them in step).
+
+use crate::kernel::config::KernelConfig;
+use crate::shares::Transport;
+use crate::vm::qemu::Machine;
+
+/// When a requirement applies to a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// On q35 (virtio over PCI).
+    Q35,
+    /// On microvm (virtio over MMIO).
+    Microvm,
+    /// When shares travel this way.
+    Shares(Transport),
+    /// When a share is an overlay (`--virtiofs ...,overlay`).
+    Overlay,
+}
+
+/// When kdf-init loads the module, if the kernel has it as `=m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Built in or nothing: there is no module to load.
+    Never,
+    /// Before the channel exists: named in `kdf.preload` on the command line.
+    Boot,
+    /// After `Hello`, from the run's plan.
+    Plan,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    pub option: &'static str,
+    /// The module providing it when the option is `=m`.
+    pub module: Option<&'static str>,
+    /// What breaks without it (completes "the kernel lacks OPTION (...)").
+    pub why: &'static str,
+    pub when: When,
+    pub load: Load,
+    /// A run is refused before boot without it; else it is used where present.
+    pub strict: bool,
+}
+
+const fn req(option: &'static str, why: &'static str) -> Requirement {
+    Requirement { option, module: None, why, when: When::Always, load: Load::Never, strict: true }
+}
+
+const fn module(
+    option: &'static str,
+    module: &'static str,
+    why: &'static str,
+    when: When,
+    load: Load,
+) -> Requirement {
+    Requirement { option, module: Some(module), why, when, load, strict: true }
+}
+
+/// Every requirement, in load order (dependencies first).
+pub const TABLE: &[Requirement] = &[
+    req("CONFIG_BLK_DEV_INITRD", "the kernel cannot load kdf's initramfs"),
+    req("CONFIG_DEVTMPFS", "kdf-init cannot create device nodes"),
+    req("CONFIG_TMPFS", "the guest gets no /tmp"),
+    req("CONFIG_SERIAL_8250_CONSOLE", "there is no kernel console to diagnose failures"),
+    module("CONFIG_VIRTIO_PCI", "virtio_pci", "no virtio devices on q35", When::Q35, Load::Boot),
+    module("CONFIG_VIRTIO_MMIO", "virtio_mmio", "no virtio devices on microvm", When::Microvm, Load::Boot),
+    module(
+        "CONFIG_VIRTIO_CONSOLE",
+        "virtio_console",
+        "kdf cannot talk to kdf-init",
+        When::Always,
+        Load::Boot,
+    ),
+    module(
+        "CONFIG_VIRTIO_FS",
+        "virtiofs",
+        "it cannot mount the host's files; nor has it CONFIG_9P_FS for the 9p fallback",
+        When::Shares(Transport::Virtiofs),
+        Load::Plan,
+    ),
+    module(
+        "CONFIG_NET_9P_VIRTIO",
+        "9pnet_virtio",
+        "no 9p transport over virtio",
+        When::Shares(Transport::NineP),
+        Load::Plan,
+    ),
+    module("CONFIG_9P_FS", "9p", "no 9p filesystem", When::Shares(Transport::NineP), Load::Plan),
+    module("CONFIG_OVERLAY_FS", "overlay", "an overlay share cannot be mounted", When::Overlay, Load::Plan),
+    Requirement {
+        option: "CONFIG_CONFIGFS_FS",
+        module: Some("configfs"),
+        why: "the guest gets no /sys/kernel/config",
+        when: When::Always,
+        load: Load::Plan,
+        strict: false,
+    },
+];
+
+/// What about a run decides which requirements apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vm {
+    pub machine: Machine,
+    pub transport: Transport,
+    pub overlay: bool,
+}
+
+impl When {
+    fn applies(self, vm: &Vm) -> bool {
+        match self {
+            When::Always => true,
+            When::Q35 => vm.machine == Machine::Q35,
+            When::Microvm => matches!(vm.machine, Machine::Microvm { .. }),
+            When::Shares(t) => vm.transport == t,
+            When::Overlay => vm.overlay,
+        }
+    }
+}
+
+/// The requirements of one run, in table order.
+pub fn of(vm: &Vm) -> impl Iterator<Item = &'static Requirement> + '_ {
+    TABLE.iter().filter(move |r| r.when.applies(vm))
+}
+
+/// Why a kernel cannot run a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    /// The option is not set.
+    Lacks(&'static Requirement),
+    /// The option is `=m` but kdf has no modules to load it from.
+    NoModules(&'static Requirement),
+}
+
+/// Checks a kernel's config against the run's strict requirements.
+/// `has_modules`: kdf found the kernel's module directory.
+pub fn check(config: &KernelConfig, vm: &Vm, has_modules: bool) -> Result<(), Miss> {
+    let strict: Vec<_> = of(vm).filter(|r| r.strict).collect();
+    if let Some(r) = strict.iter().find(|r| !config.enabled(r.option)) {
+        return Err(Miss::Lacks(r));
+    }
+    match strict.iter().find(|r| r.module.is_some() && config.module(r.option)) {
+        Some(r) if !has_modules => Err(Miss::NoModules(r)),
+        _ => Ok(()),
+    }
+}
+
+fn modules(vm: &Vm, load: Load) -> Vec<String> {
+    of(vm).filter(|r| r.load == load).filter_map(|r| r.module).map(String::from).collect()
+}
+
+/// The modules kdf-init loads before it opens the channel (`kdf.preload`).
+pub fn boot_modules(vm: &Vm) -> Vec<String> {
+    modules(vm, Load::Boot)
+}
+
+/// The modules the run's plan asks kdf-init to load.
+pub fn plan_modules(vm: &Vm) -> Vec<String> {
+    modules(vm, Load::Plan)
+}
+
+/// Every module any run may need: what kdf's initramfs carries where the
+/// kernel has it as `=m`.
+pub fn initramfs_modules() -> impl Iterator<Item = &'static str> {
+    TABLE.iter().filter(|r| r.load != Load::Never).filter_map(|r| r.module)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kbuild::fragment::Fragment;
+    use crate::kbuild::profile;
+
+    const MACHINES: [Machine; 3] =
+        [Machine::Q35, Machine::Microvm { acpi: false }, Machine::Microvm { acpi: true }];
+
+    fn every_vm() -> Vec<Vm> {
+        let mut out = Vec::new();
+        for machine in MACHINES {
+            for transport in [Transport::Virtiofs, Transport::NineP] {
+                for overlay in [false, true] {
+                    out.push(Vm { machine, transport, overlay });
+                }
+            }
+        }
+        out
+    }
+
+    fn config(text: &str) -> KernelConfig {
+        KernelConfig::parse(text, "test").unwrap()
+    }
+
+    #[test]
+    fn vm_config_sets_every_option_in_the_table() {
+        let vm = Fragment::parse(profile::VM.text, profile::VM.name).unwrap();
+        for r in TABLE {
+            assert_eq!(
+                *vm.value(r.option),
+                crate::kbuild::fragment::Value::Yes,
+                "{} is in the requirement table but not =y in configs/vm.config",
+                r.option
+            );
+        }
+    }
+
+    #[test]
+    fn the_fast_profile_boots_on_every_machine_and_transport() {
+        let text = format!("{}\n{}", profile::VM.text, profile::FAST.text);
+        let fast = config(&text);
+        for vm in every_vm() {
+            assert_eq!(check(&fast, &vm, false), Ok(()), "{vm:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_option_is_named_in_table_order() {
+        let all: String = TABLE.iter().map(|r| format!("{}=y\n", r.option)).collect();
+        let vm = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false };
+        assert_eq!(check(&config(&all), &vm, false), Ok(()));
+        let without = all.replace("CONFIG_VIRTIO_CONSOLE=y\n", "").replace("CONFIG_VIRTIO_FS=y\n", "");
+        match check(&config(&without), &vm, false) {
+            Err(Miss::Lacks(r)) => assert_eq!(r.option, "CONFIG_VIRTIO_CONSOLE"),
+            other => panic!("{other:?}"),
+        }
+        // Optional ones never refuse a run.
+        let no_configfs = all.replace("CONFIG_CONFIGFS_FS=y\n", "");
+        assert_eq!(check(&config(&no_configfs), &vm, false), Ok(()));
+    }
+
+    #[test]
+    fn a_modular_requirement_needs_the_kernels_modules() {
+        let all: String = TABLE.iter().map(|r| format!("{}=y\n", r.option)).collect();
+        let modular = config(&all.replace("CONFIG_VIRTIO_FS=y", "CONFIG_VIRTIO_FS=m"));
+        let vm = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false };
+        match check(&modular, &vm, false) {
+            Err(Miss::NoModules(r)) => assert_eq!(r.option, "CONFIG_VIRTIO_FS"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(check(&modular, &vm, true), Ok(()));
+        // Over 9p, virtiofs being modular does not matter.
+        let nine_p = Vm { transport: Transport::NineP, ..vm };
+        assert_eq!(check(&modular, &nine_p, false), Ok(()));
+    }
+
+    #[test]
+    fn module_lists_follow_the_machine_transport_and_shares() {
+        let q35 = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false };
+        assert_eq!(boot_modules(&q35), ["virtio_pci", "virtio_console"]);
+        assert_eq!(plan_modules(&q35), ["virtiofs", "configfs"]);
+        let microvm =
+            Vm { machine: Machine::Microvm { acpi: false }, transport: Transport::NineP, overlay: true };
+        assert_eq!(boot_modules(&microvm), ["virtio_mmio", "virtio_console"]);
+        assert_eq!(plan_modules(&microvm), ["9pnet_virtio", "9p", "overlay", "configfs"]);
+    }
+
+    #[test]
+    fn the_initramfs_carries_every_module_any_run_loads() {
+        let all: Vec<&str> = initramfs_modules().collect();
+        for vm in every_vm() {
+            for m in boot_modules(&vm).iter().chain(&plan_modules(&vm)) {
+                assert!(all.contains(&m.as_str()), "{m} for {vm:?}");
+            }
+        }
+    }
+}
