@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo build --release -p kdf-init --target x86_64-unknown-linux-musl
-python3 scripts/check-import-cycles.py --self-test; python3 scripts/check-import-cycles.py kdf-init/src kdf-proto/src
+python3 scripts/check-import-cycles.py --self-test; python3 scripts/check-import-cycles.py kdf/src kdf-init/src kdf-proto/src
 export KDF_INIT="$PWD/target/x86_64-unknown-linux-musl/release/kdf-init"
 
 # kdf's fast-profile kernel (built once, cached by source version and config).

@@ -66,10 +66,7 @@ pub fn parse_virtiofs(spec: &str) -> Result<ShareSpec, String> {
         match item.split_once('=') {
             Some(("src", v)) => src = Some(PathBuf::from(v)),
             Some(("dst", v)) => dst = Some(PathBuf::from(v)),
-            Some(("cache", v)) => {
-                share.cache = <CacheMode as clap::ValueEnum>::from_str(v, false)
-                    .map_err(|_| format!("unknown cache mode {v:?} (auto, always, metadata, never)"))?
-            }
+            Some(("cache", v)) => share.cache = v.parse::<CacheMode>()?,
             _ => match item.as_str() {
                 "ro" => share.readonly = true,
                 "rw" => share.readonly = false,

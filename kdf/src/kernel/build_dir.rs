@@ -10,7 +10,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
-use super::{boot, image, read_config, read_image, Kernel};
+use super::file::{read_config, read_image, Kernel};
+use super::{boot, image};
 use crate::cache;
 use crate::errors::hinted;
 

@@ -1,19 +1,11 @@
 //! Kernels installed on the host: `/boot/vmlinuz-<V>` with `/lib/modules/<V>`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
-use super::{from_file, version_cmp, Kernel};
+use super::file::{from_file, host_dirs, Kernel};
 use crate::errors::hinted;
-
-/// `/boot` and `/lib/modules`, or `KDF_BOOT_DIR`/`KDF_MODULES_DIR` for
-/// unusual layouts (and tests).
-pub fn dirs() -> (PathBuf, PathBuf) {
-    let get =
-        |var: &str, default: &str| std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| default.into());
-    (get("KDF_BOOT_DIR", "/boot"), get("KDF_MODULES_DIR", "/lib/modules"))
-}
 
 /// Releases with both an image and a module directory, newest last.
 pub fn releases(boot: &Path, modules: &Path) -> Vec<String> {
@@ -29,7 +21,7 @@ pub fn releases(boot: &Path, modules: &Path) -> Vec<String> {
 }
 
 pub fn resolve(version: Option<&str>) -> Result<Kernel> {
-    let (boot, modules_root) = dirs();
+    let (boot, modules_root) = host_dirs();
     let version = match version {
         Some(v) => v.to_string(),
         None => releases(&boot, &modules_root).pop().ok_or_else(|| {
@@ -66,9 +58,39 @@ pub fn resolve(version: Option<&str>) -> Result<Kernel> {
     Ok(kernel)
 }
 
+/// Orders version strings the way people read them: `6.1.10` after `6.1.9`.
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for ((da, xa), (db, xb)) in ca.iter().zip(&cb) {
+        let ord = if *da && *db {
+            let (na, nb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
+            na.len().cmp(&nb.len()).then(na.cmp(nb))
+        } else {
+            xa.cmp(xb)
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering::*;
 
     #[test]
     fn only_releases_with_modules_count_newest_last() {
@@ -83,5 +105,14 @@ mod tests {
         }
         std::fs::write(boot.join("config-6.1.0-56-amd64"), "").unwrap();
         assert_eq!(releases(&boot, &modules), ["6.1.0-9-amd64", "6.1.0-56-amd64"]);
+    }
+
+    #[test]
+    fn versions_order_numerically() {
+        assert_eq!(version_cmp("6.1.10-amd64", "6.1.9-amd64"), Greater);
+        assert_eq!(version_cmp("6.1.0-56-amd64", "6.1.0-9-amd64"), Greater);
+        assert_eq!(version_cmp("6.10", "6.9.1"), Greater);
+        assert_eq!(version_cmp("6.1", "6.1"), Equal);
+        assert_eq!(version_cmp("6.1", "6.1.1"), Less);
     }
 }

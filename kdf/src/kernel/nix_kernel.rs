@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{from_file, Kernel};
+use super::file::{from_file, Kernel};
 use crate::nix;
 
 /// The nixpkgs attribute for a series: `None` is the default kernel.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use kdf_proto::{read_frame, ToGuest, ToHost, STDIN_WINDOW};
 
-use super::Event;
+use super::event::Event;
 
 /// Sends whole frames; shared by the main loop and the stdin pump.
 #[derive(Debug, Clone)]

@@ -6,31 +6,20 @@
 mod channel;
 mod console;
 mod dry_run;
+mod event;
 mod prepare;
 mod session;
 mod spec;
 mod stdin;
+mod supervise;
 mod terminal;
 mod timings;
 
 use std::time::Instant;
 
 use anyhow::Result;
-use kdf_proto::ToHost;
 
 use crate::cli::RunArgs;
-
-/// What the main loop hears from the threads of a run.
-#[derive(Debug)]
-pub enum Event {
-    Guest(ToHost),
-    /// The channel ended (QEMU is gone) or broke.
-    Closed(Option<String>),
-    /// QEMU said KVM cannot run the guest.
-    KvmFailure(String),
-    /// The user typed the kill escape.
-    Escape,
-}
 
 pub fn run(args: &RunArgs, started: Instant) -> Result<i32> {
     let p = prepare::prepare(args)?;

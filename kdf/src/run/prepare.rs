@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Result;
 use kdf_proto::{Plan, User, Winsize, PROTOCOL_VERSION};
 
-use super::{spec, terminal};
+use super::terminal;
 use crate::accel::{self, Decision};
 use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
 use crate::errors::{hinted, usage};
@@ -25,6 +25,10 @@ use crate::ui::say;
 use crate::vm::qemu::{Accel, Machine};
 use crate::vm::requirements::{self, Miss, Vm};
 use crate::vm::virtiofsd::{CacheMode, Sandbox};
+
+/// The most shares a run can have (QEMU's descriptors for them stay below
+/// [`crate::child::FIRST_SPARE_FD`]).
+pub const MAX_SHARES: usize = 64;
 
 /// A run with everything resolved.
 #[derive(Debug)]
@@ -235,11 +239,11 @@ fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path) -> Result<Vec<ShareSp
         let guest = if v.guest == v.host { host.clone() } else { v.guest.clone() };
         rest.push(ShareSpec { host, guest, ..v.clone() });
     }
-    if rest.len() >= spec::MAX_SHARES {
+    if rest.len() >= MAX_SHARES {
         return Err(usage(format!(
             "too many shares ({}); kdf shares at most {}",
             rest.len() + 1,
-            spec::MAX_SHARES
+            MAX_SHARES
         )));
     }
     Ok(shares::order(ShareSpec::same_path("/".into(), true), rest))

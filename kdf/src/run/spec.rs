@@ -18,8 +18,6 @@ pub const CHANNEL_FD: RawFd = 4;
 pub const FIRST_SHARE_FD: RawFd = 5;
 /// Where each virtiofsd finds its listening socket.
 pub const VIRTIOFSD_FD: RawFd = 3;
-/// The most shares a run can have (their descriptors stay below 100).
-pub const MAX_SHARES: usize = 64;
 
 /// One virtiofsd per share, when shares travel over virtiofs.
 pub fn virtiofsd(p: &Prepared) -> Vec<Virtiofsd> {

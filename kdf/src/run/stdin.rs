@@ -7,8 +7,8 @@ use std::sync::mpsc::Sender;
 use kdf_proto::{ToGuest, MAX_DATA};
 
 use super::channel::{Credit, Writer};
+use super::event::Event;
 use super::terminal::Escape;
-use super::Event;
 
 /// Runs on its own thread until stdin ends or the VM is gone.
 pub fn pump(writer: Writer, credit: Credit, tty: bool, events: Sender<Event>) {

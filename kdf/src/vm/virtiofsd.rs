@@ -7,7 +7,7 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 /// virtiofsd's cache policies (the Rust virtiofsd spells them this way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheMode {
     Auto,
     Always,
@@ -16,6 +16,9 @@ pub enum CacheMode {
 }
 
 impl CacheMode {
+    pub const ALL: [CacheMode; 4] =
+        [CacheMode::Auto, CacheMode::Always, CacheMode::Metadata, CacheMode::Never];
+
     pub fn name(self) -> &'static str {
         match self {
             CacheMode::Auto => "auto",
@@ -23,6 +26,17 @@ impl CacheMode {
             CacheMode::Metadata => "metadata",
             CacheMode::Never => "never",
         }
+    }
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        CacheMode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<_> = CacheMode::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown cache mode {s:?} ({})", names.join(", "))
+        })
     }
 }
 

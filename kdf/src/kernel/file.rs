@@ -1,0 +1,102 @@
+//! A kernel ready to boot ([`Kernel`]), and reading one from a kernel file:
+//! its release (from the image) finds its modules and config where they are
+//! installed on the host.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::config::KernelConfig;
+use super::{boot, image};
+use crate::errors::hinted;
+
+/// A kernel ready to boot.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// The file the user's choice resolved to.
+    pub image: PathBuf,
+    /// What QEMU boots: `image`, or the PVH `vmlinux` extracted from it.
+    pub boot: PathBuf,
+    pub release: Option<String>,
+    /// A directory with `modules.dep` for this kernel, if it has modules.
+    pub modules_dir: Option<PathBuf>,
+    /// A host directory the guest mounts on `/lib/modules` (when the kernel's
+    /// modules are not already at `/lib/modules/<release>` on the host).
+    pub guest_modules: Option<PathBuf>,
+    pub config: Option<KernelConfig>,
+}
+
+/// `/boot` and `/lib/modules`, or `KDF_BOOT_DIR`/`KDF_MODULES_DIR` for
+/// unusual layouts (and tests).
+pub fn host_dirs() -> (PathBuf, PathBuf) {
+    let get =
+        |var: &str, default: &str| std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| default.into());
+    (get("KDF_BOOT_DIR", "/boot"), get("KDF_MODULES_DIR", "/lib/modules"))
+}
+
+/// Reads a kernel file, with the errors people actually hit named.
+pub fn read_image(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => hinted(
+            format!("cannot read the kernel {}: permission denied", path.display()),
+            "Ubuntu installs /boot/vmlinuz-* readable by root only (mode 0600): \
+             `sudo chmod 0644 /boot/vmlinuz-*`, or pass --kernel with a readable copy",
+        ),
+        std::io::ErrorKind::NotFound => hinted(
+            format!("the kernel {} does not exist", path.display()),
+            "pass --kernel with a bzImage, a vmlinux or a kernel build directory, \
+             or --release for an installed kernel",
+        ),
+        _ => anyhow::Error::new(e).context(format!("failed to read the kernel {}", path.display())),
+    })
+}
+
+/// A kernel given as a file: its release (from the image) finds its modules
+/// and config when they are installed on the host.
+pub fn from_file(path: &Path) -> Result<Kernel> {
+    let bytes = read_image(path)?;
+    let kind = image::kind(&bytes).ok_or_else(|| {
+        hinted(
+            format!("{} is not a Linux kernel image (no bzImage header, no ELF magic)", path.display()),
+            "pass a bzImage (arch/x86/boot/bzImage, /boot/vmlinuz-*), a vmlinux, or a build directory",
+        )
+    })?;
+    let release = match kind {
+        image::Kind::BzImage => image::bzimage_release(&bytes),
+        image::Kind::Elf => image::elf_release(&bytes),
+    };
+    let boot = boot::bootable(path, &bytes, kind)?;
+    let (boot_dir, modules_root) = host_dirs();
+    let installed = release.as_deref().map(|r| modules_root.join(r));
+    let modules_dir = installed.filter(|d| d.join("modules.dep").exists());
+    let config = match &release {
+        Some(r) => read_config(&boot_dir.join(format!("config-{r}")))?,
+        None => None,
+    };
+    Ok(Kernel { image: path.to_path_buf(), boot, release, modules_dir, guest_modules: None, config })
+}
+
+/// A `.config` if the file exists.
+pub fn read_config(path: &Path) -> Result<Option<KernelConfig>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => KernelConfig::parse(&text, &path.display().to_string())
+            .map(Some)
+            .with_context(|| format!("failed to read the kernel config {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("failed to read the kernel config {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_kernel_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("notes.txt");
+        std::fs::write(&p, "hello").unwrap();
+        let err = from_file(&p).unwrap_err();
+        assert!(format!("{err:#}").contains("is not a Linux kernel image"), "{err:#}");
+    }
+}

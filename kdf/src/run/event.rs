@@ -1,0 +1,16 @@
+//! What a run's main loop hears from its threads (channel reader, stdin,
+//! QEMU's stderr).
+
+use kdf_proto::ToHost;
+
+/// What the main loop hears from the threads of a run.
+#[derive(Debug)]
+pub enum Event {
+    Guest(ToHost),
+    /// The channel ended (QEMU is gone) or broke.
+    Closed(Option<String>),
+    /// QEMU said KVM cannot run the guest.
+    KvmFailure(String),
+    /// The user typed the kill escape.
+    Escape,
+}
