@@ -3,7 +3,6 @@
 //! (`PR_SET_PDEATHSIG`), killed and reaped when the guard drops, and with the
 //! tail of their stderr kept for error messages.
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -11,6 +10,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+
+use crate::ring::LineRing;
 
 const TAIL_LINES: usize = 40;
 
@@ -24,7 +25,7 @@ pub type LineHook = Box<dyn Fn(&str) + Send>;
 pub struct Guard {
     child: Child,
     status: Option<ExitStatus>,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    tail: Arc<Mutex<LineRing>>,
 }
 
 impl Guard {
@@ -74,7 +75,7 @@ impl Guard {
             });
         }
         let mut child = cmd.spawn().with_context(|| format!("failed to start {name}"))?;
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = Arc::new(Mutex::new(LineRing::new(TAIL_LINES)));
         let stderr = child.stderr.take().expect("stderr is piped");
         let keep_tail = Arc::clone(&tail);
         std::thread::Builder::new()
@@ -85,11 +86,7 @@ impl Guard {
                     if let Some(hook) = &hook {
                         hook(&line);
                     }
-                    let mut t = keep_tail.lock().unwrap();
-                    if t.len() == TAIL_LINES {
-                        t.pop_front();
-                    }
-                    t.push_back(line);
+                    keep_tail.lock().unwrap().push(line);
                 }
             })
             .context("failed to start a thread")?;
@@ -125,7 +122,7 @@ impl Guard {
 
     /// The last lines it wrote to stderr.
     pub fn stderr_tail(&self) -> String {
-        self.tail.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n")
+        self.tail.lock().unwrap().lines().join("\n")
     }
 
     /// SIGKILL to its whole process group, then reap; idempotent.

@@ -12,6 +12,7 @@ mod kbuild;
 mod kernel;
 mod nix;
 mod plan;
+mod ring;
 mod run;
 mod runtime;
 mod shares;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::errors::hinted;
+use crate::ring::LineRing;
 
 /// One `make` invocation on a kernel tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,13 +180,10 @@ pub fn run_with_progress(m: &Make, expected: Option<usize>) -> Result<BuildRun> 
     );
     let started = Instant::now();
     let mut last_report = started;
-    let (mut steps, mut tail) = (0usize, std::collections::VecDeque::with_capacity(TAIL));
+    let (mut steps, mut tail) = (0usize, LineRing::new(TAIL));
     for line in BufReader::new(stdout).split(b'\n') {
         let line = String::from_utf8_lossy(&line.context("failed to read make's output")?).into_owned();
-        if tail.len() == TAIL {
-            tail.pop_front();
-        }
-        tail.push_back(line.clone());
+        tail.push(line.clone());
         if !is_step(&line) {
             continue;
         }
@@ -208,7 +206,7 @@ pub fn run_with_progress(m: &Make, expected: Option<usize>) -> Result<BuildRun> 
     if matches!(display, Display::Terminal { .. }) && steps > 0 {
         let _ = write!(std::io::stderr(), "\r\x1b[K");
     }
-    Ok(BuildRun { success: status.success(), code: status.code(), steps, tail: tail.into() })
+    Ok(BuildRun { success: status.success(), code: status.code(), steps, tail: tail.lines() })
 }
 
 #[cfg(test)]

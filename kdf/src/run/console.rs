@@ -3,10 +3,11 @@
 //! never mistaken for the command's output), and read for the one-line
 //! diagnosis of a failed boot.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
+
+use crate::ring::LineRing;
 
 /// Lines shown after a failure.
 pub const TAIL_LINES: usize = 40;
@@ -25,10 +26,16 @@ const NOTABLE: &[&str] = &[
     "Oops",
 ];
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Lines {
-    tail: VecDeque<String>,
+    tail: LineRing,
     notable: Vec<String>,
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines { tail: LineRing::new(TAIL_LINES), notable: Vec::new() }
+    }
 }
 
 /// The console's last lines and its notable ones.
@@ -41,20 +48,17 @@ impl Tail {
         if l.notable.len() < 16 && NOTABLE.iter().any(|p| line.contains(p)) {
             l.notable.push(line.clone());
         }
-        if l.tail.len() == TAIL_LINES {
-            l.tail.pop_front();
-        }
-        l.tail.push_back(line);
+        l.tail.push(line);
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().tail.iter().cloned().collect()
+        self.0.lock().unwrap().tail.lines()
     }
 
     /// Notable lines first, then the tail: what [`diagnose`] reads.
     pub fn evidence(&self) -> Vec<String> {
         let l = self.0.lock().unwrap();
-        l.notable.iter().chain(&l.tail).cloned().collect()
+        l.notable.iter().chain(l.tail.iter()).cloned().collect()
     }
 }
 
