@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 
 use crate::errors::hinted;
 use crate::ring::LineRing;
+use crate::ui;
 
 /// One `make` invocation on a kernel tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,14 +122,7 @@ enum Display {
 
 /// The width of the terminal on stderr, where progress goes; 80 if unknown.
 fn terminal_width() -> usize {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ writes a winsize into our stack variable.
-    let rc = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) };
-    if rc == 0 && ws.ws_col > 0 {
-        usize::from(ws.ws_col)
-    } else {
-        80
-    }
+    ui::window_size(std::io::stderr()).map_or(80, |ws| usize::from(ws.cols))
 }
 
 /// What a build run saw: its status, step count and last lines of output.

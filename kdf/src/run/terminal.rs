@@ -37,10 +37,7 @@ impl Drop for RawMode {
 
 /// The size of the terminal on stdout, if it is one.
 pub fn size() -> Option<Winsize> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ writes a winsize into our stack variable.
-    let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0 && ws.ws_row > 0).then_some(Winsize { rows: ws.ws_row, cols: ws.ws_col })
+    crate::ui::window_size(std::io::stdout())
 }
 
 /// Recognises Enter `~` `.` in typed input.
