@@ -3,6 +3,7 @@
 //! a half-written file.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -45,6 +46,14 @@ where
     h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// `path:size:mtime.nsec`: what a cache key holds for an input file that is
+/// too big to hash on every run (modules, kdf-init). A rebuilt file gets a new
+/// mtime even when its size is unchanged.
+pub fn fingerprint(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("failed to stat {}", path.display()))?;
+    Ok(format!("{}:{}:{}.{:09}", path.display(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same directory and
 /// a rename: readers see the old file, or the whole new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -72,6 +81,24 @@ mod tests {
         assert_eq!(digest(["ab", "c"]), digest(["ab", "c"]));
         assert_ne!(digest(["ab", "c"]), digest(["a", "bc"]));
         assert_eq!(digest(["x"]).len(), 32);
+    }
+
+    #[test]
+    fn fingerprint_follows_size_and_mtime_and_names_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.ko");
+        std::fs::write(&p, "one").unwrap();
+        let touch = |secs, nanos| {
+            let when = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+            std::fs::File::options().write(true).open(&p).unwrap().set_modified(when).unwrap();
+        };
+        touch(1_700_000_000, 5);
+        let first = fingerprint(&p).unwrap();
+        assert_eq!(first, format!("{}:3:1700000000.000000005", p.display()));
+        touch(1_700_000_001, 5);
+        assert_ne!(fingerprint(&p).unwrap(), first, "same size, new mtime");
+        let err = fingerprint(&dir.path().join("gone.ko")).unwrap_err();
+        assert!(format!("{err:#}").starts_with("failed to stat "), "{err:#}");
     }
 
     #[test]

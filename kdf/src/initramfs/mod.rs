@@ -6,7 +6,6 @@ pub mod cpio;
 pub mod init_binary;
 
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -176,18 +175,14 @@ pub fn build(kernel: &Kernel, init: &Path, extra: &[PathBuf]) -> Result<Vec<u8>>
 }
 
 /// The cached archive for `kernel` (built first if needed), keyed by the
-/// kdf-init bytes and each included module's path, size and mtime.
+/// kdf-init bytes and each included module's [`cache::fingerprint`].
 pub fn cached(kernel: &Kernel, init: &Path) -> Result<PathBuf> {
     let init_bytes = init_binary::read(init)?;
     let mut parts: Vec<Vec<u8>> =
         vec![init_bytes.clone(), kernel.release.clone().unwrap_or_default().into_bytes()];
     if let Some((dir, _, order)) = selection(kernel, &[])? {
         for p in &order {
-            let meta = std::fs::metadata(dir.join(p)).with_context(|| format!("failed to stat {p}"))?;
-            parts.push(
-                format!("{}:{}:{}:{}", dir.join(p).display(), meta.size(), meta.mtime(), meta.mtime_nsec())
-                    .into_bytes(),
-            );
+            parts.push(cache::fingerprint(&dir.join(p))?.into_bytes());
         }
     }
     let path = cache::subdir("initramfs")?.join(format!("{}.cpio", cache::digest(&parts)));

@@ -3,7 +3,6 @@
 //! `make modules_install` whenever they changed, so `modprobe` works in the guest.
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -68,14 +67,13 @@ fn module_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// What the installed modules depend on: the list and each file's size and mtime.
+/// What the installed modules depend on: the release and each module's
+/// [`cache::fingerprint`].
 fn stamp(dir: &Path, release: &str) -> Result<String> {
-    let mut parts = vec![release.as_bytes().to_vec()];
+    let mut parts = vec![release.to_string()];
     for ko in module_files(dir)? {
-        let meta = std::fs::metadata(&ko)
-            .with_context(|| format!("module {} is listed in modules.order but missing", ko.display()))?;
-        parts.push(ko.as_os_str().as_encoded_bytes().to_vec());
-        parts.push(format!("{}:{}:{}", meta.size(), meta.mtime(), meta.mtime_nsec()).into_bytes());
+        let listed = || format!("module {} is listed in modules.order but missing", ko.display());
+        parts.push(cache::fingerprint(&ko).with_context(listed)?);
     }
     Ok(cache::digest(parts))
 }
