@@ -259,9 +259,8 @@ fn user(args: &RunArgs) -> Option<User> {
 
 fn shell(args: &RunArgs) -> PathBuf {
     args.shell.clone().unwrap_or_else(|| {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
         let uid = if args.user { nix::unistd::getuid().as_raw() } else { 0 };
-        plan::passwd_shell(&passwd, uid).filter(|s| s.exists()).unwrap_or_else(|| "/bin/sh".into())
+        plan::login_shell(uid).filter(|s| s.exists()).unwrap_or_else(|| "/bin/sh".into())
     })
 }
 
