@@ -6,6 +6,7 @@ mod accel;
 mod cache;
 mod child;
 mod cli;
+mod compress;
 mod errors;
 mod initramfs;
 mod kbuild;

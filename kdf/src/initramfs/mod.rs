@@ -5,13 +5,13 @@
 pub mod cpio;
 pub mod init_binary;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use kdf_proto::modules_dep::{module_name, ModulesDep};
 
 use crate::cache;
+use crate::compress::{self, Format};
 use crate::kernel::Kernel;
 use crate::vm::requirements;
 use cpio::Entry;
@@ -75,26 +75,14 @@ pub fn entries(c: &Contents) -> Vec<Entry> {
 /// `foo.ko.xz` -> `foo.ko`: modules are stored uncompressed so kdf-init needs
 /// no decompressor and the kernel needs no CONFIG_MODULE_DECOMPRESS.
 fn stored_path(path: &str) -> String {
-    for suffix in [".xz", ".zst", ".gz"] {
-        if let Some(p) = path.strip_suffix(suffix) {
-            return p.to_string();
-        }
-    }
-    path.to_string()
+    Format::from_suffix(path).map_or(path, |(_, stem)| stem).to_string()
 }
 
 fn decompress(path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    if path.ends_with(".xz") {
-        xz2::read::XzDecoder::new(&data[..]).read_to_end(&mut out)?;
-    } else if path.ends_with(".zst") {
-        zstd::stream::read::Decoder::new(&data[..])?.read_to_end(&mut out)?;
-    } else if path.ends_with(".gz") {
-        flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut out)?;
-    } else {
-        return Ok(data);
+    match Format::from_suffix(path) {
+        Some((format, _)) => compress::decompress(format, &data),
+        None => Ok(data),
     }
-    Ok(out)
 }
 
 /// The `depends=` list in a module's `.modinfo`.
@@ -162,7 +150,8 @@ fn read_extra(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
         .map(|p| {
             let data = std::fs::read(p).with_context(|| format!("failed to read module {}", p.display()))?;
             let file = p.file_name().context("module path has no file name")?.to_string_lossy();
-            let data = decompress(&file, data)?;
+            let data =
+                decompress(&file, data).with_context(|| format!("failed to decompress {}", p.display()))?;
             Ok((stored_path(&file), data))
         })
         .collect()

@@ -3,26 +3,15 @@
 //! booted through its PVH entry (under TCG, decompressing a bzImage costs more
 //! than the rest of the boot).
 
-use std::io::Read;
-
 use anyhow::{bail, Context, Result};
+
+use crate::compress::{self, Format};
 
 /// What a kernel file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     BzImage,
     Elf,
-}
-
-/// The payload compressions a bzImage may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Gzip,
-    Xz,
-    Zstd,
-    Lzma,
-    /// bzip2, lzo, lz4: recognised, not extracted (the bzImage is booted).
-    Other(&'static str),
 }
 
 /// The bzImage's boot-protocol header ("HdrS" at 0x202), or an ELF.
@@ -65,7 +54,7 @@ pub fn elf_release(b: &[u8]) -> Option<String> {
 }
 
 /// The compressed payload of a bzImage and its compression.
-pub fn payload(b: &[u8]) -> Option<(&[u8], Compression)> {
+pub fn payload(b: &[u8]) -> Option<(&[u8], Format)> {
     let setup_sects = match b.get(0x1f1)? {
         0 => 4,
         n => *n as usize,
@@ -74,69 +63,17 @@ pub fn payload(b: &[u8]) -> Option<(&[u8], Compression)> {
     let off = u32_at(b, 0x248)? as usize;
     let len = u32_at(b, 0x24c)? as usize;
     let data = b.get(start + off..start + off + len)?;
-    let comp = if data.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if data.starts_with(b"\xfd7zXZ\0") {
-        Compression::Xz
-    } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else if data.starts_with(&[0x5d, 0x00, 0x00]) {
-        Compression::Lzma
-    } else if data.starts_with(b"BZh") {
-        Compression::Other("bzip2")
-    } else if data.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
-        Compression::Other("lz4")
-    } else if data.starts_with(&[0x89, 0x4c, 0x5a, 0x4f]) {
-        Compression::Other("lzo")
-    } else {
-        return None;
-    };
-    Some((data, comp))
+    Some((data, Format::from_magic(data)?))
 }
 
 /// Decompresses a bzImage payload into the `vmlinux` ELF it holds.
-pub fn decompress(data: &[u8], comp: Compression) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 4);
-    match comp {
-        Compression::Gzip => flate2::read::GzDecoder::new(data).read_to_end(&mut out),
-        // The kernel's xz payload uses the x86 BCJ filter: liblzma handles it.
-        Compression::Xz => lzma_stream(data, xz2::stream::Stream::new_stream_decoder(u64::MAX, 0)?, &mut out),
-        Compression::Lzma => lzma_stream(data, xz2::stream::Stream::new_lzma_decoder(u64::MAX)?, &mut out),
-        Compression::Zstd => zstd::stream::read::Decoder::new(data)?.read_to_end(&mut out),
-        Compression::Other(name) => bail!("cannot decompress a {name} kernel payload"),
-    }
-    .context("failed to decompress the kernel payload")?;
+pub fn decompress(data: &[u8], format: Format) -> Result<Vec<u8>> {
+    let out = compress::decompress(format, data)
+        .with_context(|| format!("failed to decompress the kernel payload ({})", format.name()))?;
     if kind(&out) != Some(Kind::Elf) {
         bail!("the decompressed kernel payload is not an ELF file");
     }
     Ok(out)
-}
-
-/// Decodes one liblzma stream and stops at its end: the kernel appends the
-/// uncompressed size after it, which a reader-style decoder rejects as a
-/// corrupt second stream.
-fn lzma_stream(
-    mut data: &[u8],
-    mut stream: xz2::stream::Stream,
-    out: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    loop {
-        if out.capacity() - out.len() < 1 << 20 {
-            out.reserve(16 << 20);
-        }
-        let (before, out_before) = (stream.total_in(), out.len());
-        let status = stream
-            .process_vec(data, out, xz2::stream::Action::Run)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        data = &data[(stream.total_in() - before) as usize..];
-        match status {
-            xz2::stream::Status::StreamEnd => return Ok(out.len()),
-            _ if stream.total_in() == before && out.len() == out_before => {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            _ => {}
-        }
-    }
 }
 
 /// Whether an ELF kernel has a PVH entry point (`XEN_ELFNOTE_PHYS32_ENTRY`),
@@ -249,7 +186,7 @@ pub(crate) mod tests {
         gz.write_all(&elf).unwrap();
         let bz = fake_bzimage(&gz.finish().unwrap(), "6.1.0");
         let (data, comp) = payload(&bz).unwrap();
-        assert_eq!(comp, Compression::Gzip);
+        assert_eq!(comp, Format::Gzip);
         let out = decompress(data, comp).unwrap();
         assert_eq!(out, elf);
         assert!(has_pvh_note(&out));
@@ -265,12 +202,12 @@ pub(crate) mod tests {
         xz.extend_from_slice(&(elf.len() as u32).to_le_bytes()); // the kernel's size_append
         let bz = fake_bzimage(&xz, "6.1.0");
         let (data, comp) = payload(&bz).unwrap();
-        assert_eq!((decompress(data, comp).unwrap(), comp), (elf.clone(), Compression::Xz));
+        assert_eq!((decompress(data, comp).unwrap(), comp), (elf.clone(), Format::Xz));
 
         let zst = zstd::encode_all(&elf[..], 1).unwrap();
         let bz = fake_bzimage(&zst, "6.1.0");
         let (data, comp) = payload(&bz).unwrap();
-        assert_eq!((decompress(data, comp).unwrap(), comp), (elf, Compression::Zstd));
+        assert_eq!((decompress(data, comp).unwrap(), comp), (elf, Format::Zstd));
     }
 
     /// Regression: Debian's xz payload (x86 BCJ, crc32, size appended) was
@@ -301,7 +238,7 @@ pub(crate) mod tests {
     fn unknown_payload_is_none_and_odd_compressions_are_named() {
         assert!(payload(&fake_bzimage(b"\0\0\0\0", "6.1")).is_none());
         let bz = fake_bzimage(b"BZh91AY", "6.1");
-        assert_eq!(payload(&bz).unwrap().1, Compression::Other("bzip2"));
-        assert!(decompress(b"BZh", Compression::Other("bzip2")).is_err());
+        assert_eq!(payload(&bz).unwrap().1, Format::Bzip2);
+        assert!(decompress(b"BZh", Format::Bzip2).is_err());
     }
 }
