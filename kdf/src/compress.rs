@@ -66,7 +66,10 @@ pub fn decompress(format: Format, data: &[u8]) -> Result<Vec<u8>> {
         // The kernel's xz payload uses the x86 BCJ filter: liblzma handles it.
         Format::Xz => lzma_stream(data, xz2::stream::Stream::new_stream_decoder(u64::MAX, 0)?, &mut out)?,
         Format::Lzma => lzma_stream(data, xz2::stream::Stream::new_lzma_decoder(u64::MAX)?, &mut out)?,
-        Format::Zstd => zstd::stream::read::Decoder::new(data)?.read_to_end(&mut out).map(drop)?,
+        // One frame: a kernel's zstd payload is followed by its size too.
+        Format::Zstd => {
+            zstd::stream::read::Decoder::new(data)?.single_frame().read_to_end(&mut out).map(drop)?
+        }
         Format::Bzip2 | Format::Lz4 | Format::Lzo => bail!("kdf cannot decompress {}", format.name()),
     }
     // The xz decoder reserves in 16 MiB steps; a module is kept for a while.
@@ -153,9 +156,11 @@ mod tests {
     }
 
     /// The kernel appends the uncompressed size (`size_append`) to its payload.
+    /// Regression: a zstd payload (`CONFIG_KERNEL_ZSTD`) failed with "Unknown
+    /// frame descriptor", so kdf booted the slow bzImage instead of its vmlinux.
     #[test]
     fn trailing_bytes_after_the_stream_are_ignored() {
-        for format in [Format::Gzip, Format::Xz, Format::Lzma] {
+        for format in [Format::Gzip, Format::Xz, Format::Lzma, Format::Zstd] {
             let mut data = compressed(format);
             data.extend_from_slice(&(DATA.len() as u32).to_le_bytes());
             assert_eq!(decompress(format, &data).unwrap(), DATA, "{format:?}");
