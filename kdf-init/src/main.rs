@@ -23,6 +23,10 @@ use kdf_proto::{Plan, ToHost};
 use crate::log::{say, Fatal};
 use crate::port::Port;
 
+/// How long init waits for kdf to acknowledge `Exit`/`Failed` before it ends
+/// the VM anyway (kdf acknowledges once it has written everything before them).
+const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn main() {
     console::attach();
     power::die_on_panic();
@@ -64,6 +68,7 @@ fn run(mut port: Port, plan: &Plan, mut marks: Vec<(String, u64)>) -> ! {
     // Files the command wrote to shares must be on the host before kdf returns.
     nix::unistd::sync();
     port.send(&ToHost::Exit(outcome));
+    port.await_ack(ACK_TIMEOUT);
     power::off()
 }
 
@@ -80,6 +85,7 @@ fn fail(port: Option<&mut Port>, step: &str, err: &Fatal) -> ! {
     say(&format!("error: cannot {step}: {err}"));
     if let Some(port) = port {
         port.send(&ToHost::Failed { step: step.to_string(), message: err.to_string() });
+        port.await_ack(ACK_TIMEOUT);
     }
     power::off()
 }

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use kdf_proto::{FrameBuffer, Plan, ToGuest, ToHost, PORT_NAME, PROTOCOL_VERSION};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::log::{say, Fatal};
 
@@ -116,6 +117,41 @@ impl Port {
         }
     }
 
+    /// Waits until the host acknowledges the `Exit` or `Failed` just sent (it
+    /// then has everything sent before it), the host hangs up, or `limit`
+    /// passes. A virtio-serial write returns once the frame is queued: ending
+    /// the VM before the host has it would lose the command's last output.
+    /// Returns whether the acknowledgement came.
+    pub fn await_ack(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.next_message() {
+                Ok(Some(ToGuest::Ack)) => return true,
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => {
+                    say(&format!("warning: {e}"));
+                    return false;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.closed || left.is_zero() {
+                return false;
+            }
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => {}
+                Ok(_) => self.fill(),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    say(&format!("warning: poll failed: {e}"));
+                    return false;
+                }
+            }
+        }
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
@@ -182,5 +218,32 @@ mod tests {
         assert!(port.is_open());
         port.fill();
         assert!(!port.is_open());
+    }
+
+    #[test]
+    fn the_ack_ends_the_wait_and_other_messages_are_skipped() {
+        let (mut port, mut host) = channel();
+        host.send(&ToGuest::Stdin(b"late".to_vec()));
+        host.send(&ToGuest::Ack);
+        let start = Instant::now();
+        assert!(port.await_ack(Duration::from_secs(10)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_hangup_ends_the_wait_for_the_ack() {
+        let (mut port, host) = channel();
+        drop(host);
+        let start = Instant::now();
+        assert!(!port.await_ack(Duration::from_secs(10)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn without_an_ack_the_wait_ends_at_the_limit() {
+        let (mut port, _host) = channel();
+        let start = Instant::now();
+        assert!(!port.await_ack(Duration::from_millis(200)));
+        assert!(start.elapsed() >= Duration::from_millis(200));
     }
 }

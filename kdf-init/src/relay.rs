@@ -180,7 +180,13 @@ impl<'a> Relay<'a> {
             ToGuest::StdoutClosed => {
                 self.child.out = None;
             }
+            // With a pty both streams are the master: closing it would also
+            // end stdout, so only a pipe is closed.
+            ToGuest::StderrClosed => {
+                self.child.err = None;
+            }
             ToGuest::Plan(_) => say("warning: ignoring a second plan"),
+            ToGuest::Ack => say("warning: ignoring an acknowledgement before the exit"),
         }
         self.close_stdin_if_done();
     }

@@ -14,7 +14,7 @@ pub use frame_buffer::FrameBuffer;
 pub use message::{read_frame, write_frame, Outcome, Plan, Share, ToGuest, ToHost, User, Winsize};
 
 /// Bumped whenever a message changes shape; both sides refuse a mismatch.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The virtio-serial port name kdf-init looks for in `/sys/class/virtio-ports`.
 pub const PORT_NAME: &str = "org.kdf.ctl";
@@ -40,8 +40,12 @@ pub fn cmdline_preload(cmdline: &str) -> Vec<String> {
         .collect()
 }
 
-/// The largest frame either side accepts (a plan carries the whole argv and env).
+/// The largest frame the guest accepts (a plan carries the whole argv and env).
 pub const MAX_FRAME: usize = 64 << 20;
+
+/// The largest frame the host accepts: output chunks are at most [`MAX_DATA`],
+/// and nothing else a guest sends is large.
+pub const MAX_TO_HOST: usize = 1 << 20;
 
 /// The largest chunk of stdout/stderr/stdin data in one frame.
 pub const MAX_DATA: usize = 32 << 10;

@@ -3,7 +3,6 @@
 use std::io::{self, Read, Write};
 
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::MAX_FRAME;
 
 /// Who runs the command in the guest; `None` in a plan means root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +105,11 @@ pub enum ToGuest {
     Winsize(Winsize),
     /// The host's stdout is gone: close the command's stdout (it gets SIGPIPE).
     StdoutClosed,
+    /// The host cannot write its stderr: close the command's stderr.
+    StderrClosed,
+    /// The host has received `Exit` or `Failed` and everything before it: the
+    /// guest may end the VM now.
+    Ack,
 }
 
 /// Writes one frame in a single `write_all`, so frames from threads sharing a
@@ -114,8 +118,10 @@ pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> io::Result<()> {
     w.write_all(frame)
 }
 
-/// Reads one frame: `Ok(None)` on a clean end of stream between frames.
-pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
+/// Reads one frame of at most `limit` payload bytes: `Ok(None)` on a clean end
+/// of stream between frames. The payload is read through a bounded reader, so
+/// a declared length never allocates more than what actually arrives.
+pub fn read_frame(r: &mut impl Read, limit: usize) -> io::Result<Option<(u8, Vec<u8>)>> {
     let mut header = [0u8; 5];
     let mut got = 0;
     while got < header.len() {
@@ -128,14 +134,17 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
         }
     }
     let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-    if len > MAX_FRAME {
+    if len > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"),
+            format!("frame of {len} bytes exceeds the {limit}-byte limit"),
         ));
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload)?;
+    let mut payload = Vec::new();
+    r.take(len as u64).read_to_end(&mut payload)?;
+    if payload.len() != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(Some((header[4], payload)))
 }
 
@@ -230,9 +239,13 @@ impl Plan {
             // Nothing after the version can be trusted to have the same shape.
             return Err(DecodeError("plan from a different protocol version"));
         }
+        let argv: Vec<Vec<u8>> = r.list(|r| Ok(r.bytes()?.to_vec()))?;
+        if argv.is_empty() {
+            return Err(DecodeError("plan with an empty argv"));
+        }
         Ok(Plan {
             version,
-            argv: r.list(|r| Ok(r.bytes()?.to_vec()))?,
+            argv,
             env: r.list(|r| Ok((r.bytes()?.to_vec(), r.bytes()?.to_vec())))?,
             cwd: r.bytes()?.to_vec(),
             user: get_option(r, |r| Ok(User { uid: r.u32()?, gid: r.u32()?, groups: r.list(|r| r.u32())? }))?,
@@ -243,6 +256,14 @@ impl Plan {
             tty: get_option(r, get_winsize)?,
             stdin: r.bool()?,
         })
+    }
+}
+
+fn in_range(v: i32, range: std::ops::RangeInclusive<i32>, what: &'static str) -> Result<i32, DecodeError> {
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(DecodeError(what))
     }
 }
 
@@ -305,8 +326,8 @@ impl ToHost {
             4 => ToHost::Stderr(r.rest().to_vec()),
             5 => ToHost::StdinCredit(r.u32()?),
             6 => ToHost::Exit(match r.u8()? {
-                0 => Outcome::Exited(r.i32()?),
-                1 => Outcome::Signaled(r.i32()?),
+                0 => Outcome::Exited(in_range(r.i32()?, 0..=255, "exit status out of range")?),
+                1 => Outcome::Signaled(in_range(r.i32()?, 1..=64, "signal number out of range")?),
                 2 => Outcome::NotFound,
                 3 => Outcome::NotExecutable(r.string()?),
                 _ => return Err(DecodeError("unknown outcome")),
@@ -345,6 +366,8 @@ impl ToGuest {
                 w
             }
             ToGuest::StdoutClosed => frame(6),
+            ToGuest::Ack => frame(7),
+            ToGuest::StderrClosed => frame(8),
         };
         seal(w)
     }
@@ -358,6 +381,8 @@ impl ToGuest {
             4 => ToGuest::Signal(r.i32()?),
             5 => ToGuest::Winsize(get_winsize(&mut r)?),
             6 => ToGuest::StdoutClosed,
+            7 => ToGuest::Ack,
+            8 => ToGuest::StderrClosed,
             _ => return Err(DecodeError("unknown host message")),
         };
         r.end()?;
@@ -395,13 +420,13 @@ mod tests {
 
     fn round_trip_guest(msg: ToGuest) {
         let frame = msg.encode();
-        let (tag, payload) = read_frame(&mut &frame[..]).unwrap().unwrap();
+        let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
         assert_eq!(ToGuest::decode(tag, &payload), Ok(msg));
     }
 
     fn round_trip_host(msg: ToHost) {
         let frame = msg.encode();
-        let (tag, payload) = read_frame(&mut &frame[..]).unwrap().unwrap();
+        let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
         assert_eq!(ToHost::decode(tag, &payload), Ok(msg));
     }
 
@@ -413,6 +438,8 @@ mod tests {
         round_trip_guest(ToGuest::Signal(15));
         round_trip_guest(ToGuest::Winsize(Winsize { rows: 50, cols: 132 }));
         round_trip_guest(ToGuest::StdoutClosed);
+        round_trip_guest(ToGuest::Ack);
+        round_trip_guest(ToGuest::StderrClosed);
     }
 
     #[test]
@@ -440,23 +467,26 @@ mod tests {
         let mut stream = ToHost::Stdout(b"a".to_vec()).encode();
         stream.extend(ToHost::Exit(Outcome::Exited(0)).encode());
         let mut r = &stream[..];
-        assert_eq!(read_frame(&mut r).unwrap().unwrap().0, 3);
-        assert_eq!(read_frame(&mut r).unwrap().unwrap().0, 6);
-        assert!(read_frame(&mut r).unwrap().is_none());
+        assert_eq!(read_frame(&mut r, crate::MAX_FRAME).unwrap().unwrap().0, 3);
+        assert_eq!(read_frame(&mut r, crate::MAX_FRAME).unwrap().unwrap().0, 6);
+        assert!(read_frame(&mut r, crate::MAX_FRAME).unwrap().is_none());
     }
 
     #[test]
     fn eof_inside_a_frame_is_an_error() {
         let frame = ToHost::Stdout(b"abc".to_vec()).encode();
-        assert!(read_frame(&mut &frame[..3]).is_err());
-        assert!(read_frame(&mut &frame[..6]).is_err());
+        assert!(read_frame(&mut &frame[..3], crate::MAX_FRAME).is_err());
+        assert!(read_frame(&mut &frame[..6], crate::MAX_FRAME).is_err());
     }
 
     #[test]
     fn oversized_frame_is_refused() {
         let header = [0xff, 0xff, 0xff, 0x7f, 3];
-        let err = read_frame(&mut &header[..]).unwrap_err();
+        let err = read_frame(&mut &header[..], crate::MAX_FRAME).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let frame = ToHost::Stdout(vec![0; 100]).encode();
+        assert!(read_frame(&mut &frame[..], 99).is_err());
+        assert!(read_frame(&mut &frame[..], 100).is_ok());
     }
 
     #[test]
@@ -464,7 +494,7 @@ mod tests {
         let mut plan = sample_plan();
         plan.version = PROTOCOL_VERSION + 1;
         let frame = ToGuest::Plan(plan).encode();
-        let (tag, payload) = read_frame(&mut &frame[..]).unwrap().unwrap();
+        let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
         let err = ToGuest::decode(tag, &payload).unwrap_err();
         assert!(err.0.contains("protocol version"));
     }
@@ -474,5 +504,40 @@ mod tests {
         let mut plan = sample_plan();
         plan.argv.push(vec![b'x'; 64 << 10]);
         round_trip_guest(ToGuest::Plan(plan));
+    }
+
+    #[test]
+    fn a_declared_length_is_not_allocated_before_the_bytes_arrive() {
+        // 64 MiB declared, 3 bytes present: an error, not a 64 MiB buffer.
+        let mut frame = vec![0, 0, 0, 4, 3];
+        frame.extend(b"abc");
+        let err = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    fn decode_exit(kind: u8, value: i32) -> Result<ToHost, DecodeError> {
+        let mut payload = vec![kind];
+        payload.extend(value.to_le_bytes());
+        ToHost::decode(6, &payload)
+    }
+
+    #[test]
+    fn out_of_range_statuses_and_signals_are_refused() {
+        assert_eq!(decode_exit(0, 255), Ok(ToHost::Exit(Outcome::Exited(255))));
+        assert!(decode_exit(0, 256).is_err());
+        assert!(decode_exit(0, -1).is_err());
+        assert_eq!(decode_exit(1, 64), Ok(ToHost::Exit(Outcome::Signaled(64))));
+        assert!(decode_exit(1, 0).is_err());
+        assert!(decode_exit(1, 65).is_err());
+        assert!(decode_exit(1, i32::MAX).is_err());
+    }
+
+    #[test]
+    fn a_plan_with_an_empty_argv_is_refused() {
+        let mut plan = sample_plan();
+        plan.argv.clear();
+        let frame = ToGuest::Plan(plan).encode();
+        let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
+        assert!(ToGuest::decode(tag, &payload).unwrap_err().0.contains("empty argv"));
     }
 }

@@ -16,7 +16,9 @@ pub struct Decision {
     pub accel: Accel,
     /// KVM not yet seen to boot Linux here: fall back to TCG if it fails.
     pub tentative: bool,
-    /// One line for the user when the verdict is new.
+    /// TCG after KVM failed in this run: recorded once a guest boots under it.
+    pub fallback: bool,
+    /// Why kdf chose TCG, for `-v`.
     pub notice: Option<String>,
 }
 
@@ -39,18 +41,26 @@ fn verdict_path() -> Result<PathBuf> {
     Ok(cache::subdir("accel")?.join(cache::digest([release, cpu])))
 }
 
+/// The KVM device: `KDF_KVM_DEVICE` (for tests), else /dev/kvm.
+fn kvm_device() -> PathBuf {
+    std::env::var_os("KDF_KVM_DEVICE").map(PathBuf::from).unwrap_or_else(|| "/dev/kvm".into())
+}
+
 fn kvm_openable() -> Result<(), String> {
+    let device = kvm_device();
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open("/dev/kvm")
+        .open(&device)
         .map(drop)
-        .map_err(|e| format!("/dev/kvm: {e}"))
+        .map_err(|e| format!("{}: {e}", device.display()))
 }
 
 pub fn decide(forced: Option<Accel>) -> Result<Decision> {
     match forced {
-        Some(Accel::Tcg) => return Ok(Decision { accel: Accel::Tcg, tentative: false, notice: None }),
+        Some(Accel::Tcg) => {
+            return Ok(Decision { accel: Accel::Tcg, tentative: false, fallback: false, notice: None })
+        }
         Some(Accel::Kvm) => {
             kvm_openable().map_err(|e| {
                 hinted(
@@ -58,19 +68,19 @@ pub fn decide(forced: Option<Accel>) -> Result<Decision> {
                     "add yourself to the kvm group, or drop --accel kvm",
                 )
             })?;
-            return Ok(Decision { accel: Accel::Kvm, tentative: false, notice: None });
+            return Ok(Decision { accel: Accel::Kvm, tentative: false, fallback: false, notice: None });
         }
         None => {}
     }
     if let Err(why) = kvm_openable() {
-        let notice = format!("kdf: KVM is not available ({why}); using TCG (slower)");
-        return Ok(Decision { accel: Accel::Tcg, tentative: false, notice: Some(notice) });
+        let notice = format!("KVM is not available ({why}); using TCG (slower)");
+        return Ok(Decision { accel: Accel::Tcg, tentative: false, fallback: false, notice: Some(notice) });
     }
     let verdict = std::fs::read_to_string(verdict_path()?).unwrap_or_default();
     Ok(match verdict.trim() {
-        "kvm" => Decision { accel: Accel::Kvm, tentative: false, notice: None },
-        "tcg" => Decision { accel: Accel::Tcg, tentative: false, notice: None },
-        _ => Decision { accel: Accel::Kvm, tentative: true, notice: None },
+        "kvm" => Decision { accel: Accel::Kvm, tentative: false, fallback: false, notice: None },
+        "tcg" => Decision { accel: Accel::Tcg, tentative: false, fallback: false, notice: None },
+        _ => Decision { accel: Accel::Kvm, tentative: true, fallback: false, notice: None },
     })
 }
 
@@ -96,6 +106,6 @@ mod tests {
     #[test]
     fn forced_tcg_needs_no_probe() {
         let d = decide(Some(Accel::Tcg)).unwrap();
-        assert_eq!(d, Decision { accel: Accel::Tcg, tentative: false, notice: None });
+        assert_eq!(d, Decision { accel: Accel::Tcg, tentative: false, fallback: false, notice: None });
     }
 }

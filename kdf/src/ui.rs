@@ -1,10 +1,22 @@
 //! kdf's own lines on stderr: `kdf: ...` messages, written with `\r\n` while
 //! the terminal is in raw mode (an interactive session), else `\n`; and the
 //! size of a terminal.
+//!
+//! A line is written with a bounded attempt: when whatever reads kdf's stderr
+//! stops reading (`kdf run ... 2>&1 | sleep 40`), waiting for it would hold up
+//! `--timeout` and signals, so after [`PATIENCE`] the line is dropped.
 
+use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, FromRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// How long one of kdf's lines may wait for a reader that stopped reading.
+pub const PATIENCE: Duration = Duration::from_secs(1);
 
 static RAW: AtomicBool = AtomicBool::new(false);
 
@@ -13,10 +25,44 @@ pub fn set_raw(raw: bool) {
     RAW.store(raw, Ordering::SeqCst);
 }
 
+/// File descriptor `fd` as a `File` that is never closed.
+pub fn raw_fd(fd: i32) -> ManuallyDrop<File> {
+    // SAFETY: the descriptor stays open for the life of the process (stdin,
+    // stdout or stderr), and ManuallyDrop never closes it.
+    ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Writes all of `data` to `fd`, waiting at most `limit` for it to become
+/// writable; false if the data (or part of it) could not be written in time.
+/// Small writes to a pipe that poll calls writable do not block.
+pub fn write_bounded(fd: i32, data: &[u8], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut out = raw_fd(fd);
+    let mut rest = data;
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
+        let chunk = &rest[..rest.len().min(512)];
+        match out.write(chunk) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 /// One line on stderr, as it is.
 pub fn line(text: &str) {
     let end = if RAW.load(Ordering::SeqCst) { "\r\n" } else { "\n" };
-    let _ = write!(std::io::stderr().lock(), "{text}{end}");
+    write_bounded(2, format!("{text}{end}").as_bytes(), PATIENCE);
 }
 
 /// A `kdf:` line on stderr.
@@ -34,6 +80,7 @@ pub fn window_size(fd: impl AsFd) -> Option<kdf_proto::Winsize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn a_terminal_reports_its_size_and_a_file_none() {
@@ -43,5 +90,28 @@ mod tests {
         let blank = nix::pty::openpty(None, None).unwrap();
         assert_eq!(window_size(&blank.slave), None, "0x0 is no size");
         assert_eq!(window_size(tempfile::tempfile().unwrap()), None);
+    }
+
+    #[test]
+    fn a_write_to_a_reader_that_stopped_gives_up_after_the_limit() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        // Fill the pipe: nobody reads `r`.
+        nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+            .unwrap();
+        while nix::unistd::write(&w, &[0u8; 4096]).is_ok() {}
+        nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty())).unwrap();
+        let start = Instant::now();
+        assert!(!write_bounded(w.as_raw_fd(), b"kdf: timed out\n", Duration::from_millis(200)));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(150) && took < Duration::from_secs(5), "{took:?}");
+        drop(r);
+    }
+
+    #[test]
+    fn a_write_to_a_reader_that_reads_arrives_whole() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        assert!(write_bounded(w.as_raw_fd(), &[b'x'; 3000], Duration::from_secs(5)));
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(nix::unistd::read(r.as_raw_fd(), &mut buf).unwrap(), 3000);
     }
 }

@@ -13,4 +13,9 @@ pub enum Event {
     KvmFailure(String),
     /// The user typed the kill escape.
     Escape,
+    /// Writing the command's output to kdf's stdout or stderr failed (not EPIPE).
+    WriteFailed {
+        stream: &'static str,
+        error: String,
+    },
 }

@@ -35,7 +35,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).context("failed to set up signal handling")?;
     let mut accel = p.accel.clone();
-    if let Some(notice) = &accel.notice {
+    if let Some(notice) = accel.notice.as_ref().filter(|_| p.verbose) {
         say(notice);
     }
     let _raw = match p.tty && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -50,11 +50,9 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
         match attempt(p, &accel, &runtime, &mut signals, started) {
             Ok(Attempt::Finished(status)) => break Ok(status),
             Ok(Attempt::KvmFailed(why)) => {
-                say(&format!(
-                    "KVM cannot boot Linux on this machine ({why}); using TCG from now on (slower)"
-                ));
-                let _ = accel::record(Accel::Tcg);
-                accel = Decision { accel: Accel::Tcg, tentative: false, notice: None };
+                say(&format!("KVM cannot boot Linux on this machine ({why}); retrying under TCG (slower)"));
+                // Recorded only once a guest boots under TCG (see supervise).
+                accel = Decision { accel: Accel::Tcg, tentative: false, fallback: true, notice: None };
             }
             Err(e) => break Err(e),
         }
@@ -132,7 +130,7 @@ fn attempt(
     let writer = Writer::new(channel_host.try_clone().context("failed to clone a socket")?);
     let credit = Credit::default();
     let (w, c, t) = (writer.clone(), credit.clone(), tx.clone());
-    std::thread::spawn(move || channel::pump(channel_host, w, c, t));
+    std::thread::spawn(move || channel::pump(channel_host, w, c, t, channel::Sinks::std()));
 
     let mut run = Run::new(p, decision, qemu, daemons, (writer, credit, tx), tail, timings, started);
     Ok(run.main_loop(&rx, signals))

@@ -28,6 +28,8 @@ const GRACE: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(20);
 /// How long to wait for the channel to drain once QEMU has exited.
 const DRAIN: Duration = Duration::from_secs(1);
+/// How long a virtiofsd's exit waits for QEMU's before it is blamed.
+const DAEMON_BLAME: Duration = Duration::from_secs(1);
 
 /// How an attempt to boot ended.
 pub enum Attempt {
@@ -60,6 +62,8 @@ pub struct Run<'a> {
     tail: Tail,
     events: Sender<Event>,
     timings: Timings,
+    /// kdf-init said hello: the kernel booted under this accelerator.
+    hello: bool,
     /// kdf-init has started the command.
     ready: bool,
     ending: Option<Ending>,
@@ -68,6 +72,10 @@ pub struct Run<'a> {
     qemu_gone: Option<Instant>,
     boot_deadline: Instant,
     timeout_at: Option<Instant>,
+    /// The first failure to write the command's output: `(stream, error)`.
+    write_error: Option<(&'static str, String)>,
+    /// kdf's lines about the ending, printed once the VM is stopped.
+    report: Vec<String>,
 }
 
 impl<'a> Run<'a> {
@@ -92,27 +100,48 @@ impl<'a> Run<'a> {
             tail,
             events,
             timings,
+            hello: false,
             ready: false,
             ending: None,
             kill_at: None,
             qemu_gone: None,
             boot_deadline: Instant::now() + p.boot_timeout.unwrap_or(default_boot_timeout(decision.accel)),
             timeout_at: p.timeout.map(|t| started + t),
+            write_error: None,
+            report: Vec::new(),
         }
     }
 
+    /// Runs until the attempt ends; then stops the VM first and prints after,
+    /// so a reader that stopped reading never keeps the VM running.
     pub fn main_loop(&mut self, rx: &Receiver<Event>, signals: &mut Signals) -> Attempt {
-        loop {
+        let end = loop {
             let step = match rx.recv_timeout(TICK) {
                 Ok(event) => self.on_event(event),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => Some(self.fail("the VM's channel closed")),
             };
             if let Some(end) = step.or_else(|| self.on_signals(signals)).or_else(|| self.on_tick()) {
-                self.stop();
-                return end;
+                break end;
+            }
+        };
+        self.stop();
+        let end = match (end, self.write_error.take()) {
+            (Attempt::Finished(_), Some((stream, error))) => {
+                self.note(&format!("failed to write {stream}: {error}"));
+                Attempt::Finished(status::FAILURE)
+            }
+            (end, _) => end,
+        };
+        for line in std::mem::take(&mut self.report) {
+            ui::line(&line);
+        }
+        if self.p.timings || self.p.verbose {
+            for line in self.timings.report() {
+                say(&line);
             }
         }
+        end
     }
 
     fn stop(&mut self) {
@@ -121,11 +150,11 @@ impl<'a> Run<'a> {
             d.kill();
         }
         self.timings.mark("stopped");
-        if self.p.timings || self.p.verbose {
-            for line in self.timings.report() {
-                say(&line);
-            }
-        }
+    }
+
+    /// A `kdf:` line for after the VM has stopped.
+    fn note(&mut self, msg: &str) {
+        self.report.push(format!("kdf: {msg}"));
     }
 
     fn on_event(&mut self, event: Event) -> Option<Attempt> {
@@ -139,10 +168,12 @@ impl<'a> Run<'a> {
                 None
             }
             Event::Guest(ToHost::Exit(outcome)) => {
+                // Everything the guest sent before `Exit` has been written.
+                self.writer.send(&ToGuest::Ack);
                 self.timings.mark("command ended");
                 let (status, line) = status::of_outcome(&outcome, &self.p.program);
                 if let Some(line) = line {
-                    say(&line);
+                    self.note(&line);
                 }
                 Some(Attempt::Finished(match self.ending {
                     Some(Ending::TimedOut) => self.timed_out(),
@@ -150,23 +181,33 @@ impl<'a> Run<'a> {
                 }))
             }
             Event::Guest(ToHost::Failed { step, message }) => {
-                Some(self.fail(&format!("the guest could not {step}: {message}")))
+                self.writer.send(&ToGuest::Ack);
+                self.print_tails();
+                // The console's kdf-init line says the same: no diagnosis.
+                self.note(&format!("the guest could not {step}: {message}"));
+                Some(Attempt::Finished(status::FAILURE))
             }
             Event::Guest(other) => {
                 say(&format!("warning: unexpected message from kdf-init: {other:?}"));
                 None
             }
             Event::Closed(why) => Some(self.vm_ended(why)),
-            Event::KvmFailure(line) if self.decision.tentative => Some(Attempt::KvmFailed(line)),
+            Event::KvmFailure(line) if self.decision.tentative && !self.ready => {
+                Some(Attempt::KvmFailed(line))
+            }
             Event::KvmFailure(line) => {
                 self.print_tails();
-                say(&format!("QEMU: {line}"));
-                say("hint: KVM cannot run this guest here; use --accel tcg");
+                self.note(&format!("QEMU: {line}"));
+                self.note("hint: KVM cannot run this guest here; use --accel tcg");
                 Some(Attempt::Finished(status::FAILURE))
             }
             Event::Escape => {
-                say("killed the VM (escape sequence)");
+                self.note("killed the VM (escape sequence)");
                 Some(Attempt::Finished(status::FAILURE))
+            }
+            Event::WriteFailed { stream, error } => {
+                self.write_error.get_or_insert((stream, error));
+                None
             }
         }
     }
@@ -174,14 +215,18 @@ impl<'a> Run<'a> {
     fn on_hello(&mut self, version: u32, release: &str) -> Option<Attempt> {
         self.timings.mark("guest up");
         if version != PROTOCOL_VERSION {
-            say(&format!(
+            self.note(&format!(
                 "kdf-init speaks protocol {version}, this kdf speaks {PROTOCOL_VERSION}: \
                  install both from the same source (scripts/setup.sh)"
             ));
             return Some(Attempt::Finished(status::FAILURE));
         }
+        self.hello = true;
+        // The verdict is kept only once a guest has booted under it.
         if self.decision.tentative {
             let _ = accel::record(Accel::Kvm);
+        } else if self.decision.fallback {
+            let _ = accel::record(Accel::Tcg);
         }
         if self.p.verbose {
             say(&format!("guest kernel {release} is up; sending the plan"));
@@ -203,16 +248,26 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Under tentative KVM, a guest that ends before `Hello` with nothing else
+    /// to blame (no panic or BUG on the console, no QEMU error) is KVM failing.
+    fn kvm_to_blame(&self) -> bool {
+        self.decision.tentative
+            && !self.hello
+            && console::diagnose(&self.tail.evidence()).is_none()
+            && self.qemu.stderr_tail().trim().is_empty()
+    }
+
     /// The channel ended without an exit status: the VM died.
     fn vm_ended(&mut self, why: Option<String>) -> Attempt {
         if let Some(ending) = self.ending.filter(|_| self.kill_at.is_some()) {
             return Attempt::Finished(self.ended_early(ending));
         }
-        if self.decision.tentative && !self.ready {
+        // The channel closes as QEMU dies: give it a moment to be reaped.
+        let status = self.qemu.wait_for(Duration::from_millis(500));
+        if self.kvm_to_blame() {
             return Attempt::KvmFailed(why.unwrap_or_else(|| "the guest stopped during boot".into()));
         }
-        // The channel closes as QEMU dies: give it a moment to be reaped.
-        let what = match self.qemu.wait_for(Duration::from_millis(500)) {
+        let what = match status {
             Some(s) if !s.success() => format!("QEMU exited ({s}) before the command finished"),
             _ => "the VM stopped before the command finished".to_string(),
         };
@@ -252,8 +307,8 @@ impl<'a> Run<'a> {
             self.writer.send(&ToGuest::Signal(libc::SIGTERM));
             self.kill_at = Some(now + GRACE);
         }
-        if !self.ready && now >= self.boot_deadline {
-            if self.decision.tentative {
+        if !self.hello && now >= self.boot_deadline {
+            if self.kvm_to_blame() {
                 return Some(Attempt::KvmFailed("no boot within the KVM boot timeout".into()));
             }
             let secs = self.p.boot_timeout.unwrap_or(default_boot_timeout(self.decision.accel)).as_secs_f64();
@@ -261,9 +316,10 @@ impl<'a> Run<'a> {
                 "the guest did not finish booting within {secs}s (raise it with --boot-timeout)"
             )));
         }
-        // (Only while QEMU runs: virtiofsd also exits when QEMU does.)
-        if self.qemu.try_wait().is_none() {
-            if let Some(status) = self.daemons.iter_mut().find_map(|d| d.try_wait()) {
+        if let Some(status) = self.daemons.iter_mut().find_map(|d| d.try_wait()) {
+            // virtiofsd also exits when QEMU disconnects (status 0): if QEMU is
+            // ending, the VM's ending is what to report.
+            if self.qemu.try_wait().is_none() && self.qemu.wait_for(DAEMON_BLAME).is_none() {
                 return Some(self.fail(&format!("a virtiofsd serving the guest's files exited ({status})")));
             }
         }
@@ -277,52 +333,46 @@ impl<'a> Run<'a> {
         None
     }
 
-    fn timed_out(&self) -> i32 {
+    fn timed_out(&mut self) -> i32 {
         let secs = self.p.timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
-        say(&format!("the command timed out after {secs}s"));
+        self.note(&format!("the command timed out after {secs}s"));
         status::TIMEOUT
     }
 
-    fn ended_early(&self, ending: Ending) -> i32 {
+    fn ended_early(&mut self, ending: Ending) -> i32 {
         match ending {
             Ending::TimedOut => self.timed_out(),
             Ending::Signalled(sig) => {
                 let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("signal");
-                say(&format!("stopped the VM after {name}"));
+                self.note(&format!("stopped the VM after {name}"));
                 128 + sig
             }
         }
     }
 
-    fn print_tails(&self) {
+    /// The console's, QEMU's and virtiofsd's last lines, for the report.
+    fn print_tails(&mut self) {
         if !self.p.verbose {
             for line in self.tail.lines() {
-                say_raw(&format!("{}{line}", console::PREFIX));
+                self.report.push(format!("{}{line}", console::PREFIX));
             }
         }
-        let qemu_tail = self.qemu.stderr_tail();
-        for line in qemu_tail.lines().filter(|l| !l.trim().is_empty()) {
-            say_raw(&format!("[qemu] {line}"));
-        }
-        for d in &self.daemons {
-            for line in d.stderr_tail().lines().filter(|l| !l.trim().is_empty()) {
-                say_raw(&format!("[virtiofsd] {line}"));
+        let mut tails = vec![("[qemu]", self.qemu.stderr_tail())];
+        tails.extend(self.daemons.iter().map(|d| ("[virtiofsd]", d.stderr_tail())));
+        for (prefix, tail) in tails {
+            for line in tail.lines().filter(|l| !l.trim().is_empty()) {
+                self.report.push(format!("{prefix} {line}"));
             }
         }
     }
 
     /// The VM failed: the console's last lines, then one line saying why.
-    fn fail(&self, what: &str) -> Attempt {
+    fn fail(&mut self, what: &str) -> Attempt {
         self.print_tails();
-        let diagnosis = console::diagnose(&self.tail.evidence());
-        match diagnosis {
-            Some(d) => say(&format!("{what}: {d}")),
-            None => say(what),
+        match console::diagnose(&self.tail.evidence()) {
+            Some(d) => self.note(&format!("{what}: {d}")),
+            None => self.note(what),
         }
         Attempt::Finished(status::FAILURE)
     }
-}
-
-fn say_raw(line: &str) {
-    ui::line(line);
 }

@@ -1,0 +1,222 @@
+//! A fake QEMU for kdf's tests (started through `KDF_QEMU`): it takes QEMU's
+//! command line, finds the console and channel descriptors kdf handed it, and
+//! plays a scripted guest on them, speaking kdf-proto as kdf-init would. No
+//! kernel boots, so a test of the run's state machine takes milliseconds.
+//!
+//! `KDF_FAKE_GUEST` names the guest (below); `KDF_FAKE_GUEST_KVM` another one
+//! to play when the machine asks for KVM. `KDF_FAKE_LOG`, if set, is a file
+//! the fake appends what it saw to (`argv`, `plan`, `ack`, `signal N`).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant};
+
+use kdf_proto::{read_frame, Outcome, ToGuest, ToHost, PROTOCOL_VERSION};
+
+/// What kdf handed this process.
+struct Machine {
+    kvm: bool,
+    console: File,
+    channel: File,
+}
+
+fn fd_of(argv: &[String], id: &str) -> i32 {
+    let key = format!("socket,id={id},fd=");
+    argv.iter()
+        .find_map(|a| a.strip_prefix(&key))
+        .and_then(|fd| fd.split(',').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("fake qemu: no -chardev {key}N in {argv:?}"))
+}
+
+fn log(what: &str) {
+    if let Some(path) = std::env::var_os("KDF_FAKE_LOG") {
+        let mut f = OpenOptions::new().create(true).append(true).open(path).expect("log file");
+        writeln!(f, "{what}").expect("log");
+    }
+}
+
+impl Machine {
+    fn send(&mut self, msg: &ToHost) {
+        // The host may be gone: a fake never fails on that.
+        let _ = self.channel.write_all(&msg.encode());
+    }
+
+    fn console(&mut self, line: &str) {
+        let _ = writeln!(self.console, "{line}");
+    }
+
+    fn recv(&mut self) -> Option<ToGuest> {
+        let (tag, payload) = read_frame(&mut self.channel, kdf_proto::MAX_FRAME).ok()??;
+        let msg = ToGuest::decode(tag, &payload).expect("kdf sent a frame kdf-proto cannot decode");
+        match &msg {
+            ToGuest::Plan(_) => log("plan"),
+            ToGuest::Ack => log("ack"),
+            ToGuest::Signal(n) => log(&format!("signal {n}")),
+            ToGuest::StdoutClosed => log("stdout closed"),
+            ToGuest::StderrClosed => log("stderr closed"),
+            _ => {}
+        }
+        Some(msg)
+    }
+
+    /// Hello, then the plan.
+    fn boot(&mut self) {
+        self.console("Linux version 0.0.0-fake (fake qemu)");
+        self.send(&ToHost::Hello { version: PROTOCOL_VERSION, release: "0.0.0-fake".into() });
+        while !matches!(self.recv(), Some(ToGuest::Plan(_)) | None) {}
+        self.send(&ToHost::Ready { marks: vec![("init".into(), 1)] });
+    }
+
+    /// Sends the exit and waits (10 s at most) for kdf's acknowledgement, as
+    /// kdf-init does, then "resets" (exits).
+    fn exit(&mut self, outcome: Outcome) -> ! {
+        self.send(&ToHost::Exit(outcome));
+        self.await_ack()
+    }
+
+    fn await_ack(&mut self) -> ! {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.recv() {
+                Some(ToGuest::Ack) | None => break,
+                Some(_) => {}
+            }
+        }
+        std::process::exit(0)
+    }
+
+    /// Writes `total` bytes of stdout in chunks, then exits 0.
+    fn output(&mut self, total: usize) -> ! {
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(kdf_proto::MAX_DATA);
+            self.send(&ToHost::Stdout(vec![b'x'; n]));
+            left -= n;
+        }
+        self.exit(Outcome::Exited(0))
+    }
+}
+
+fn play(m: &mut Machine, guest: &str) -> ! {
+    let (name, arg) = guest.split_once(':').unwrap_or((guest, ""));
+    match name {
+        // `exit:N`: a command that prints a line to each stream and exits N.
+        "exit" => {
+            m.boot();
+            m.send(&ToHost::Stdout(b"out\n".to_vec()));
+            m.send(&ToHost::Stderr(b"err\n".to_vec()));
+            m.exit(Outcome::Exited(arg.parse().expect("exit:N")))
+        }
+        // `output:BYTES` of stdout, then exit 0.
+        "output" => {
+            m.boot();
+            m.output(arg.parse().expect("output:BYTES"))
+        }
+        // Stderr without end; ignores signals (a stuck command).
+        "flood" => {
+            m.boot();
+            loop {
+                m.send(&ToHost::Stderr(vec![b'y'; kdf_proto::MAX_DATA]));
+            }
+        }
+        // Runs until signalled, then exits with that signal.
+        "wait-signal" => {
+            m.boot();
+            loop {
+                match m.recv() {
+                    Some(ToGuest::Signal(n)) => m.exit(Outcome::Signaled(n)),
+                    Some(_) => {}
+                    None => std::process::exit(0),
+                }
+            }
+        }
+        // A setup step fails after the plan.
+        "failed" => {
+            m.send(&ToHost::Hello { version: PROTOCOL_VERSION, release: "0.0.0-fake".into() });
+            while !matches!(m.recv(), Some(ToGuest::Plan(_)) | None) {}
+            m.console("kdf-init: error: cannot mount the host's files: ENODEV");
+            m.send(&ToHost::Failed { step: "mount the host's files".into(), message: "ENODEV".into() });
+            m.await_ack()
+        }
+        // The kernel panics before init runs.
+        "panic" => {
+            m.console("Kernel panic - not syncing: No working init found.");
+            std::process::exit(0)
+        }
+        // QEMU dies at once, silently (or with `arg` on stderr).
+        "die" => {
+            if !arg.is_empty() {
+                eprintln!("qemu-system-x86_64: {arg}");
+            }
+            std::process::exit(1)
+        }
+        // Never boots.
+        "stall" => loop {
+            std::thread::sleep(Duration::from_secs(60));
+        },
+        // QEMU's KVM error: the guest is stopped and QEMU waits forever.
+        "kvm-error" => {
+            eprintln!("KVM internal error. Suberror: 1");
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        // Boots and starts the command, then QEMU reports a KVM error.
+        "kvm-error-late" => {
+            m.boot();
+            eprintln!("KVM internal error. Suberror: 1");
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        // Speaks another protocol version.
+        "old-version" => {
+            m.send(&ToHost::Hello { version: PROTOCOL_VERSION - 1, release: "0.0.0-fake".into() });
+            std::thread::sleep(Duration::from_secs(30));
+            std::process::exit(0)
+        }
+        // A frame whose tag no kdf knows.
+        "malformed" => {
+            m.boot();
+            let _ = m.channel.write_all(&[0, 0, 0, 0, 99]);
+            std::thread::sleep(Duration::from_secs(30));
+            std::process::exit(0)
+        }
+        // A frame longer than the host accepts.
+        "oversized" => {
+            m.boot();
+            let len = (kdf_proto::MAX_TO_HOST as u32 + 1).to_le_bytes();
+            let _ = m.channel.write_all(&[len[0], len[1], len[2], len[3], 3]);
+            std::thread::sleep(Duration::from_secs(30));
+            std::process::exit(0)
+        }
+        // An exit status no process can have.
+        "bad-exit" => {
+            m.boot();
+            let mut frame = vec![5, 0, 0, 0, 6, 0];
+            frame.extend(256i32.to_le_bytes());
+            let _ = m.channel.write_all(&frame);
+            std::thread::sleep(Duration::from_secs(30));
+            std::process::exit(0)
+        }
+        other => panic!("fake qemu: unknown guest {other:?}"),
+    }
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    log(&format!("argv {}", argv.join(" ")));
+    let kvm = argv.iter().any(|a| a.contains("accel=kvm"));
+    // SAFETY: kdf hands these descriptors over under these numbers (the
+    // -chardev arguments name them); nothing else in this process owns them.
+    let (console, channel) =
+        unsafe { (File::from_raw_fd(fd_of(&argv, "console")), File::from_raw_fd(fd_of(&argv, "channel"))) };
+    let mut m = Machine { kvm, console, channel };
+    let guest = match (m.kvm, std::env::var("KDF_FAKE_GUEST_KVM")) {
+        (true, Ok(g)) => g,
+        _ => std::env::var("KDF_FAKE_GUEST").unwrap_or_else(|_| "exit:0".into()),
+    };
+    log(&format!("guest {guest}"));
+    play(&mut m, &guest)
+}

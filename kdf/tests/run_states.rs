@@ -1,0 +1,360 @@
+//! The run's state machine, against a fake QEMU (`examples/fake_qemu.rs`)
+//! that plays scripted guests over the real descriptors: endings, statuses,
+//! every byte with a stalled reader, timeouts, signals, KVM verdicts, write
+//! errors and malformed guests. No kernel boots; each test takes about as
+//! long as the behaviour it pins down.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The fake QEMU, built by `cargo test` next to the test binaries (an
+/// example: `cargo test --test run_states` alone does not rebuild it).
+fn fake_qemu() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().unwrap().parent().unwrap();
+    let fake = debug.join("examples/fake_qemu");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fake_qemu.rs");
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    assert!(
+        fake.is_file() && mtime(&fake) >= mtime(&source),
+        "{} is missing or older than its source: run `cargo test` without --test, or \
+         `cargo build -p kdf --example fake_qemu`",
+        fake.display()
+    );
+    fake
+}
+
+/// A 64-bit ELF with a Xen PHYS32_ENTRY note: what kdf boots as a PVH vmlinux.
+fn pvh_elf() -> Vec<u8> {
+    let mut note = Vec::new();
+    note.extend(4u32.to_le_bytes()); // name size ("Xen\0")
+    note.extend(4u32.to_le_bytes()); // desc size
+    note.extend(18u32.to_le_bytes()); // XEN_ELFNOTE_PHYS32_ENTRY
+    note.extend(b"Xen\0");
+    note.extend(0x0100_0000u32.to_le_bytes());
+    let (ehsize, phentsize) = (64u16, 56u16);
+    let note_off = u64::from(ehsize + phentsize);
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    elf.resize(16, 0);
+    elf.extend(2u16.to_le_bytes()); // ET_EXEC
+    elf.extend(62u16.to_le_bytes()); // EM_X86_64
+    elf.extend(1u32.to_le_bytes());
+    elf.extend(0x0100_0000u64.to_le_bytes()); // entry
+    elf.extend(u64::from(ehsize).to_le_bytes()); // phoff
+    elf.extend(0u64.to_le_bytes()); // shoff
+    elf.extend(0u32.to_le_bytes()); // flags
+    elf.extend(ehsize.to_le_bytes());
+    elf.extend(phentsize.to_le_bytes());
+    elf.extend(1u16.to_le_bytes()); // phnum
+    elf.extend(64u16.to_le_bytes()); // shentsize
+    elf.extend(0u16.to_le_bytes()); // shnum
+    elf.extend(0u16.to_le_bytes()); // shstrndx
+                                    // PT_NOTE
+    elf.extend(4u32.to_le_bytes());
+    elf.extend(4u32.to_le_bytes()); // flags
+    elf.extend(note_off.to_le_bytes());
+    elf.extend(0u64.to_le_bytes());
+    elf.extend(0u64.to_le_bytes());
+    elf.extend((note.len() as u64).to_le_bytes());
+    elf.extend((note.len() as u64).to_le_bytes());
+    elf.extend(4u64.to_le_bytes());
+    elf.extend(note);
+    elf
+}
+
+/// A scripted run: its own cache and runtime directories, a fake kernel and
+/// initramfs, 9p (no virtiofsd), and the fake QEMU playing `guest`.
+struct Fake {
+    dir: tempfile::TempDir,
+    guest: String,
+    kvm_guest: Option<String>,
+    kvm: bool,
+    args: Vec<String>,
+}
+
+impl Fake {
+    fn new(guest: &str) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vmlinux"), pvh_elf()).unwrap();
+        std::fs::write(dir.path().join("initramfs.cpio"), b"070701").unwrap();
+        for d in ["cache", "runtime", "work"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::set_permissions(dir.path().join("runtime"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        Fake { dir, guest: guest.into(), kvm_guest: None, kvm: false, args: Vec::new() }
+    }
+
+    /// KVM opens (the device is /dev/null) and the machine plays `guest` under it.
+    fn kvm(mut self, guest: &str) -> Fake {
+        self.kvm = true;
+        self.kvm_guest = Some(guest.into());
+        self
+    }
+
+    fn args(mut self, args: &[&str]) -> Fake {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("fake.log")).unwrap_or_default()
+    }
+
+    /// The accelerator verdicts kdf recorded in this run's cache.
+    fn verdicts(&self) -> Vec<String> {
+        let dir = self.dir.path().join("cache/kdf/accel");
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn command(&self) -> Command {
+        let d = self.dir.path();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kdf"));
+        cmd.current_dir(d.join("work"))
+            .env("KDF_QEMU", fake_qemu())
+            .env("KDF_FAKE_GUEST", &self.guest)
+            .env("KDF_FAKE_LOG", d.join("fake.log"))
+            .env("XDG_CACHE_HOME", d.join("cache"))
+            .env("XDG_RUNTIME_DIR", d.join("runtime"))
+            .env("KDF_KVM_DEVICE", if self.kvm { "/dev/null".into() } else { d.join("no-kvm") })
+            .env_remove("KDF_FAKE_GUEST_KVM")
+            .args(["run", "--9p", "-n", "--kernel"])
+            .arg(d.join("vmlinux"))
+            .arg("--initramfs")
+            .arg(d.join("initramfs.cpio"))
+            .args(&self.args)
+            .args(["--", "true"]);
+        if let Some(g) = &self.kvm_guest {
+            cmd.env("KDF_FAKE_GUEST_KVM", g);
+        }
+        cmd
+    }
+
+    fn run(&self) -> Out {
+        let start = Instant::now();
+        let out = self.command().stdin(Stdio::null()).output().unwrap();
+        Out {
+            status: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took: start.elapsed(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Out {
+    status: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+    took: Duration,
+}
+
+/// No process of this test's run is left: the fake QEMU names its log path.
+fn assert_no_fake_left(fake: &Fake) {
+    let marker = fake.dir.path().join("fake.log");
+    let marker = marker.to_string_lossy();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let environ = String::from_utf8_lossy(&environ);
+        let exe = std::fs::read_link(entry.path().join("exe")).unwrap_or_default();
+        if environ.contains(&*marker) && exe.ends_with("fake_qemu") {
+            panic!("fake QEMU {} still running", entry.file_name().to_string_lossy());
+        }
+    }
+}
+
+#[test]
+fn the_status_and_both_streams_arrive() {
+    let fake = Fake::new("exit:3");
+    let out = fake.run();
+    assert_eq!(out.status, 3, "{}", out.stderr);
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, "err\n", "nothing but the command's stderr");
+    assert!(fake.log().contains("plan\n"), "{}", fake.log());
+    assert_no_fake_left(&fake);
+}
+
+#[test]
+fn every_byte_arrives_when_the_reader_pauses_near_the_end() {
+    let fake = Fake::new("output:1000000");
+    let mut child =
+        fake.command().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(1 + rest.len(), 1_000_000, "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn the_timeout_holds_while_nobody_reads_the_output() {
+    let fake = Fake::new("flood").args(&["--timeout", "1"]);
+    // stdout and stderr into one pipe nobody reads (`2>&1 | sleep 40`).
+    let (reader, writer) = std::io::pipe().unwrap();
+    let start = Instant::now();
+    let mut child = fake
+        .command()
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "kdf still running after 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    drop(reader);
+    assert_eq!(status.code(), Some(124));
+    // 1 s timeout + 2 s grace + 1 s for a line nobody reads, with slack.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert_no_fake_left(&fake);
+}
+
+#[test]
+fn a_write_error_on_stdout_fails_the_run_and_says_so() {
+    let fake = Fake::new("exit:0");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = fake.command().stdin(Stdio::null()).stdout(full).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("kdf: failed to write stdout: No space left on device"), "{stderr}");
+}
+
+#[test]
+fn a_signal_reaches_the_command_and_its_status_comes_back() {
+    let fake = Fake::new("wait-signal");
+    let child =
+        fake.command().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while !fake.log().contains("plan") {
+        assert!(start.elapsed() < Duration::from_secs(10), "never booted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 15), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(fake.log().contains("signal 15"), "{}", fake.log());
+}
+
+#[test]
+fn a_guest_that_never_boots_hits_the_boot_timeout() {
+    let fake = Fake::new("stall").args(&["--boot-timeout", "0.5"]);
+    let out = fake.run();
+    assert_eq!(out.status, 125);
+    assert!(out.stderr.contains("did not finish booting within 0.5s"), "{}", out.stderr);
+    assert!(out.took < Duration::from_secs(10), "{:?}", out.took);
+    assert_no_fake_left(&fake);
+}
+
+#[test]
+fn a_setup_failure_is_reported_once() {
+    let fake = Fake::new("failed");
+    let out = fake.run();
+    assert_eq!(out.status, 125);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert_eq!(last, "kdf: the guest could not mount the host's files: ENODEV", "{}", out.stderr);
+}
+
+#[test]
+fn a_panic_is_diagnosed_from_the_console() {
+    let out = Fake::new("panic").run();
+    assert_eq!(out.status, 125);
+    assert!(out.stderr.contains("kernel panic: No working init found."), "{}", out.stderr);
+}
+
+#[test]
+fn qemu_dying_is_reported_with_its_stderr() {
+    let out = Fake::new("die:-append: bad option").run();
+    assert_eq!(out.status, 125);
+    assert!(out.stderr.contains("[qemu] qemu-system-x86_64: -append: bad option"), "{}", out.stderr);
+    assert!(out.stderr.contains("QEMU exited"), "{}", out.stderr);
+}
+
+#[test]
+fn malformed_guests_are_refused() {
+    for (guest, says) in [
+        ("bad-exit", "exit status out of range"),
+        ("oversized", "exceeds the"),
+        ("malformed", "unknown guest message"),
+        ("old-version", "speaks protocol"),
+    ] {
+        let out = Fake::new(guest).run();
+        assert_eq!(out.status, 125, "{guest}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{guest}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn without_kvm_nothing_is_said_unless_verbose() {
+    let fake = Fake::new("exit:0");
+    let out = fake.run();
+    assert_eq!((out.status, out.stderr.as_str()), (0, "err\n"));
+    let out = Fake::new("exit:0").args(&["-v"]).run();
+    assert_eq!(out.stderr.matches("KVM is not available").count(), 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("kdf: kdf:"), "{}", out.stderr);
+}
+
+#[test]
+fn a_kvm_error_falls_back_to_tcg_and_tcg_is_recorded_once_it_boots() {
+    let fake = Fake::new("exit:0").kvm("kvm-error");
+    let out = fake.run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("retrying under TCG"), "{}", out.stderr);
+    assert_eq!(fake.verdicts(), ["tcg"]);
+}
+
+#[test]
+fn a_kernel_that_boots_under_kvm_records_kvm() {
+    let fake = Fake::new("die").kvm("exit:0");
+    assert_eq!(fake.run().status, 0);
+    assert_eq!(fake.verdicts(), ["kvm"]);
+}
+
+#[test]
+fn a_panic_under_kvm_is_the_kernels_fault_and_records_nothing() {
+    let fake = Fake::new("exit:0").kvm("panic");
+    let out = fake.run();
+    assert_eq!(out.status, 125, "{}", out.stderr);
+    assert!(!out.stderr.contains("TCG"), "no retry: {}", out.stderr);
+    assert!(fake.verdicts().is_empty(), "{:?}", fake.verdicts());
+}
+
+#[test]
+fn when_both_attempts_fail_nothing_is_recorded() {
+    let fake = Fake::new("die").kvm("die");
+    let out = fake.run();
+    assert_eq!(out.status, 125, "{}", out.stderr);
+    assert!(fake.verdicts().is_empty(), "{:?}", fake.verdicts());
+}
+
+#[test]
+fn a_kvm_error_after_the_command_started_is_never_retried() {
+    // The command may have changed files: it must not run a second time.
+    let fake = Fake::new("exit:0").kvm("kvm-error-late");
+    let out = fake.run();
+    assert_eq!(out.status, 125, "{}", out.stderr);
+    assert!(out.stderr.contains("QEMU: KVM internal error"), "{}", out.stderr);
+    assert_eq!(fake.log().matches("plan").count(), 1, "{}", fake.log());
+}
