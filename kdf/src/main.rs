@@ -7,6 +7,7 @@ mod cache;
 mod child;
 mod cli;
 mod compress;
+mod elf;
 mod errors;
 mod initramfs;
 mod kbuild;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::elf::{self, Class, Elf, Endian, EM_X86_64};
 use crate::errors::hinted;
 
 const BUILD_HINT: &str = "run scripts/setup.sh, or build it with `cargo build --release -p kdf-init \
@@ -34,32 +35,36 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
         .ok_or_else(|| hinted("cannot find kdf-init (the guest's /init)", BUILD_HINT))
 }
 
-/// The binary's bytes, refused unless it is a static ELF.
+/// The binary's bytes, refused unless it is a static x86_64 ELF64.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path)
         .map_err(|e| hinted(format!("cannot read kdf-init at {}: {e}", path.display()), BUILD_HINT))?;
-    if !bytes.starts_with(b"\x7fELF") {
-        return Err(hinted(format!("{} is not an ELF executable", path.display()), BUILD_HINT));
-    }
-    if has_interpreter(&bytes) {
-        return Err(hinted(
-            format!("{} is dynamically linked and cannot run as the guest's /init", path.display()),
-            BUILD_HINT,
-        ));
+    if let Some(why) = unfit(&bytes) {
+        return Err(hinted(format!("{} {why}", path.display()), BUILD_HINT));
     }
     Ok(bytes)
 }
 
-/// Whether an ELF64 has a PT_INTERP program header (needs a dynamic loader).
-fn has_interpreter(elf: &[u8]) -> bool {
-    let get = |at: usize, n: usize| elf.get(at..at + n);
-    let (Some(phoff), Some(entsize), Some(num)) = (get(0x20, 8), get(0x36, 2), get(0x38, 2)) else {
-        return false;
+/// Why an executable cannot be the guest's /init, if it cannot, said after
+/// its path.
+fn unfit(bytes: &[u8]) -> Option<String> {
+    let elf = match Elf::parse(bytes) {
+        Ok(elf) => elf,
+        Err(e) => return Some(format!("is not an ELF executable: {e:#}")),
     };
-    let phoff = u64::from_le_bytes(phoff.try_into().unwrap()) as usize;
-    let entsize = u16::from_le_bytes(entsize.try_into().unwrap()) as usize;
-    let num = u16::from_le_bytes(num.try_into().unwrap()) as usize;
-    (0..num).any(|i| get(phoff + i * entsize, 4) == Some(&3u32.to_le_bytes()))
+    if elf.class != Class::Elf64 {
+        return Some("is a 32-bit ELF; the guest's /init must be a 64-bit x86_64 one".into());
+    }
+    if elf.endian != Endian::Little || elf.machine != EM_X86_64 {
+        let machine = elf::machine_name(elf.machine).map_or(format!("machine {}", elf.machine), String::from);
+        let order = if elf.endian == Endian::Big { "big-endian " } else { "" };
+        return Some(format!("is built for {order}{machine}; the guest's /init must be x86_64"));
+    }
+    match elf.has_interpreter() {
+        Ok(false) => None,
+        Ok(true) => Some("is dynamically linked and cannot run as the guest's /init".into()),
+        Err(e) => Some(format!("is a damaged ELF file: {e:#}")),
+    }
 }
 
 #[cfg(test)]
@@ -70,8 +75,24 @@ mod tests {
     fn this_test_binary_is_dynamic() {
         // cargo test binaries link glibc dynamically: a PT_INTERP must be found.
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert!(has_interpreter(&exe));
-        assert!(!has_interpreter(b"\x7fELF"));
+        assert_eq!(unfit(&exe).unwrap(), "is dynamically linked and cannot run as the guest's /init");
+    }
+
+    #[test]
+    fn only_a_static_x86_64_elf64_is_fit() {
+        use crate::elf::tests::build;
+        let fit = build(Class::Elf64, Endian::Little, EM_X86_64, &[(1, b"code")], &[]);
+        assert_eq!(unfit(&fit), None);
+        let i386 = build(Class::Elf32, Endian::Little, 3, &[(1, b"code")], &[]);
+        assert!(unfit(&i386).unwrap().starts_with("is a 32-bit ELF"));
+        let arm = build(Class::Elf64, Endian::Little, 183, &[(1, b"code")], &[]);
+        assert_eq!(unfit(&arm).unwrap(), "is built for aarch64; the guest's /init must be x86_64");
+        let s390 = build(Class::Elf64, Endian::Big, 22, &[(1, b"code")], &[]);
+        assert!(unfit(&s390).unwrap().starts_with("is built for big-endian s390;"));
+        assert!(unfit(b"#!/bin/sh\n").unwrap().starts_with("is not an ELF executable: "));
+        assert!(unfit(b"\x7fELF").unwrap().starts_with("is not an ELF executable: "));
+        let cut = unfit(&fit[..100]).unwrap();
+        assert!(cut.starts_with("is a damaged ELF file: failed to read the program header table: "), "{cut}");
     }
 
     #[test]

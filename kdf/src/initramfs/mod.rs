@@ -12,6 +12,7 @@ use kdf_proto::modules_dep::{module_name, ModulesDep};
 
 use crate::cache;
 use crate::compress::{self, Format};
+use crate::elf::Elf;
 use crate::kernel::Kernel;
 use crate::vm::requirements;
 use cpio::Entry;
@@ -85,13 +86,15 @@ fn decompress(path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
     }
 }
 
-/// The `depends=` list in a module's `.modinfo`.
+/// The `depends=` list in a module's `.modinfo` section: NUL-separated
+/// `key=value` strings. None for a file that is not a readable ELF: the
+/// guest's insmod then says what is wrong with it.
 pub fn modinfo_depends(ko: &[u8]) -> Vec<String> {
-    const KEY: &[u8] = b"\0depends=";
-    let Some(at) = ko.windows(KEY.len()).position(|w| w == KEY) else { return Vec::new() };
-    let rest = &ko[at + KEY.len()..];
-    let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
-    String::from_utf8_lossy(&rest[..end]).split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+    let Ok(Some(modinfo)) = Elf::parse(ko).and_then(|e| e.section(".modinfo")) else { return Vec::new() };
+    let Some(list) = modinfo.split(|&b| b == 0).find_map(|kv| kv.strip_prefix(b"depends=")) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(list).split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// The kernel's modules.dep and the paths (in it) that kdf includes, plus the
@@ -193,12 +196,40 @@ mod tests {
         assert_eq!(stored_path("kernel/fs/fuse/fuse.ko"), "kernel/fs/fuse/fuse.ko");
     }
 
+    fn module(modinfo: &[u8]) -> Vec<u8> {
+        use crate::elf::{tests, Class, Endian, EM_X86_64};
+        tests::build(
+            Class::Elf64,
+            Endian::Little,
+            EM_X86_64,
+            &[],
+            &[(".text", b"code"), (".modinfo", modinfo)],
+        )
+    }
+
     #[test]
     fn modinfo_depends_lists_dependencies() {
-        let ko = b"\x7fELF....\0license=GPL\0depends=virtio,virtio_ring\0name=x\0";
-        assert_eq!(modinfo_depends(ko), ["virtio", "virtio_ring"]);
-        assert!(modinfo_depends(b"\0depends=\0").is_empty());
+        let ko = module(b"license=GPL\0depends=virtio,virtio_ring\0name=x\0");
+        assert_eq!(modinfo_depends(&ko), ["virtio", "virtio_ring"]);
+        assert!(modinfo_depends(&module(b"depends=\0")).is_empty());
+        assert!(modinfo_depends(&module(b"license=GPL\0")).is_empty());
         assert!(modinfo_depends(b"nothing").is_empty());
+    }
+
+    /// Only `.modinfo` counts: the same text elsewhere (a string in `.rodata`
+    /// that a byte search would find) is not a dependency.
+    #[test]
+    fn depends_text_outside_modinfo_is_ignored() {
+        use crate::elf::{tests, Class, Endian, EM_X86_64};
+        let ko = tests::build(
+            Class::Elf64,
+            Endian::Little,
+            EM_X86_64,
+            &[],
+            &[(".rodata", b"\0depends=fake\0"), (".modinfo", b"depends=real\0")],
+        );
+        assert_eq!(modinfo_depends(&ko), ["real"]);
+        assert!(modinfo_depends(b"\x7fELF\0depends=fake\0").is_empty());
     }
 
     #[test]

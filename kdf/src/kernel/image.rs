@@ -6,6 +6,7 @@
 use anyhow::{bail, Context, Result};
 
 use crate::compress::{self, Format};
+use crate::elf::Elf;
 
 /// What a kernel file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,40 +80,9 @@ pub fn decompress(data: &[u8], format: Format) -> Result<Vec<u8>> {
 /// Whether an ELF kernel has a PVH entry point (`XEN_ELFNOTE_PHYS32_ENTRY`),
 /// which lets QEMU boot it directly with `-kernel vmlinux`.
 pub fn has_pvh_note(elf: &[u8]) -> bool {
-    notes(elf).any(|(name, kind)| name == b"Xen" && kind == 18)
-}
-
-/// `(name, type)` of every note in the ELF64's PT_NOTE segments.
-fn notes(elf: &[u8]) -> impl Iterator<Item = (&[u8], u32)> {
-    let mut found = Vec::new();
-    // ELF64 little-endian only: what x86_64 kernels are.
-    if elf.len() < 64 || elf[4] != 2 || elf[5] != 1 {
-        return found.into_iter();
-    }
-    let u64_at = |at: usize| elf.get(at..at + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap()));
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(elf, 0x36), u16_at(elf, 0x38))
-    else {
-        return found.into_iter();
-    };
-    for i in 0..phnum as usize {
-        let ph = phoff as usize + i * phentsize as usize;
-        if u32_at(elf, ph) != Some(4) {
-            continue; // not PT_NOTE
-        }
-        let (Some(off), Some(size)) = (u64_at(ph + 8), u64_at(ph + 32)) else { continue };
-        let Some(mut seg) = elf.get(off as usize..(off + size) as usize) else { continue };
-        while seg.len() >= 12 {
-            let namesz = u32_at(seg, 0).unwrap_or(0) as usize;
-            let descsz = u32_at(seg, 4).unwrap_or(0) as usize;
-            let ty = u32_at(seg, 8).unwrap_or(0);
-            let name_end = 12 + namesz;
-            let next = 12 + namesz.div_ceil(4) * 4 + descsz.div_ceil(4) * 4;
-            let Some(name) = seg.get(12..name_end) else { break };
-            found.push((name.strip_suffix(b"\0").unwrap_or(name), ty));
-            seg = seg.get(next..).unwrap_or(&[]);
-        }
-    }
-    found.into_iter()
+    const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+    let notes = Elf::parse(elf).and_then(|e| e.notes());
+    notes.is_ok_and(|n| n.iter().any(|n| n.name == b"Xen" && n.kind == XEN_ELFNOTE_PHYS32_ENTRY))
 }
 
 #[cfg(test)]
@@ -136,29 +106,13 @@ pub(crate) mod tests {
         b
     }
 
-    /// An ELF64 with one PT_NOTE segment holding the given notes.
+    /// An x86_64 ELF64 with one PT_NOTE segment holding the given notes, and
+    /// a version banner.
     pub fn fake_elf(notes: &[(&str, u32)]) -> Vec<u8> {
-        let mut seg = Vec::new();
-        for (name, ty) in notes {
-            let name = format!("{name}\0");
-            seg.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            seg.extend_from_slice(&4u32.to_le_bytes());
-            seg.extend_from_slice(&ty.to_le_bytes());
-            seg.extend_from_slice(name.as_bytes());
-            seg.resize(seg.len().div_ceil(4) * 4, 0);
-            seg.extend_from_slice(&[1, 2, 3, 4]);
-        }
-        let mut e = vec![0u8; 0x40 + 0x38];
-        e[..4].copy_from_slice(b"\x7fELF");
-        e[4] = 2;
-        e[5] = 1;
-        e[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
-        e[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
-        e[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
-        e[0x40..0x44].copy_from_slice(&4u32.to_le_bytes());
-        e[0x48..0x50].copy_from_slice(&((0x40 + 0x38) as u64).to_le_bytes());
-        e[0x60..0x68].copy_from_slice(&(seg.len() as u64).to_le_bytes());
-        e.extend_from_slice(&seg);
+        use crate::elf::{tests, Class, Endian, EM_X86_64};
+        let notes: Vec<(&str, u32, &[u8])> = notes.iter().map(|&(n, t)| (n, t, &[1, 2, 3, 4][..])).collect();
+        let seg = tests::note_segment(&notes);
+        let mut e = tests::build(Class::Elf64, Endian::Little, EM_X86_64, &[(4, &seg)], &[]);
         e.extend_from_slice(b"..Linux version 6.9.0-kdf (me@host) #1 SMP\0");
         e
     }
@@ -232,6 +186,8 @@ pub(crate) mod tests {
     fn no_pvh_note_without_xen_phys32_entry() {
         assert!(!has_pvh_note(&fake_elf(&[("Xen", 17), ("Linux", 18)])));
         assert!(!has_pvh_note(b"\x7fELF short"));
+        let pvh = fake_elf(&[("Xen", 18)]);
+        assert!((0..130).all(|len| !has_pvh_note(&pvh[..len])), "the note lies at 120..140");
     }
 
     #[test]
