@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn the_guest_gets_tmpfs_on_tmp_run_and_var_tmp() {
-        for t in ["/tmp", "/run", "/var/tmp", "/dev/shm"] {
+        for &t in kdf_proto::GUEST_TMPFS {
             assert!(SYSTEM.iter().any(|m| m.target == t && m.fstype == "tmpfs"), "{t}");
         }
         for fs in ["devpts", "debugfs", "tracefs", "configfs", "bpf", "cgroup2"] {

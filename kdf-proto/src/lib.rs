@@ -40,6 +40,10 @@ pub fn cmdline_preload(cmdline: &str) -> Vec<String> {
         .collect()
 }
 
+/// Where kdf-init mounts a fresh tmpfs of the guest's own, over the host's
+/// root (writable in the guest whatever the shares are).
+pub const GUEST_TMPFS: &[&str] = &["/tmp", "/run", "/var/tmp", "/dev/shm"];
+
 /// The largest frame the guest accepts (a plan carries the whole argv and env).
 pub const MAX_FRAME: usize = 64 << 20;
 

@@ -102,10 +102,4 @@ mod tests {
         assert!(is_kvm_failure("KVM internal error. Suberror: 1"));
         assert!(!is_kvm_failure("qemu-system-x86_64: warning: host doesn't support requested feature"));
     }
-
-    #[test]
-    fn forced_tcg_needs_no_probe() {
-        let d = decide(Some(Accel::Tcg)).unwrap();
-        assert_eq!(d, Decision { accel: Accel::Tcg, tentative: false, fallback: false, notice: None });
-    }
 }

@@ -31,13 +31,19 @@ pub fn subdir(name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A hex SHA-256 of the parts, each length-prefixed so boundaries count.
+/// The format of what kdf caches (initramfs layout, extracted kernels,
+/// verdicts): bump it when one changes, so a new kdf never reuses an old file.
+pub const CACHE_FORMAT: u32 = 2;
+
+/// A hex SHA-256 of [`CACHE_FORMAT`] and the parts, each length-prefixed so
+/// boundaries count: every cache key is one.
 pub fn digest<I, B>(parts: I) -> String
 where
     I: IntoIterator<Item = B>,
     B: AsRef<[u8]>,
 {
     let mut h = Sha256::new();
+    h.update(CACHE_FORMAT.to_le_bytes());
     for p in parts {
         let p = p.as_ref();
         h.update((p.len() as u64).to_le_bytes());

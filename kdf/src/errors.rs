@@ -24,23 +24,35 @@ pub fn hinted(message: impl fmt::Display, hint: impl fmt::Display) -> anyhow::Er
 
 /// The hint anywhere in the error's chain.
 pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
-    err.chain().find_map(|e| e.downcast_ref::<Hinted>()).map(|h| h.hint.as_str())
+    err.chain().find_map(|e| {
+        e.downcast_ref::<Hinted>()
+            .map(|h| h.hint.as_str())
+            .or_else(|| e.downcast_ref::<Usage>().and_then(|u| u.hint.as_deref()))
+    })
 }
 
 /// A bad command line found after parsing (conflicting or invalid values).
 #[derive(Debug)]
-pub struct Usage(pub String);
+pub struct Usage {
+    pub message: String,
+    pub hint: Option<String>,
+}
 
 impl fmt::Display for Usage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for Usage {}
 
 pub fn usage(message: impl fmt::Display) -> anyhow::Error {
-    Usage(message.to_string()).into()
+    Usage { message: message.to_string(), hint: None }.into()
+}
+
+/// A usage error (status 2) with a known fix.
+pub fn usage_hinted(message: impl fmt::Display, hint: impl fmt::Display) -> anyhow::Error {
+    Usage { message: message.to_string(), hint: Some(hint.to_string()) }.into()
 }
 
 pub fn is_usage(err: &anyhow::Error) -> bool {

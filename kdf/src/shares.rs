@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::errors::{hinted, usage};
+use crate::errors::{hinted, usage, usage_hinted};
 use crate::vm::virtiofsd::CacheMode;
 
 /// One host directory and where and how the guest mounts it.
@@ -115,13 +115,25 @@ fn depth(p: &Path) -> usize {
 }
 
 /// The root share first, then the rest ordered parent-first (stable), one
-/// share per guest path: a later duplicate replaces the earlier, except that a
-/// writable share is not downgraded by a read-only repeat of the same host path.
-pub fn order(root: ShareSpec, rest: Vec<ShareSpec>) -> Vec<ShareSpec> {
+/// share per guest path, a later one replacing an earlier: the caller puts
+/// kdf's implicit shares (the working directory) first, so `--ro .` makes the
+/// working directory read-only. A share of `/` at `/` sets the root share's
+/// mode instead of stacking a second root over the guest's own `/tmp`.
+pub fn order(mut root: ShareSpec, rest: Vec<ShareSpec>) -> Result<Vec<ShareSpec>> {
     let mut kept: Vec<ShareSpec> = Vec::new();
     for share in rest {
+        if share.guest == Path::new("/") {
+            if share.host != Path::new("/") || share.overlay {
+                return Err(usage(format!(
+                    "cannot share {} as the guest's /: the guest's root is the host's / (read-only, or \
+                     writable with --rw /)",
+                    share.host.display()
+                )));
+            }
+            (root.readonly, root.cache) = (share.readonly, share.cache);
+            continue;
+        }
         match kept.iter_mut().find(|k| k.guest == share.guest) {
-            Some(k) if k.host == share.host && !k.readonly && share.readonly => {}
             Some(k) => *k = share,
             None => kept.push(share),
         }
@@ -129,7 +141,61 @@ pub fn order(root: ShareSpec, rest: Vec<ShareSpec>) -> Vec<ShareSpec> {
     kept.sort_by_key(|s| depth(&s.guest));
     let mut out = vec![root];
     out.extend(kept);
-    out
+    Ok(out)
+}
+
+/// Where a path lives in the guest, given the shares mounted before it.
+enum GuestFs<'a> {
+    Tmpfs,
+    Share(&'a ShareSpec),
+}
+
+/// The filesystem holding `path` in the guest: the deepest mount containing it.
+fn guest_fs<'a>(path: &Path, mounted: &'a [ShareSpec]) -> GuestFs<'a> {
+    let share = mounted.iter().filter(|s| path.starts_with(&s.guest)).max_by_key(|s| depth(&s.guest));
+    let tmpfs =
+        kdf_proto::GUEST_TMPFS.iter().map(Path::new).filter(|t| path.starts_with(t)).max_by_key(|t| depth(t));
+    match (share, tmpfs) {
+        (Some(s), Some(t)) if depth(&s.guest) > depth(t) => GuestFs::Share(s),
+        (_, Some(_)) => GuestFs::Tmpfs,
+        (Some(s), None) => GuestFs::Share(s),
+        (None, None) => unreachable!("the root share contains every path"),
+    }
+}
+
+/// Whether `path` is a directory in the guest (tmpfs: only its mount point).
+fn guest_dir_exists(path: &Path, mounted: &[ShareSpec]) -> bool {
+    match guest_fs(path, mounted) {
+        GuestFs::Tmpfs => kdf_proto::GUEST_TMPFS.iter().any(|t| Path::new(t) == path),
+        GuestFs::Share(s) => s.host.join(path.strip_prefix(&s.guest).unwrap_or(path)).is_dir(),
+    }
+}
+
+/// Refuses, before anything boots, a share whose mount point kdf-init would
+/// have to create on a read-only share (it creates missing ones with mkdir).
+pub fn check_mount_points(shares: &[ShareSpec]) -> Result<()> {
+    for (i, share) in shares.iter().enumerate().skip(1) {
+        let mounted = &shares[..i];
+        let Some(parent) = share.guest.ancestors().find(|a| guest_dir_exists(a, mounted)) else { continue };
+        if parent == share.guest {
+            continue;
+        }
+        if let GuestFs::Share(s) = guest_fs(parent, mounted) {
+            if s.readonly && !s.overlay {
+                return Err(usage_hinted(
+                    format!(
+                        "cannot mount {} in the guest: {} does not exist there and {} is on a read-only share ({})",
+                        share.guest.display(),
+                        share.guest.display(),
+                        parent.display(),
+                        s.host.display()
+                    ),
+                    "use a dst under /tmp, /run, the cwd or another writable share",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Guest mounts for the shares, tags `kdf0`, `kdf1`, ... in order.
@@ -203,20 +269,61 @@ f\u{e9},dst=/mnt/x,ro,cache=never",
                 ShareSpec::same_path("/home".into(), true),
                 ShareSpec::same_path("/lib/modules".into(), true),
             ],
-        );
+        )
+        .unwrap();
         let guests: Vec<_> = out.iter().map(|s| s.guest.to_str().unwrap()).collect();
         assert_eq!(guests, ["/", "/home", "/lib/modules", "/home/u/src"]);
     }
 
     #[test]
-    fn a_readonly_repeat_does_not_downgrade_the_cwd() {
+    fn an_explicit_share_of_the_cwd_replaces_the_implicit_one() {
         let root = ShareSpec::same_path("/".into(), true);
         let out = order(
             root,
             vec![ShareSpec::same_path("/w".into(), false), ShareSpec::same_path("/w".into(), true)],
-        );
+        )
+        .unwrap();
         assert_eq!(out.len(), 2);
-        assert!(!out[1].readonly);
+        assert!(out[1].readonly, "--ro . wins over the implicit read-write cwd");
+    }
+
+    #[test]
+    fn a_share_of_the_root_sets_the_roots_mode_instead_of_stacking() {
+        let root = ShareSpec::same_path("/".into(), true);
+        let out = order(root.clone(), vec![ShareSpec::same_path("/".into(), false)]).unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].readonly);
+        let other = ShareSpec { host: "/srv".into(), ..ShareSpec::same_path("/".into(), false) };
+        assert!(order(root, vec![other]).is_err());
+    }
+
+    fn share(host: &Path, guest: &str, readonly: bool) -> ShareSpec {
+        ShareSpec { guest: guest.into(), ..ShareSpec::same_path(host.to_path_buf(), readonly) }
+    }
+
+    #[test]
+    fn a_mount_point_to_create_on_a_read_only_share_is_refused() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::create_dir(host.path().join("exists")).unwrap();
+        let h = host.path();
+        let root = ShareSpec::same_path("/".into(), true);
+        let ro_host = share(h, "/mnt", true);
+        let ok = |guest: &str| {
+            let mut all = vec![root.clone(), ro_host.clone(), share(Path::new("/"), guest, false)];
+            all.sort_by_key(|s| depth(&s.guest));
+            check_mount_points(&all)
+        };
+        assert!(ok("/tmp/new/deep").is_ok(), "created on the guest's tmpfs");
+        assert!(ok("/run/x").is_ok());
+        assert!(ok("/mnt/exists").is_ok(), "an existing mount point needs no mkdir");
+        let err = ok("/mnt/missing").unwrap_err();
+        assert!(crate::errors::is_usage(&err), "{err:#}");
+        assert!(crate::errors::hint_of(&err).unwrap().contains("under /tmp"), "{err:#}");
+        assert!(ok("/nonexistent-kdf-dir/x").is_err(), "the root share is read-only");
+        let mut writable =
+            vec![root.clone(), share(h, "/mnt", false), share(Path::new("/"), "/mnt/missing", false)];
+        writable.sort_by_key(|s| depth(&s.guest));
+        assert!(check_mount_points(&writable).is_ok(), "mkdir works on a writable share");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! hangs; bad input gets one clear line and a hint.
 //!
 //! A run's processes are found by a marker unique to the test (its temporary
-//! directory's name, also passed on the kernel command line), never by name.
+//! directory's name) in their environment, which kdf's children inherit (and
+//! on the kernel command line), never by name.
 
 mod common;
 
@@ -41,7 +42,7 @@ impl Marked {
     /// `kdf run` with this test's runtime dir and marker.
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = kdf(self.cwd());
-        cmd.env("XDG_RUNTIME_DIR", &self.runtime);
+        cmd.env("XDG_RUNTIME_DIR", &self.runtime).env("KDF_TEST_MARKER", self.marker());
         cmd.args(["run", "--cmdline", &format!("kdf.marker={}", self.marker())]).args(args);
         cmd
     }
@@ -61,9 +62,11 @@ impl Marked {
         child
     }
 
-    /// PIDs of processes (other than the test) whose argv mentions the marker.
+    /// PIDs of processes (other than the test) with the marker in their
+    /// environment (kdf and every child: QEMU, each virtiofsd) or argv.
     fn processes(&self) -> Vec<(u32, String)> {
         let me = std::process::id();
+        let env_marker = format!("KDF_TEST_MARKER={}", self.marker());
         std::fs::read_dir("/proc")
             .unwrap()
             .flatten()
@@ -72,7 +75,9 @@ impl Marked {
             .filter_map(|pid| {
                 let argv = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
                 let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
-                argv.contains(&self.marker()).then_some((pid, argv))
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let marked = environ.split(|&b| b == 0).any(|v| v == env_marker.as_bytes());
+                (marked || argv.contains(&self.marker())).then_some((pid, argv))
             })
             .collect()
     }

@@ -65,6 +65,27 @@ fn pvh_elf() -> Vec<u8> {
     elf
 }
 
+/// A newc archive with these files (what `--initramfs` takes).
+fn newc(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pad = |out: &mut Vec<u8>| out.resize(out.len().next_multiple_of(4), 0);
+    let trailer: [(&str, &[u8]); 1] = [("TRAILER!!!", b"")];
+    for (i, (name, data)) in files.iter().chain(&trailer).enumerate() {
+        let mode = if *name == "TRAILER!!!" { 0 } else { 0o100644 };
+        let fields = [i + 1, mode, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0];
+        out.extend(b"070701");
+        for f in fields {
+            out.extend(format!("{f:08x}").into_bytes());
+        }
+        out.extend(name.as_bytes());
+        out.push(0);
+        pad(&mut out);
+        out.extend(*data);
+        pad(&mut out);
+    }
+    out
+}
+
 /// A scripted run: its own cache and runtime directories, a fake kernel and
 /// initramfs, 9p (no virtiofsd), and the fake QEMU playing `guest`.
 struct Fake {
@@ -79,7 +100,9 @@ impl Fake {
     fn new(guest: &str) -> Fake {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("vmlinux"), pvh_elf()).unwrap();
-        std::fs::write(dir.path().join("initramfs.cpio"), b"070701").unwrap();
+        let protocol = format!("{}\n", kdf_proto::PROTOCOL_VERSION);
+        std::fs::write(dir.path().join("initramfs.cpio"), newc(&[("kdf/protocol", protocol.as_bytes())]))
+            .unwrap();
         for d in ["cache", "runtime", "work"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
@@ -357,4 +380,15 @@ fn a_kvm_error_after_the_command_started_is_never_retried() {
     assert_eq!(out.status, 125, "{}", out.stderr);
     assert!(out.stderr.contains("QEMU: KVM internal error"), "{}", out.stderr);
     assert_eq!(fake.log().matches("plan").count(), 1, "{}", fake.log());
+}
+
+#[test]
+fn an_initramfs_from_an_older_kdf_is_refused_before_boot() {
+    let fake = Fake::new("exit:0");
+    std::fs::write(fake.dir.path().join("initramfs.cpio"), newc(&[("init", b"old")])).unwrap();
+    let out = fake.run();
+    assert_eq!(out.status, 125);
+    assert!(out.stderr.contains("built by an older kdf"), "{}", out.stderr);
+    assert!(out.stderr.contains("kdf build initramfs"), "{}", out.stderr);
+    assert!(!fake.log().contains("argv"), "QEMU never started: {}", fake.log());
 }

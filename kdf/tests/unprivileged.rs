@@ -62,6 +62,8 @@ impl AsUser {
         };
         let me = AsUser { base, prefix, user, uid };
         me.dir("home");
+        // The runtime directory falls back to $TMPDIR/kdf-<uid>: keep it here.
+        me.dir("tmp");
         me
     }
 
@@ -80,6 +82,7 @@ impl AsUser {
         let mut argv = self.prefix.clone();
         argv.extend(["env".into(), "-u".into(), "XDG_RUNTIME_DIR".into()]);
         argv.push(format!("HOME={}", home.display()));
+        argv.push(format!("TMPDIR={}", self.base.path().join("tmp").display()));
         argv.push(format!("XDG_CACHE_HOME={}", home.join("cache").display()));
         argv.push(format!("KDF_INIT={}", bin.join("kdf-init").display()));
         argv.push(format!("PATH={}:/usr/bin:/bin", bin.display()));

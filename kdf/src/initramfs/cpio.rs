@@ -1,6 +1,7 @@
 //! A writer for the "new ASCII" (newc, `070701`) cpio format, the only one the
-//! kernel unpacks as an initramfs. Output is reproducible: entries sorted by
-//! path, inode numbers assigned in that order, uid/gid/mtime 0.
+//! kernel unpacks as an initramfs, and a reader that finds one member.
+//! Output is reproducible: entries sorted by path, inode numbers assigned in
+//! that order, uid/gid/mtime 0.
 
 /// One archive member; paths are relative (no leading `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +81,40 @@ fn member(
     pad4(out);
 }
 
+/// The data of the member named `name` in a newc archive (or a concatenation
+/// of archives), if there is one; `None` also for a damaged archive.
+pub fn find<'a>(archive: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    const HEADER: usize = 110;
+    let align = |n: usize| n.checked_add(3).map(|n| n & !3);
+    let mut at: usize = 0;
+    loop {
+        let header = archive.get(at..at.checked_add(HEADER)?)?;
+        if &header[..6] != b"070701" && &header[..6] != b"070702" {
+            return None;
+        }
+        let field = |i: usize| {
+            let hex = std::str::from_utf8(&header[6 + 8 * i..14 + 8 * i]).ok()?;
+            usize::from_str_radix(hex, 16).ok()
+        };
+        let (size, namesize) = (field(6)?, field(11)?);
+        let name_at = at + HEADER;
+        let member = archive.get(name_at..name_at.checked_add(namesize)?)?;
+        let member = member.strip_suffix(b"\0").unwrap_or(member);
+        let data_at = align(name_at + namesize)?;
+        let data = archive.get(data_at..data_at.checked_add(size)?)?;
+        if member == name.as_bytes() {
+            return Some(data);
+        }
+        if member == b"TRAILER!!!" {
+            // Another archive may follow, after zero padding.
+            let next = archive[data_at + size..].iter().position(|&b| b != 0)?;
+            at = data_at + size + next;
+            continue;
+        }
+        at = align(data_at + size)?;
+    }
+}
+
 fn pad4(out: &mut Vec<u8>) {
     while out.len() % 4 != 0 {
         out.push(0);
@@ -149,5 +184,25 @@ mod tests {
     fn duplicates_keep_one_entry() {
         let e = Entry::Dir { path: "lib".into(), mode: 0o755 };
         assert_eq!(write(&[e.clone(), e.clone()]), write(&[e]));
+    }
+
+    #[test]
+    fn find_reads_one_member_back() {
+        let a = write(&[
+            Entry::Dir { path: "kdf".into(), mode: 0o755 },
+            Entry::File { path: "kdf/protocol".into(), mode: 0o644, data: b"2".to_vec() },
+            Entry::File { path: "init".into(), mode: 0o755, data: b"\x7fELF...".to_vec() },
+        ]);
+        assert_eq!(find(&a, "kdf/protocol"), Some(&b"2"[..]));
+        assert_eq!(find(&a, "init"), Some(&b"\x7fELF..."[..]));
+        assert_eq!(find(&a, "missing"), None);
+        let mut two = a.clone();
+        two.extend([0; 8]);
+        two.extend(write(&[Entry::File { path: "second".into(), mode: 0o644, data: b"x".to_vec() }]));
+        assert_eq!(find(&two, "second"), Some(&b"x"[..]));
+        for cut in 0..a.len() {
+            let _ = find(&a[..cut], "init");
+        }
+        assert_eq!(find(b"070701zzzzzzzz", "init"), None);
     }
 }

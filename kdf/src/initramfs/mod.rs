@@ -17,6 +17,23 @@ use crate::kernel::Kernel;
 use crate::vm::requirements;
 use cpio::Entry;
 
+/// The protocol version of the kdf that built the archive: `--initramfs`
+/// refuses an archive from a kdf that speaks another one, before booting it.
+pub const PROTOCOL_FILE: &str = "kdf/protocol";
+
+/// Why an archive given with `--initramfs` cannot be booted by this kdf.
+pub fn check_archive(archive: &[u8]) -> Result<(), String> {
+    if !archive.starts_with(b"070701") && !archive.starts_with(b"070702") {
+        return Err("it is not an uncompressed newc cpio archive".into());
+    }
+    let this = kdf_proto::PROTOCOL_VERSION;
+    match cpio::find(archive, PROTOCOL_FILE).map(|v| String::from_utf8_lossy(v).trim().to_string()) {
+        Some(v) if v == this.to_string() => Ok(()),
+        Some(v) => Err(format!("it was built by a kdf that speaks protocol {v}; this kdf speaks {this}")),
+        None => Err(format!("it was built by an older kdf (before protocol {this})")),
+    }
+}
+
 /// A module as stored in the initramfs, relative to `lib/modules/<release>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
@@ -53,6 +70,7 @@ pub fn entries(c: &Contents) -> Vec<Entry> {
         // The kernel opens it for init's stdin/stdout/stderr before /init runs.
         Entry::CharDev { path: "dev/console".into(), mode: 0o600, major: 5, minor: 1 },
         file("init".into(), 0o755, c.init.clone()),
+        file(PROTOCOL_FILE.into(), 0o644, format!("{}\n", kdf_proto::PROTOCOL_VERSION).into_bytes()),
     ];
     if !c.preload.is_empty() {
         out.push(file(kdf_proto::PRELOAD_PATH.into(), 0o644, c.preload.join("\n").into_bytes()));

@@ -246,7 +246,9 @@ fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path) -> Result<Vec<ShareSp
             MAX_SHARES
         )));
     }
-    Ok(shares::order(ShareSpec::same_path("/".into(), true), rest))
+    let shares = shares::order(ShareSpec::same_path("/".into(), true), rest)?;
+    shares::check_mount_points(&shares)?;
+    Ok(shares)
 }
 
 fn user(args: &RunArgs) -> Option<User> {
@@ -278,10 +280,10 @@ fn initramfs_for(args: &RunArgs, kernel: &Kernel) -> Result<PathBuf> {
         let head = std::fs::read(path).map_err(|e| {
             hinted(format!("cannot read --initramfs {}: {e}", path.display()), "check the path")
         })?;
-        if !head.starts_with(b"070701") && !head.starts_with(b"070702") {
+        if let Err(why) = initramfs::check_archive(&head) {
             return Err(hinted(
-                format!("--initramfs {} is not an uncompressed newc cpio archive", path.display()),
-                "build one with `kdf build initramfs -o FILE`",
+                format!("cannot boot --initramfs {}: {why}", path.display()),
+                "build one with this kdf: `kdf build initramfs -o FILE`",
             ));
         }
         return Ok(path.clone());

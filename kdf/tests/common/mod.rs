@@ -40,10 +40,22 @@ pub fn cache_dir() -> PathBuf {
     dir
 }
 
-/// `kdf` with the test cache and kdf-init, run in `cwd`.
+/// The tests' runtime directory (never the developer's own).
+pub fn runtime_dir() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = workspace().join("target/kdf-test-runtime");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// `kdf` with the test cache, runtime directory and kdf-init, run in `cwd`.
 pub fn kdf(cwd: &Path) -> Command {
     let mut cmd = Command::new(kdf_bin());
-    cmd.current_dir(cwd).env("XDG_CACHE_HOME", cache_dir()).env("KDF_INIT", kdf_init());
+    cmd.current_dir(cwd)
+        .env("XDG_CACHE_HOME", cache_dir())
+        .env("XDG_RUNTIME_DIR", runtime_dir())
+        .env("KDF_INIT", kdf_init());
     cmd
 }
 
