@@ -151,10 +151,13 @@ fn play(m: &mut Machine, guest: &str) -> ! {
             }
             std::process::exit(1)
         }
-        // Never boots.
-        "stall" => loop {
-            std::thread::sleep(Duration::from_secs(60));
-        },
+        // Never boots (an init that never talks to kdf).
+        "stall" => {
+            m.console("stuck-init");
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
         // QEMU's KVM error: the guest is stopped and QEMU waits forever.
         "kvm-error" => {
             eprintln!("KVM internal error. Suberror: 1");
@@ -162,9 +165,18 @@ fn play(m: &mut Machine, guest: &str) -> ! {
                 std::thread::sleep(Duration::from_secs(60));
             }
         }
+        // QEMU's KVM code asserts and QEMU aborts (seen on kdf's CI machines).
+        "kvm-abort" => {
+            eprintln!("qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69");
+            eprintln!(
+                "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion `ret == n' failed."
+            );
+            std::process::abort()
+        }
         // Boots and starts the command, then QEMU reports a KVM error.
         "kvm-error-late" => {
             m.boot();
+            std::thread::sleep(Duration::from_millis(200));
             eprintln!("KVM internal error. Suberror: 1");
             loop {
                 std::thread::sleep(Duration::from_secs(60));

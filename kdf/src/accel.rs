@@ -22,11 +22,15 @@ pub struct Decision {
     pub notice: Option<String>,
 }
 
-/// The QEMU stderr lines that mean KVM cannot run this guest.
+/// The QEMU stderr lines that mean KVM cannot run this guest: its KVM error
+/// reports, and assertions in its KVM code (seen here: "failed to set MSR
+/// 0x10a", then `kvm.c: kvm_buf_set_msrs: Assertion ... failed` and SIGABRT).
 pub fn is_kvm_failure(line: &str) -> bool {
     line.contains("KVM internal error")
         || line.contains("failed to initialize kvm")
         || line.contains("KVM_RUN failed")
+        || line.contains("failed to set MSR")
+        || line.contains("/kvm/kvm.c:")
 }
 
 fn verdict_path() -> Result<PathBuf> {
@@ -100,6 +104,10 @@ mod tests {
     #[test]
     fn recognises_qemu_kvm_failures() {
         assert!(is_kvm_failure("KVM internal error. Suberror: 1"));
+        assert!(is_kvm_failure("qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69"));
+        assert!(is_kvm_failure(
+            "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion `ret == n' failed."
+        ));
         assert!(!is_kvm_failure("qemu-system-x86_64: warning: host doesn't support requested feature"));
     }
 }

@@ -287,6 +287,7 @@ fn a_guest_that_never_boots_hits_the_boot_timeout() {
     let out = fake.run();
     assert_eq!(out.status, 125);
     assert!(out.stderr.contains("did not finish booting within 0.5s"), "{}", out.stderr);
+    assert!(out.stderr.contains("[console] stuck-init"), "the console tail is shown: {}", out.stderr);
     assert!(out.took < Duration::from_secs(10), "{:?}", out.took);
     assert_no_fake_left(&fake);
 }
@@ -346,6 +347,23 @@ fn a_kvm_error_falls_back_to_tcg_and_tcg_is_recorded_once_it_boots() {
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert!(out.stderr.contains("retrying under TCG"), "{}", out.stderr);
     assert_eq!(fake.verdicts(), ["tcg"]);
+}
+
+#[test]
+fn a_kvm_assertion_that_aborts_qemu_falls_back_to_tcg() {
+    let fake = Fake::new("exit:0").kvm("kvm-abort");
+    let out = fake.run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(fake.verdicts(), ["tcg"]);
+}
+
+#[test]
+fn a_qemu_error_under_kvm_is_not_blamed_on_kvm() {
+    let fake = Fake::new("exit:0").kvm("die:-append: bad option");
+    let out = fake.run();
+    assert_eq!(out.status, 125, "{}", out.stderr);
+    assert!(!out.stderr.contains("TCG"), "no retry: {}", out.stderr);
+    assert!(fake.verdicts().is_empty(), "{:?}", fake.verdicts());
 }
 
 #[test]

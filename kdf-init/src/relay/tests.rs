@@ -43,6 +43,7 @@ fn small_input_pipe() -> (OwnedFd, OwnedFd) {
 
 #[test]
 fn stdin_is_credited_only_as_the_command_accepts_it() {
+    let _lock = processes();
     let (mut port, mut host) = channel();
     let (init_end, command_end) = small_input_pipe();
     let mut relay = Relay::new(&mut port, Child { input: Some(init_end), ..child() });
@@ -65,6 +66,7 @@ fn stdin_is_credited_only_as_the_command_accepts_it() {
 
 #[test]
 fn stdin_nobody_reads_is_credited_at_once() {
+    let _lock = processes();
     let (mut port, mut host) = channel();
     let mut relay = Relay::new(&mut port, child());
     relay.handle(ToGuest::Stdin(vec![b'x'; 1000]));
@@ -74,6 +76,7 @@ fn stdin_nobody_reads_is_credited_at_once() {
 
 #[test]
 fn end_of_stdin_closes_the_pipe_only_after_the_pending_bytes() {
+    let _lock = processes();
     let (mut port, _host) = channel();
     let (init_end, command_end) = small_input_pipe();
     let mut relay = Relay::new(&mut port, Child { input: Some(init_end), ..child() });
@@ -93,6 +96,7 @@ fn end_of_stdin_closes_the_pipe_only_after_the_pending_bytes() {
 
 #[test]
 fn end_of_stdin_with_nothing_pending_closes_the_pipe_at_once() {
+    let _lock = processes();
     let (mut port, _host) = channel();
     let (init_end, command_end) = input_pipe();
     set_nonblocking(&command_end);
@@ -104,6 +108,7 @@ fn end_of_stdin_with_nothing_pending_closes_the_pipe_at_once() {
 
 #[test]
 fn end_of_stdin_keeps_a_pty_master_open_for_the_output() {
+    let _lock = processes();
     let (mut port, _host) = channel();
     let (master, _slave) = input_pipe();
     let pty = Some(master.try_clone().unwrap());
@@ -114,6 +119,7 @@ fn end_of_stdin_keeps_a_pty_master_open_for_the_output() {
 
 #[test]
 fn stdin_the_command_closed_is_credited_and_dropped() {
+    let _lock = processes();
     let (mut port, mut host) = channel();
     let (init_end, command_end) = input_pipe();
     let mut relay = Relay::new(&mut port, Child { input: Some(init_end), ..child() });
@@ -126,6 +132,9 @@ fn stdin_the_command_closed_is_credited_and_dropped() {
 
 #[test]
 fn a_closed_host_stdout_closes_the_commands_stdout() {
+    // A process another test forks holds a copy of every descriptor until it
+    // execs: hold the lock, or the pipe's read end may still be open there.
+    let _lock = processes();
     let (mut port, _host) = channel();
     let (init_end, command_end) = output_pipe();
     let mut relay = Relay::new(&mut port, Child { out: Some(init_end), ..child() });
@@ -137,6 +146,7 @@ fn a_closed_host_stdout_closes_the_commands_stdout() {
 
 #[test]
 fn output_buffered_at_exit_is_sent_though_a_background_writer_holds_the_pipes() {
+    let _lock = processes();
     let (mut port, mut host) = channel();
     let (out, out_writer) = output_pipe();
     let (err, err_writer) = output_pipe();
@@ -151,6 +161,7 @@ fn output_buffered_at_exit_is_sent_though_a_background_writer_holds_the_pipes() 
 
 #[test]
 fn the_drain_after_exit_is_bounded_when_a_background_writer_keeps_writing() {
+    let _lock = processes();
     let (mut port, host) = channel();
     let reader = std::thread::spawn(move || host.until_closed());
     // A stdout that is never empty: a background writer faster than the relay.

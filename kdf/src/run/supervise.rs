@@ -249,12 +249,15 @@ impl<'a> Run<'a> {
     }
 
     /// Under tentative KVM, a guest that ends before `Hello` with nothing else
-    /// to blame (no panic or BUG on the console, no QEMU error) is KVM failing.
+    /// to blame (no panic or BUG on the console, no QEMU error but its KVM
+    /// messages) is KVM failing.
     fn kvm_to_blame(&self) -> bool {
+        let qemu = self.qemu.stderr_tail();
+        let qemu_error = qemu.lines().any(|l| !l.trim().is_empty() && !accel::is_kvm_failure(l));
         self.decision.tentative
             && !self.hello
             && console::diagnose(&self.tail.evidence()).is_none()
-            && self.qemu.stderr_tail().trim().is_empty()
+            && !qemu_error
     }
 
     /// The channel ended without an exit status: the VM died.

@@ -43,8 +43,11 @@ impl std::str::FromStr for CacheMode {
 /// virtiofsd's isolation of itself from the rest of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sandbox {
-    /// Mount + pid namespaces (needs root or unprivileged user namespaces).
+    /// Mount + pid namespaces (needs root or unprivileged user namespaces,
+    /// and a root directory that is a mount point).
     Namespace,
+    /// chroot(2) into the shared directory (root only).
+    Chroot,
     None,
 }
 
@@ -73,6 +76,7 @@ pub fn argv(v: &Virtiofsd) -> Vec<OsString> {
         "--sandbox".into(),
         match v.sandbox {
             Sandbox::Namespace => "namespace",
+            Sandbox::Chroot => "chroot",
             Sandbox::None => "none",
         }
         .into(),
@@ -88,6 +92,13 @@ pub fn argv(v: &Virtiofsd) -> Vec<OsString> {
     ];
     if v.readonly {
         out.push("--readonly".into());
+    }
+    if v.sandbox != Sandbox::Namespace {
+        // File handles need the mount the shared directory is on in
+        // /proc/self/mountinfo; in a chroot whose root is no mount point it is
+        // not there ("Failed to find mount root for mount ID"). O_PATH
+        // descriptors need nothing of the sort.
+        out.push("--inode-file-handles=never".into());
     }
     out
 }
@@ -129,5 +140,22 @@ mod tests {
         assert!(!a.contains(&"--readonly".to_string()));
         assert!(a.windows(2).any(|w| w == ["--cache", "never"]));
         assert!(a.windows(2).any(|w| w == ["--sandbox", "namespace"]));
+    }
+
+    #[test]
+    fn outside_the_namespace_sandbox_no_file_handles_are_used() {
+        let mut v = Virtiofsd {
+            binary: "virtiofsd".into(),
+            fd: 3,
+            shared_dir: "/".into(),
+            readonly: true,
+            cache: CacheMode::Auto,
+            sandbox: Sandbox::Chroot,
+            nofile: 1024,
+        };
+        let has = |v: &Virtiofsd| argv(v).iter().any(|a| a == "--inode-file-handles=never");
+        assert!(has(&v));
+        v.sandbox = Sandbox::Namespace;
+        assert!(!has(&v));
     }
 }
