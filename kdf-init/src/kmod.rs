@@ -1,5 +1,7 @@
-//! Loading kernel modules from the initramfs, dependencies first, using the
-//! `modules.dep` kdf wrote next to them.
+//! Loading kernel modules: from the initramfs or the kernel's module
+//! directory, dependencies first, using the `modules.dep` next to them; and
+//! the user's `--module` files, loaded in a child process and unloaded after
+//! the command.
 
 use std::fs::File;
 
@@ -53,5 +55,111 @@ fn insert(path: &str) -> Result<(), String> {
     match finit_module(&file, c"", ModuleInitFlags::empty()) {
         Ok(()) | Err(Errno::EEXIST) => Ok(()),
         Err(e) => Err(e.desc().to_string()),
+    }
+}
+
+/// Why a `--module` could not be loaded or unloaded, with the kernel's lines.
+#[derive(Debug)]
+pub struct ModuleError {
+    pub error: String,
+    pub log: Vec<String>,
+}
+
+/// The kernel's log records written from now on, text only.
+struct LogSince(Option<File>);
+
+impl LogSince {
+    fn now() -> LogSince {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file =
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg").ok();
+        // SEEK_END on /dev/kmsg skips to the next record to be written.
+        let file = file.filter(|f| {
+            use std::os::fd::AsRawFd;
+            nix::unistd::lseek(f.as_raw_fd(), 0, nix::unistd::Whence::SeekEnd).is_ok()
+        });
+        LogSince(file)
+    }
+
+    fn lines(self) -> Vec<String> {
+        use std::io::Read;
+        let Some(mut file) = self.0 else { return Vec::new() };
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match file.read(&mut buf) {
+                Ok(n) if crate::kmsg::is_kernel_record(&buf[..n]) => {
+                    let record = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let text = record.split_once(';').map_or(record.as_str(), |(_, t)| t);
+                    out.push(text.lines().next().unwrap_or_default().to_string());
+                }
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+                Err(_) => return out,
+            }
+        }
+    }
+}
+
+/// Loads a `--module` file with its parameters, in a child process: an Oops
+/// in the module's init kills that process, where in PID 1 it would panic the
+/// guest.
+pub fn load_user(module: &kdf_proto::ModuleFile) -> Result<(), ModuleError> {
+    use std::os::unix::ffi::OsStrExt;
+    let fail = |error: String, log| Err(ModuleError { error, log });
+    let Ok(path) = std::ffi::CString::new(std::ffi::OsStr::from_bytes(&module.path).as_bytes()) else {
+        return fail("the path holds a NUL byte".into(), Vec::new());
+    };
+    let Ok(params) = std::ffi::CString::new(module.params.as_str()) else {
+        return fail("the parameters hold a NUL byte".into(), Vec::new());
+    };
+    let log = LogSince::now();
+    // SAFETY: the child makes only async-signal-safe system calls (open,
+    // finit_module, _exit) on strings built before the fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: plain system calls on valid C strings; _exit never returns.
+            unsafe {
+                let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    libc::_exit(*libc::__errno_location());
+                }
+                if libc::syscall(libc::SYS_finit_module, fd, params.as_ptr(), 0) < 0 {
+                    libc::_exit(*libc::__errno_location());
+                }
+                libc::_exit(0)
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            use nix::sys::wait::{waitpid, WaitStatus};
+            let status = loop {
+                match waitpid(child, None) {
+                    Err(Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            match status {
+                Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+                Ok(WaitStatus::Exited(_, errno)) => {
+                    fail(Errno::from_raw(errno).desc().to_string(), log.lines())
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => fail(
+                    format!("the loading process was killed ({sig}): the module's init crashed"),
+                    log.lines(),
+                ),
+                other => fail(format!("unexpected wait status {other:?}"), log.lines()),
+            }
+        }
+        Err(e) => fail(format!("cannot fork: {e}"), Vec::new()),
+    }
+}
+
+/// Unloads a `--module`; one the command already removed is no error.
+pub fn unload_user(name: &str) -> Result<(), ModuleError> {
+    let log = LogSince::now();
+    let Ok(cname) = std::ffi::CString::new(name) else { return Ok(()) };
+    match nix::kmod::delete_module(&cname, nix::kmod::DeleteModuleFlags::O_NONBLOCK) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(ModuleError { error: e.desc().to_string(), log: log.lines() }),
     }
 }

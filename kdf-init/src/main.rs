@@ -9,6 +9,7 @@
 mod command;
 mod console;
 mod kmod;
+mod kmsg;
 mod log;
 mod mounts;
 mod port;
@@ -18,7 +19,7 @@ mod system;
 #[cfg(test)]
 mod testing;
 
-use kdf_proto::{Plan, ToHost};
+use kdf_proto::{Outcome, Plan, ToHost};
 
 use crate::log::{say, Fatal};
 use crate::port::Port;
@@ -39,6 +40,7 @@ fn main() {
     marks.push(("channel".into(), system::uptime_us()));
 
     let plan = must(None, "receive the plan", port.handshake(&release));
+    let follower = if plan.kmsg { kmsg::Follower::start(port.writer()) } else { None };
     let port = &mut Some(port);
     marks.push(("plan".into(), system::uptime_us()));
     must(port.as_mut(), "load modules", kmod::load(&release, &plan.modules));
@@ -47,13 +49,22 @@ fn main() {
     must(port.as_mut(), "mount the host's files", mounts::switch_to_host(&plan));
     must(port.as_mut(), "enter the working directory", command::check_cwd(&plan));
     marks.push(("mounted".into(), system::uptime_us()));
+    let mut port = port.take().expect("port is kept until here");
+    for module in &plan.user_modules {
+        if let Err(err) = kmod::load_user(module) {
+            module_failed(&mut port, &module.name, "load", err);
+            end(port, follower, None);
+        }
+    }
+    marks.push(("user modules".into(), system::uptime_us()));
 
-    run(port.take().expect("port is kept until here"), &plan, marks);
+    run(port, &plan, marks, follower);
 }
 
 /// Phase two: from here on init never bails out.
-fn run(mut port: Port, plan: &Plan, mut marks: Vec<(String, u64)>) -> ! {
+fn run(mut port: Port, plan: &Plan, mut marks: Vec<(String, u64)>, follower: Option<kmsg::Follower>) -> ! {
     let sigchld = relay::block_sigchld();
+    port.send(&ToHost::Tainted(system::tainted()));
     let outcome = match command::spawn(plan) {
         Ok(child) => {
             marks.push(("command".into(), system::uptime_us()));
@@ -65,9 +76,38 @@ fn run(mut port: Port, plan: &Plan, mut marks: Vec<(String, u64)>) -> ! {
             outcome
         }
     };
+    if plan.unload {
+        for module in plan.user_modules.iter().rev() {
+            if let Err(err) = kmod::unload_user(&module.name) {
+                module_failed(&mut port, &module.name, "unload", err);
+                break;
+            }
+        }
+    }
+    port.send(&ToHost::Tainted(system::tainted()));
+    end(port, follower, Some(outcome))
+}
+
+fn module_failed(port: &mut Port, name: &str, action: &str, err: kmod::ModuleError) {
+    say(&format!("error: cannot {action} module {name}: {}", err.error));
+    port.send(&ToHost::ModuleFailed {
+        name: name.into(),
+        action: action.into(),
+        error: err.error,
+        log: err.log,
+    });
+}
+
+/// The end of every run that reached the plan: the shares synced, the kernel
+/// log sent, the command's outcome (none when it never ran), then the VM ends
+/// once kdf has acknowledged (or the ack timeout passes).
+fn end(mut port: Port, follower: Option<kmsg::Follower>, outcome: Option<Outcome>) -> ! {
     // Files the command wrote to shares must be on the host before kdf returns.
     nix::unistd::sync();
-    port.send(&ToHost::Exit(outcome));
+    if let Some(f) = follower {
+        f.finish();
+    }
+    port.send(&ToHost::Exit(outcome.unwrap_or(Outcome::NotRun)));
     port.await_ack(ACK_TIMEOUT);
     power::off()
 }

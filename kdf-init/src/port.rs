@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kdf_proto::{FrameBuffer, Plan, ToGuest, ToHost, PORT_NAME, PROTOCOL_VERSION};
@@ -18,6 +19,9 @@ const APPEAR_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Port {
     file: File,
+    /// The same channel for writing, shared with the kernel log follower: a
+    /// frame is written whole under the lock, so frames never interleave.
+    out: Writer,
     inbox: FrameBuffer,
     /// The host closed its end: stop polling, drop what would be sent.
     closed: bool,
@@ -26,7 +30,13 @@ pub struct Port {
 impl Port {
     /// A port over an open channel: the device node, or a socket in tests.
     pub fn new(file: File) -> Port {
-        Port { file, inbox: FrameBuffer::default(), closed: false }
+        let out = Writer(Arc::new(Mutex::new(file.try_clone().expect("dup the channel"))));
+        Port { file, out, inbox: FrameBuffer::default(), closed: false }
+    }
+
+    /// A handle that sends frames from another thread.
+    pub fn writer(&self) -> Writer {
+        self.out.clone()
     }
 
     /// Waits for the port's device node and opens it.
@@ -111,7 +121,7 @@ impl Port {
         if self.closed {
             return;
         }
-        if let Err(e) = self.file.write_all(&msg.encode()) {
+        if let Err(e) = self.out.send(msg) {
             say(&format!("warning: channel write failed: {e}"));
             self.closed = true;
         }
@@ -154,6 +164,16 @@ impl Port {
 
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+}
+
+/// Sends whole frames on the channel, from any thread.
+#[derive(Debug, Clone)]
+pub struct Writer(Arc<Mutex<File>>);
+
+impl Writer {
+    pub fn send(&self, msg: &ToHost) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).write_all(&msg.encode())
     }
 }
 

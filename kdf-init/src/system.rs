@@ -55,3 +55,8 @@ fn loopback_up() -> std::io::Result<()> {
         Ok(())
     }
 }
+
+/// The kernel's taint flags (`/proc/sys/kernel/tainted`), 0 if unreadable.
+pub fn tainted() -> u64 {
+    std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}

@@ -27,6 +27,9 @@ pub fn plan(argv: &[&str]) -> Plan {
         clock_ns: 0,
         tty: None,
         stdin: false,
+        user_modules: Vec::new(),
+        unload: true,
+        kmsg: false,
     }
 }
 

@@ -11,10 +11,12 @@ pub mod message;
 pub mod modules_dep;
 
 pub use frame_buffer::FrameBuffer;
-pub use message::{read_frame, write_frame, Outcome, Plan, Share, ToGuest, ToHost, User, Winsize};
+pub use message::{
+    read_frame, write_frame, ModuleFile, Outcome, Plan, Share, ToGuest, ToHost, User, Winsize,
+};
 
 /// Bumped whenever a message changes shape; both sides refuse a mismatch.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The virtio-serial port name kdf-init looks for in `/sys/class/virtio-ports`.
 pub const PORT_NAME: &str = "org.kdf.ctl";

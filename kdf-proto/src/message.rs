@@ -57,6 +57,24 @@ pub struct Plan {
     pub tty: Option<Winsize>,
     /// Forward stdin; otherwise the command reads `/dev/null`.
     pub stdin: bool,
+    /// Modules given with `--module`, loaded in this order after the shares
+    /// are mounted (their dependencies from the kernel are in `modules`).
+    pub user_modules: Vec<ModuleFile>,
+    /// Unload `user_modules` in reverse order after the command.
+    pub unload: bool,
+    /// Send the kernel log (`ToHost::Kmsg`) from boot until the command ended.
+    pub kmsg: bool,
+}
+
+/// One `--module`: where the guest finds the file, and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleFile {
+    /// The module's name (`helloworld`), for messages and unloading.
+    pub name: String,
+    /// Absolute path in the guest.
+    pub path: Vec<u8>,
+    /// `PARAM=VALUE ...`, as `insmod` takes them.
+    pub params: String,
 }
 
 /// How the command ended, as the guest saw it.
@@ -68,6 +86,8 @@ pub enum Outcome {
     NotFound,
     /// `execve` failed with EACCES, ENOEXEC or similar; the error text.
     NotExecutable(String),
+    /// The command was not started: a `--module` did not load.
+    NotRun,
 }
 
 /// Guest to host.
@@ -92,6 +112,18 @@ pub enum ToHost {
         step: String,
         message: String,
     },
+    /// Records read from `/dev/kmsg` (`PRI,SEQ,TIME,FLAGS;TEXT`, one per item).
+    Kmsg(Vec<Vec<u8>>),
+    /// A `--module` could not be loaded or unloaded: the command did not run
+    /// (load) or has run (unload). `log`: the kernel lines the attempt produced.
+    ModuleFailed {
+        name: String,
+        action: String,
+        error: String,
+        log: Vec<String>,
+    },
+    /// `/proc/sys/kernel/tainted`, sent when the command starts and when it ends.
+    Tainted(u64),
 }
 
 /// Host to guest.
@@ -231,6 +263,10 @@ impl Plan {
         w.str(&self.hostname).u64(self.clock_ns);
         put_option(w, &self.tty, put_winsize);
         w.bool(self.stdin);
+        w.list(&self.user_modules, |w, m| {
+            w.str(&m.name).bytes(&m.path).str(&m.params);
+        });
+        w.bool(self.unload).bool(self.kmsg);
     }
 
     fn get(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -255,6 +291,11 @@ impl Plan {
             clock_ns: r.u64()?,
             tty: get_option(r, get_winsize)?,
             stdin: r.bool()?,
+            user_modules: r.list(|r| {
+                Ok(ModuleFile { name: r.string()?, path: r.bytes()?.to_vec(), params: r.string()? })
+            })?,
+            unload: r.bool()?,
+            kmsg: r.bool()?,
         })
     }
 }
@@ -305,7 +346,27 @@ impl ToHost {
                     Outcome::Signaled(s) => w.u8(1).i32(*s),
                     Outcome::NotFound => w.u8(2),
                     Outcome::NotExecutable(m) => w.u8(3).str(m),
+                    Outcome::NotRun => w.u8(4),
                 };
+                w
+            }
+            ToHost::Kmsg(records) => {
+                let mut w = frame(8);
+                w.list(records, |w, r| {
+                    w.bytes(r);
+                });
+                w
+            }
+            ToHost::ModuleFailed { name, action, error, log } => {
+                let mut w = frame(9);
+                w.str(name).str(action).str(error).list(log, |w, l| {
+                    w.str(l);
+                });
+                w
+            }
+            ToHost::Tainted(t) => {
+                let mut w = frame(10);
+                w.u64(*t);
                 w
             }
             ToHost::Failed { step, message } => {
@@ -330,9 +391,18 @@ impl ToHost {
                 1 => Outcome::Signaled(in_range(r.i32()?, 1..=64, "signal number out of range")?),
                 2 => Outcome::NotFound,
                 3 => Outcome::NotExecutable(r.string()?),
+                4 => Outcome::NotRun,
                 _ => return Err(DecodeError("unknown outcome")),
             }),
             7 => ToHost::Failed { step: r.string()?, message: r.string()? },
+            8 => ToHost::Kmsg(r.list(|r| Ok(r.bytes()?.to_vec()))?),
+            9 => ToHost::ModuleFailed {
+                name: r.string()?,
+                action: r.string()?,
+                error: r.string()?,
+                log: r.list(|r| r.string())?,
+            },
+            10 => ToHost::Tainted(r.u64()?),
             _ => return Err(DecodeError("unknown guest message")),
         };
         r.end()?;
@@ -415,6 +485,13 @@ mod tests {
             clock_ns: 1_700_000_000_000_000_000,
             tty: Some(Winsize { rows: 24, cols: 80 }),
             stdin: true,
+            user_modules: vec![ModuleFile {
+                name: "hello".into(),
+                path: b"/run/kdf/modules/hello.ko".to_vec(),
+                params: "who=\"a b\" n=3".into(),
+            }],
+            unload: true,
+            kmsg: true,
         }
     }
 
@@ -452,8 +529,17 @@ mod tests {
         round_trip_host(ToHost::Exit(Outcome::Exited(3)));
         round_trip_host(ToHost::Exit(Outcome::Signaled(9)));
         round_trip_host(ToHost::Exit(Outcome::NotFound));
+        round_trip_host(ToHost::Exit(Outcome::NotRun));
         round_trip_host(ToHost::Exit(Outcome::NotExecutable("Permission denied".into())));
         round_trip_host(ToHost::Failed { step: "mount /".into(), message: "ENODEV".into() });
+        round_trip_host(ToHost::Kmsg(vec![b"4,12,3456,-;WARNING: x".to_vec(), Vec::new()]));
+        round_trip_host(ToHost::ModuleFailed {
+            name: "hello".into(),
+            action: "load".into(),
+            error: "Invalid argument".into(),
+            log: vec!["hello: Unknown symbol foo (err -2)".into()],
+        });
+        round_trip_host(ToHost::Tainted(512));
     }
 
     #[test]

@@ -128,6 +128,17 @@ pub struct RunArgs {
     /// Share files over 9p instead of virtiofs
     #[arg(long = "9p")]
     pub nine_p: bool,
+
+    /// Load a module before the command: 'FILE.ko [PARAM=VALUE ...]' (repeatable,
+    /// loaded in order; dependencies from the kernel's modules)
+    #[arg(long = "module", value_name = "FILE.ko [PARAM=VALUE...]", value_parser = crate::module::parse_spec)]
+    pub modules: Vec<crate::module::Spec>,
+    /// Keep the --module modules loaded after the command
+    #[arg(long)]
+    pub no_unload: bool,
+    /// Accept kernel splats whose lines match REGEX (repeatable; shown with -v)
+    #[arg(long = "allow-splat", value_name = "REGEX")]
+    pub allow_splats: Vec<String>,
     /// Put these nixpkgs packages' bin directories on PATH (built with `nix build`)
     #[arg(long, value_name = "PKG,...", value_delimiter = ',')]
     pub nix: Vec<String>,

@@ -3,11 +3,12 @@
 
 use std::fmt;
 
-/// An error with a known fix.
+/// An error with a known fix (and, where it is not 125, its exit status).
 #[derive(Debug)]
 pub struct Hinted {
     pub message: String,
     pub hint: String,
+    pub status: Option<i32>,
 }
 
 impl fmt::Display for Hinted {
@@ -19,7 +20,17 @@ impl fmt::Display for Hinted {
 impl std::error::Error for Hinted {}
 
 pub fn hinted(message: impl fmt::Display, hint: impl fmt::Display) -> anyhow::Error {
-    Hinted { message: message.to_string(), hint: hint.to_string() }.into()
+    Hinted { message: message.to_string(), hint: hint.to_string(), status: None }.into()
+}
+
+/// A hinted error that ends kdf with `status` (e.g. 123: a `--module` refused).
+pub fn hinted_status(message: impl fmt::Display, hint: impl fmt::Display, status: i32) -> anyhow::Error {
+    Hinted { message: message.to_string(), hint: hint.to_string(), status: Some(status) }.into()
+}
+
+/// The exit status an error asks for, if any.
+pub fn status_of(err: &anyhow::Error) -> Option<i32> {
+    err.chain().find_map(|e| e.downcast_ref::<Hinted>().and_then(|h| h.status))
 }
 
 /// The hint anywhere in the error's chain.

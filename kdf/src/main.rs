@@ -12,6 +12,7 @@ mod errors;
 mod initramfs;
 mod kbuild;
 mod kernel;
+mod module;
 mod nix;
 mod plan;
 mod ring;
@@ -42,10 +43,10 @@ fn main() {
             if let Some(hint) = errors::hint_of(&err) {
                 ui::say(&format!("hint: {hint}"));
             }
-            if errors::is_usage(&err) {
-                status::USAGE
-            } else {
-                status::FAILURE
+            match errors::status_of(&err) {
+                Some(code) => code,
+                None if errors::is_usage(&err) => status::USAGE,
+                None => status::FAILURE,
             }
         }
     };

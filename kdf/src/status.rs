@@ -3,6 +3,13 @@
 
 use kdf_proto::Outcome;
 
+/// The kernel panicked, or never reached init (below 124: `git bisect run`
+/// counts it as bad).
+pub const KERNEL: i32 = 120;
+/// The kernel logged a splat (WARNING, BUG, Oops, ...) and the command exited 0.
+pub const SPLAT: i32 = 122;
+/// A `--module` did not load (the command did not run), or did not unload.
+pub const MODULE: i32 = 123;
 /// `--timeout` expired (as timeout(1)).
 pub const TIMEOUT: i32 = 124;
 /// kdf or the VM failed: bad kernel, boot failure, panic, init error.
@@ -20,12 +27,18 @@ Exit status:
   N        the command's own exit status
   128+N    the command died of signal N (also: kdf was signalled and the
            command did not end within the grace period)
+  120      the kernel panicked or never reached init
+  122      the kernel logged a splat (WARNING, BUG, Oops, KASAN, lockdep, ...)
+           and the command exited 0
+  123      a --module did not load (the command did not run) or unload
   124      --timeout expired
-  125      kdf or the VM failed (bad kernel, boot failure, panic, init error)
+  125      kdf or the VM failed (bad kernel, kdf-init error, QEMU died)
   126      the command could not be executed
   127      the command was not found
   2        usage error
-When the status is kdf's own (124-127, 2), a `kdf:` line on stderr says why.";
+When the status is kdf's own (120-127, 2), a `kdf:` line on stderr says why.
+120-123 are below 124, so `git bisect run kdf run ...` counts them as bad;
+125 (kdf could not test) makes it skip the commit.";
 
 /// The status for the guest's outcome, and kdf's line when it is kdf's own.
 pub fn of_outcome(outcome: &Outcome, program: &str) -> (i32, Option<String>) {
@@ -34,6 +47,7 @@ pub fn of_outcome(outcome: &Outcome, program: &str) -> (i32, Option<String>) {
         Outcome::Signaled(sig) => (128 + sig, None),
         Outcome::NotFound => (NOT_FOUND, Some(format!("{program}: command not found"))),
         Outcome::NotExecutable(why) => (NOT_EXECUTABLE, Some(format!("{program}: cannot execute: {why}"))),
+        Outcome::NotRun => (MODULE, None),
     }
 }
 

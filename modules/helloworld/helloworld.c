@@ -3,18 +3,24 @@
  * kdf's example out-of-tree C module: one line in the kernel log when it is
  * loaded, one when it is unloaded.
  *
- *   make && insmod helloworld.ko && rmmod helloworld && dmesg | tail -2
+ *   make && insmod helloworld.ko who=you && rmmod helloworld && dmesg | tail -2
+ *   kdf run --module 'helloworld.ko who=you' -- dmesg    (loads and unloads it)
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/init.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/printk.h>
+
+static char *who = "kdf";
+module_param(who, charp, 0444);
+MODULE_PARM_DESC(who, "whom the module greets (default: kdf)");
 
 static int __init helloworld_init(void)
 {
-	pr_info("hello from kdf\n");
+	pr_info("hello from %s\n", who);
 	return 0;
 }
 

@@ -3,6 +3,7 @@
 //! command lines ([`spec`]), then print them (`--dry-run`, [`dry_run`]) or
 //! execute them ([`session`]).
 
+mod attempt;
 mod channel;
 mod console;
 mod dry_run;
@@ -10,10 +11,12 @@ mod event;
 mod prepare;
 mod session;
 mod spec;
+mod splat;
 mod stdin;
 mod supervise;
 mod terminal;
 mod timings;
+mod verdict;
 
 use std::time::Instant;
 

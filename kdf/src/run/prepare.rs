@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use kdf_proto::{Plan, User, Winsize, PROTOCOL_VERSION};
+use kdf_proto::{ModuleFile, Plan, User, Winsize, PROTOCOL_VERSION};
 
 use super::terminal;
 use crate::accel::{self, Decision};
@@ -18,6 +18,7 @@ use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
 use crate::errors::{hinted, usage};
 use crate::initramfs;
 use crate::kernel::{self, Kernel};
+use crate::module;
 use crate::plan;
 use crate::shares::{self, ShareSpec, Transport};
 use crate::tools;
@@ -61,6 +62,8 @@ pub struct Prepared {
     pub console_log: Option<PathBuf>,
     pub verbose: bool,
     pub timings: bool,
+    /// `--allow-splat` patterns.
+    pub allow_splats: Vec<regex::Regex>,
     /// The descriptor limit passed on to virtiofsd.
     pub nofile: u64,
     pub sandbox: Sandbox,
@@ -72,7 +75,8 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared> {
     let (transport, virtiofsd) = transport(args, &kernel);
     let machine = machine(args.machine, &kernel);
     let cwd = working_dir()?;
-    let shares = share_list(args, &kernel, &cwd)?;
+    let modules = user_modules(args, &kernel)?;
+    let shares = share_list(args, &kernel, &cwd, modules.as_ref().map(|(dir, _)| dir.as_path()))?;
     let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay) };
     check_kernel(&kernel, &vm)?;
     let workdir = match &args.chdir {
@@ -100,11 +104,25 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared> {
         cwd: workdir.as_os_str().as_bytes().to_vec(),
         user: user(args),
         shares: shares::to_proto(&shares, transport),
-        modules: requirements::plan_modules(&vm),
+        modules: requirements::plan_modules(&vm)
+            .into_iter()
+            .chain(modules.iter().flat_map(|(_, m)| module::kernel_deps(m)))
+            .collect(),
         hostname: "kdf".into(),
         clock_ns: 0,
         tty,
         stdin: !args.no_stdin,
+        user_modules: modules
+            .iter()
+            .flat_map(|(_, m)| m)
+            .map(|m| ModuleFile {
+                name: m.name.clone(),
+                path: module::guest_path(m).into_bytes(),
+                params: m.params.clone(),
+            })
+            .collect(),
+        unload: !args.no_unload,
+        kmsg: true,
     };
     let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(_, hard)| hard.min(1 << 20))
@@ -136,6 +154,11 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared> {
         timings: args.timings,
         nofile,
         sandbox: sandbox(args.verbose),
+        allow_splats: args
+            .allow_splats
+            .iter()
+            .map(|r| regex::Regex::new(r).map_err(|e| usage(format!("--allow-splat {r:?}: {e}"))))
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -219,10 +242,29 @@ fn working_dir() -> Result<PathBuf> {
     Ok(cwd)
 }
 
-fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path) -> Result<Vec<ShareSpec>> {
+/// The `--module` files, read, checked against the kernel and staged: the
+/// directory the guest sees at [`module::GUEST_DIR`], and the modules.
+fn user_modules(args: &RunArgs, kernel: &Kernel) -> Result<Option<(PathBuf, Vec<module::Module>)>> {
+    if args.modules.is_empty() {
+        return Ok(None);
+    }
+    let modules = args.modules.iter().map(module::read).collect::<Result<Vec<_>>>()?;
+    for m in &modules {
+        module::check_release(m, kernel.release.as_deref())?;
+    }
+    Ok(Some((module::stage(&modules)?, modules)))
+}
+
+fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path, modules: Option<&Path>) -> Result<Vec<ShareSpec>> {
     let mut rest = Vec::new();
     if cwd != Path::new("/") {
         rest.push(ShareSpec::same_path(cwd.to_path_buf(), false));
+    }
+    if let Some(dir) = modules {
+        rest.push(ShareSpec {
+            guest: module::GUEST_DIR.into(),
+            ..ShareSpec::same_path(dir.to_path_buf(), true)
+        });
     }
     if let Some(modules) = &kernel.guest_modules {
         let target = shares::check_host_dir(Path::new("/lib/modules"), "/lib/modules")?;

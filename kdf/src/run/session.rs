@@ -15,12 +15,13 @@ use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::Signals;
 
+use super::attempt::Attempt;
 use super::channel::{self, Credit, Writer};
 use super::console::{self, Tail};
 use super::event::Event;
 use super::prepare::Prepared;
 use super::spec;
-use super::supervise::{Attempt, Run};
+use super::supervise::Run;
 use super::terminal::{self, RawMode};
 use super::timings::Timings;
 use crate::accel::{self, Decision};

@@ -9,6 +9,7 @@ use kdf_proto::{ToGuest, ToHost, PROTOCOL_VERSION};
 use signal_hook::consts::SIGWINCH;
 use signal_hook::iterator::Signals;
 
+use super::attempt::{default_boot_timeout, Attempt};
 use super::channel::{Credit, Writer};
 use super::console::{self, Tail};
 use super::event::Event;
@@ -16,6 +17,7 @@ use super::prepare::Prepared;
 use super::stdin;
 use super::terminal;
 use super::timings::Timings;
+use super::verdict::KernelLog;
 use crate::accel::{self, Decision};
 use crate::child::Guard;
 use crate::status;
@@ -30,20 +32,6 @@ const TICK: Duration = Duration::from_millis(20);
 const DRAIN: Duration = Duration::from_secs(1);
 /// How long a virtiofsd's exit waits for QEMU's before it is blamed.
 const DAEMON_BLAME: Duration = Duration::from_secs(1);
-
-/// How an attempt to boot ended.
-pub enum Attempt {
-    Finished(i32),
-    /// KVM could not run the guest (tentative KVM only): retry under TCG.
-    KvmFailed(String),
-}
-
-pub fn default_boot_timeout(accel: Accel) -> Duration {
-    match accel {
-        Accel::Kvm => Duration::from_secs(20),
-        Accel::Tcg => Duration::from_secs(60),
-    }
-}
 
 /// Why the run is ending early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +64,8 @@ pub struct Run<'a> {
     write_error: Option<(&'static str, String)>,
     /// kdf's lines about the ending, printed once the VM is stopped.
     report: Vec<String>,
+    /// The guest kernel's log, taints and module failures.
+    kernel: KernelLog,
 }
 
 impl<'a> Run<'a> {
@@ -109,6 +99,7 @@ impl<'a> Run<'a> {
             timeout_at: p.timeout.map(|t| started + t),
             write_error: None,
             report: Vec::new(),
+            kernel: KernelLog::new(p.allow_splats.clone()),
         }
     }
 
@@ -175,10 +166,25 @@ impl<'a> Run<'a> {
                 if let Some(line) = line {
                     self.note(&line);
                 }
+                let (status, report) = self.kernel.verdict(status, self.p.verbose);
+                self.report.extend(report);
                 Some(Attempt::Finished(match self.ending {
                     Some(Ending::TimedOut) => self.timed_out(),
                     _ => status,
                 }))
+            }
+            Event::Guest(ToHost::Kmsg(records)) => {
+                self.kernel.records(&records);
+                None
+            }
+            Event::Guest(ToHost::Tainted(t)) => {
+                self.kernel.tainted(t);
+                None
+            }
+            Event::Guest(ToHost::ModuleFailed { name, action, error, log }) => {
+                let lines = self.kernel.module_failed(&name, &action, &error, &log);
+                self.report.extend(lines);
+                None
             }
             Event::Guest(ToHost::Failed { step, message }) => {
                 self.writer.send(&ToGuest::Ack);
@@ -315,9 +321,11 @@ impl<'a> Run<'a> {
                 return Some(Attempt::KvmFailed("no boot within the KVM boot timeout".into()));
             }
             let secs = self.p.boot_timeout.unwrap_or(default_boot_timeout(self.decision.accel)).as_secs_f64();
-            return Some(self.fail(&format!(
-                "the guest did not finish booting within {secs}s (raise it with --boot-timeout)"
-            )));
+            let why =
+                format!("the guest did not finish booting within {secs}s (raise it with --boot-timeout)");
+            // kdf-init never said hello: the kernel did not reach init.
+            let status = self.failed(&why);
+            return Some(Attempt::Finished(if status == status::FAILURE { status::KERNEL } else { status }));
         }
         if let Some(status) = self.daemons.iter_mut().find_map(|d| d.try_wait()) {
             // virtiofsd also exits when QEMU disconnects (status 0): if QEMU is
@@ -371,11 +379,20 @@ impl<'a> Run<'a> {
 
     /// The VM failed: the console's last lines, then one line saying why.
     fn fail(&mut self, what: &str) -> Attempt {
+        Attempt::Finished(self.failed(what))
+    }
+
+    /// [`Self::fail`]'s status: a kernel that panicked or hit a BUG is the
+    /// kernel's failure (120), the rest kdf's (125).
+    fn failed(&mut self, what: &str) -> i32 {
         self.print_tails();
-        match console::diagnose(&self.tail.evidence()) {
-            Some(d) => self.note(&format!("{what}: {d}")),
-            None => self.note(what),
+        let diagnosis = console::diagnose(&self.tail.evidence());
+        let kernel = diagnosis.as_deref().is_some_and(|d| d.starts_with("kernel "));
+        self.note(&diagnosis.map_or_else(|| what.to_string(), |d| format!("{what}: {d}")));
+        if kernel {
+            status::KERNEL
+        } else {
+            status::FAILURE
         }
-        Attempt::Finished(status::FAILURE)
     }
 }

@@ -230,6 +230,14 @@ pub fn cmdline(verbose: bool, debug: bool, accel: Accel, preload: &[String], ext
         // fast kernel). Without it the kernel keeps time with the HPET (q35
         // has one) as the broadcast clock event.
         args.push("noapictimer");
+        // A guest starved of CPU (TCG on a loaded host) reports RCU stalls,
+        // soft lockups and hung tasks that are not bugs, and kdf fails a run
+        // on those: give it the most slack the kernel allows.
+        args.extend([
+            "rcupdate.rcu_cpu_stall_timeout=300",
+            "watchdog_thresh=60",
+            "sysctl.kernel.hung_task_timeout_secs=600",
+        ]);
     }
     let mut line = args.join(" ");
     line.push(' ');

@@ -1,0 +1,147 @@
+//! The module loop on real VMs (TCG): `--module` with parameters, load
+//! failures (123), kernel splats (122), `--allow-splat`, and refusing a module
+//! built for another kernel. The modules (`modules/helloworld`, and the test
+//! modules in `tests/modules/`) are built against the test kernel
+//! (`KDF_TEST_KERNEL_BUILD`, set by `scripts/test.sh`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+
+fn test_kernel() -> PathBuf {
+    let dir = std::env::var_os("KDF_TEST_KERNEL_BUILD").filter(|v| !v.is_empty()).map(PathBuf::from).expect(
+        "KDF_TEST_KERNEL_BUILD is not set: run scripts/test.sh, or export it to a kdf kernel build directory",
+    );
+    assert!(dir.join("vmlinux").is_file(), "{} has no vmlinux", dir.display());
+    dir
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Copies `src` to a fresh directory under `target/` and builds it against
+/// the test kernel (once per test run); the directory with the `.ko` files.
+fn build_modules(name: &str, src: &Path) -> PathBuf {
+    let dir = workspace().join("target/kdf-test-modules").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".c") || name.ends_with(".rs") || name == "Kbuild" {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    let out = Command::new("make")
+        .args(["-s", "-C"])
+        .arg(test_kernel())
+        .arg(format!("M={}", dir.display()))
+        .arg("modules")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "building {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+fn hello() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_modules("helloworld", &workspace().join("modules/helloworld")))
+}
+
+fn faulty() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_modules("faulty", &workspace().join("kdf/tests/modules")))
+}
+
+/// `kdf run --kernel <test kernel> ARGS` in a temporary directory.
+fn run_kernel(args: &[&str]) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = test_kernel();
+    let mut all = vec!["--kernel", kernel.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_in(dir.path(), &all)
+}
+
+fn module(dir: &Path, name: &str) -> String {
+    dir.join(format!("{name}.ko")).display().to_string()
+}
+
+#[test]
+fn a_module_loads_with_its_parameter_and_unloads_after_the_command() {
+    let spec = format!("{} who=tester", module(hello(), "helloworld"));
+    let out = run_kernel(&[
+        "--module",
+        &spec,
+        "--",
+        "sh",
+        "-c",
+        "cat /sys/module/helloworld/parameters/who; dmesg | grep -c 'hello from tester'",
+    ]);
+    assert_eq!(ok(out), "tester\n1\n");
+}
+
+#[test]
+fn a_clean_run_of_the_test_kernel_says_nothing_on_stderr() {
+    let out = run_kernel(&["--", "true"]);
+    assert_eq!((out.status, out.stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn a_module_whose_init_fails_ends_with_123_and_the_reason() {
+    let out = run_kernel(&["--module", &module(faulty(), "kdf_einval"), "--", "echo", "ran"]);
+    assert_eq!(out.status, 123, "{}", out.stderr);
+    assert_eq!(out.stdout_str(), "", "the command does not run");
+    assert!(out.stderr.contains("kdf: cannot load module kdf_einval: Invalid argument"), "{}", out.stderr);
+    assert!(out.stderr.contains("[kernel] kdf_einval: refusing to load"), "{}", out.stderr);
+}
+
+#[test]
+fn a_warning_in_a_modules_init_fails_the_run_with_its_trace() {
+    let out = run_kernel(&["--module", &module(faulty(), "kdf_warn"), "--", "echo", "ran"]);
+    assert_eq!(out.status, 122, "{}", out.stderr);
+    assert_eq!(out.stdout_str(), "ran\n", "the command ran");
+    assert!(out.stderr.contains("kdf: kernel splat: WARNING:"), "{}", out.stderr);
+    assert!(out.stderr.contains("kdf_warn_init"), "the trace names the function: {}", out.stderr);
+    assert!(out.stderr.contains("[kernel] ---[ end trace"), "{}", out.stderr);
+    // Accepted when it is a known one.
+    let out = run_kernel(&[
+        "--module",
+        &module(faulty(), "kdf_warn"),
+        "--allow-splat",
+        "kdf_warn_init",
+        "--",
+        "true",
+    ]);
+    assert_eq!((out.status, out.stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn a_null_dereference_in_a_modules_init_leaves_the_guest_alive_and_fails_with_122() {
+    let out = run_kernel(&["--module", &module(faulty(), "kdf_oops"), "--", "echo", "ran"]);
+    assert_eq!(out.status, 122, "{}", out.stderr);
+    assert!(out.stderr.contains("kdf: cannot load module kdf_oops"), "{}", out.stderr);
+    assert!(out.stderr.contains("BUG: kernel NULL pointer dereference"), "{}", out.stderr);
+    assert!(out.stderr.contains("kdf_oops_init"), "{}", out.stderr);
+    assert_eq!(out.stderr.matches("kdf: kernel splat: ").count(), 1, "reported once: {}", out.stderr);
+}
+
+#[test]
+fn userspace_writing_bug_to_the_kernel_log_is_no_splat() {
+    let out = run_kernel(&["--", "sh", "-c", "echo 'BUG: not the kernel' > /dev/kmsg"]);
+    assert_eq!((out.status, out.stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn a_module_built_for_another_kernel_is_refused_before_boot() {
+    // The test kernel's module, offered to the host's installed kernel.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_in(dir.path(), &["--module", &module(hello(), "helloworld"), "--", "true"]);
+    assert_eq!(out.status, 123, "{}", out.stderr);
+    assert!(out.stderr.contains("helloworld.ko was built for 7."), "{}", out.stderr);
+    assert!(out.stderr.contains(", the kernel is "), "{}", out.stderr);
+    assert!(out.took.as_secs() < 10, "refused before any boot: {:?}", out.took);
+}
