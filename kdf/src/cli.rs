@@ -196,6 +196,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub boot_timeout: Option<Duration>,
 
+    /// Write the run's outcome as JSON to FILE (status, timings, modules, splats)
+    #[arg(long, value_name = "FILE")]
+    pub result: Option<PathBuf>,
     /// Keep the kernel console in FILE
     #[arg(long, value_name = "FILE")]
     pub console_log: Option<PathBuf>,

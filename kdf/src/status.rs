@@ -40,6 +40,22 @@ When the status is kdf's own (120-127, 2), a `kdf:` line on stderr says why.
 120-123 are below 124, so `git bisect run kdf run ...` counts them as bad;
 125 (kdf could not test) makes it skip the commit.";
 
+/// What a status means, in a few words (for `--result`).
+pub fn meaning(code: i32) -> String {
+    match code {
+        0 => "success".into(),
+        KERNEL => "the kernel panicked or never reached init".into(),
+        SPLAT => "the kernel logged a splat".into(),
+        MODULE => "a --module did not load or unload".into(),
+        TIMEOUT => "--timeout expired".into(),
+        FAILURE => "kdf or the VM failed".into(),
+        NOT_EXECUTABLE => "the command could not be executed".into(),
+        NOT_FOUND => "the command was not found".into(),
+        c if c > 128 => format!("the command died of signal {}", c - 128),
+        c => format!("the command exited with {c}"),
+    }
+}
+
 /// The status for the guest's outcome, and kdf's line when it is kdf's own.
 pub fn of_outcome(outcome: &Outcome, program: &str) -> (i32, Option<String>) {
     match outcome {

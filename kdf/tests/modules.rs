@@ -145,3 +145,33 @@ fn a_module_built_for_another_kernel_is_refused_before_boot() {
     assert!(out.stderr.contains(", the kernel is "), "{}", out.stderr);
     assert!(out.took.as_secs() < 10, "refused before any boot: {:?}", out.took);
 }
+
+fn result(args: &[&str]) -> (Out, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("result.json");
+    let mut all = vec!["--result", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = run_kernel(&all);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("no result file ({e}): {}", out.stderr));
+    (out, serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn result_json_names_the_splat_and_the_modules() {
+    let (out, v) = result(&["--module", &module(faulty(), "kdf_warn"), "--", "true"]);
+    assert_eq!(out.status, 122);
+    assert_eq!((v["status"].as_i64(), v["command_status"].as_i64()), (Some(122), Some(0)));
+    assert_eq!(v["meaning"], "the kernel logged a splat");
+    assert!(v["kernel_release"].as_str().unwrap().starts_with("7."), "{v}");
+    assert_eq!(v["modules"][0]["name"], "kdf_warn");
+    assert_eq!(v["modules"][0]["loaded"], true);
+    assert!(v["splats"][0]["title"].as_str().unwrap().starts_with("WARNING:"), "{v}");
+    assert!(v["splats"][0]["lines"].as_array().unwrap().len() > 3);
+
+    let (out, v) = result(&["--module", &module(faulty(), "kdf_einval"), "--", "true"]);
+    assert_eq!(out.status, 123);
+    assert!(v["command_status"].is_null(), "the command did not run: {v}");
+    assert_eq!(v["modules"][0]["loaded"], false);
+    assert_eq!(v["modules"][0]["error"], "load: Invalid argument");
+}

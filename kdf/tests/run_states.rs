@@ -410,3 +410,19 @@ fn an_initramfs_from_an_older_kdf_is_refused_before_boot() {
     assert!(out.stderr.contains("kdf build initramfs"), "{}", out.stderr);
     assert!(!fake.log().contains("argv"), "QEMU never started: {}", fake.log());
 }
+
+#[test]
+fn result_json_has_the_status_the_command_status_and_the_release() {
+    let fake = Fake::new("exit:3");
+    let path = fake.dir.path().join("result.json");
+    let fake = fake.args(&["--result", path.to_str().unwrap()]);
+    assert_eq!(fake.run().status, 3);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["status"], 3);
+    assert_eq!(v["meaning"], "the command exited with 3");
+    assert_eq!(v["command_status"], 3);
+    assert_eq!(v["kernel_release"], "0.0.0-fake");
+    assert_eq!(v["accel"], "tcg");
+    assert!(v["timings"]["host"]["qemu started"].as_f64().unwrap() >= 0.0);
+    assert!(v["modules"].as_array().unwrap().is_empty() && v["splats"].as_array().unwrap().is_empty());
+}

@@ -42,6 +42,19 @@ impl Default for Lines {
 #[derive(Debug, Clone, Default)]
 pub struct Tail(Arc<Mutex<Lines>>);
 
+/// The lines kdf shows when a VM fails: the console's last lines (unless
+/// they were streamed already) and each child's stderr tail, prefixed.
+pub fn tails(tail: &Tail, console: bool, children: &[(&str, String)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if console {
+        out.extend(tail.lines().iter().map(|l| format!("{PREFIX}{l}")));
+    }
+    for (prefix, text) in children {
+        out.extend(text.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{prefix} {l}")));
+    }
+    out
+}
+
 impl Tail {
     fn push(&self, line: String) {
         let mut l = self.0.lock().unwrap();

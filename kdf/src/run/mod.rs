@@ -9,6 +9,7 @@ mod console;
 mod dry_run;
 mod event;
 mod prepare;
+mod result;
 mod session;
 mod spec;
 mod splat;

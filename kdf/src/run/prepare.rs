@@ -60,6 +60,8 @@ pub struct Prepared {
     pub timeout: Option<Duration>,
     pub boot_timeout: Option<Duration>,
     pub console_log: Option<PathBuf>,
+    /// `--result`: where the JSON outcome goes.
+    pub result: Option<PathBuf>,
     pub verbose: bool,
     pub timings: bool,
     /// `--allow-splat` patterns.
@@ -150,6 +152,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared> {
         timeout: args.timeout,
         boot_timeout: args.boot_timeout,
         console_log: args.console_log.clone(),
+        result: args.result.clone(),
         verbose: args.verbose,
         timings: args.timings,
         nofile,

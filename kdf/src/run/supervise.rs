@@ -2,6 +2,7 @@
 //! timeout and the deaths of QEMU or virtiofsd, each turned into the run's
 //! ending ([`Attempt`]) with its status and, for failures, the reason.
 
+use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,15 +10,15 @@ use kdf_proto::{ToGuest, ToHost, PROTOCOL_VERSION};
 use signal_hook::consts::SIGWINCH;
 use signal_hook::iterator::Signals;
 
-use super::attempt::{default_boot_timeout, Attempt};
+use super::attempt::{default_boot_timeout, Attempt, Ending};
 use super::channel::{Credit, Writer};
 use super::console::{self, Tail};
 use super::event::Event;
 use super::prepare::Prepared;
-use super::stdin;
-use super::terminal;
+use super::result::{self, Outcome};
 use super::timings::Timings;
 use super::verdict::KernelLog;
+use super::{stdin, terminal};
 use crate::accel::{self, Decision};
 use crate::child::Guard;
 use crate::status;
@@ -33,13 +34,6 @@ const DRAIN: Duration = Duration::from_secs(1);
 /// How long a virtiofsd's exit waits for QEMU's before it is blamed.
 const DAEMON_BLAME: Duration = Duration::from_secs(1);
 
-/// Why the run is ending early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    TimedOut,
-    Signalled(i32),
-}
-
 pub struct Run<'a> {
     p: &'a Prepared,
     decision: &'a Decision,
@@ -50,8 +44,6 @@ pub struct Run<'a> {
     tail: Tail,
     events: Sender<Event>,
     timings: Timings,
-    /// kdf-init said hello: the kernel booted under this accelerator.
-    hello: bool,
     /// kdf-init has started the command.
     ready: bool,
     ending: Option<Ending>,
@@ -66,6 +58,11 @@ pub struct Run<'a> {
     report: Vec<String>,
     /// The guest kernel's log, taints and module failures.
     kernel: KernelLog,
+    /// The guest kernel's release, once kdf-init said hello (the kernel booted
+    /// under this accelerator).
+    release: Option<String>,
+    /// The command's own status, when it ended by itself.
+    command_status: Option<i32>,
 }
 
 impl<'a> Run<'a> {
@@ -90,7 +87,6 @@ impl<'a> Run<'a> {
             tail,
             events,
             timings,
-            hello: false,
             ready: false,
             ending: None,
             kill_at: None,
@@ -100,6 +96,8 @@ impl<'a> Run<'a> {
             write_error: None,
             report: Vec::new(),
             kernel: KernelLog::new(p.allow_splats.clone()),
+            release: None,
+            command_status: None,
         }
     }
 
@@ -124,6 +122,10 @@ impl<'a> Run<'a> {
             }
             (end, _) => end,
         };
+        let end = match (end, &self.p.result) {
+            (Attempt::Finished(status), Some(path)) => Attempt::Finished(self.write_result(path, status)),
+            (end, _) => end,
+        };
         for line in std::mem::take(&mut self.report) {
             ui::line(&line);
         }
@@ -133,6 +135,18 @@ impl<'a> Run<'a> {
             }
         }
         end
+    }
+
+    /// Writes `--result`; a file that cannot be written fails the run.
+    fn write_result(&mut self, path: &Path, status: i32) -> i32 {
+        let outcome = Outcome { status, command_status: self.command_status, release: self.release.clone() };
+        match result::write(path, self.p, self.decision.accel, &self.timings, &self.kernel, outcome) {
+            Ok(()) => status,
+            Err(e) => {
+                self.note(&format!("failed to write --result {}: {e}", path.display()));
+                status::FAILURE
+            }
+        }
     }
 
     fn stop(&mut self) {
@@ -166,6 +180,7 @@ impl<'a> Run<'a> {
                 if let Some(line) = line {
                     self.note(&line);
                 }
+                self.command_status = (outcome != kdf_proto::Outcome::NotRun).then_some(status);
                 let (status, report) = self.kernel.verdict(status, self.p.verbose);
                 self.report.extend(report);
                 Some(Attempt::Finished(match self.ending {
@@ -227,7 +242,7 @@ impl<'a> Run<'a> {
             ));
             return Some(Attempt::Finished(status::FAILURE));
         }
-        self.hello = true;
+        self.release = Some(release.to_string());
         // The verdict is kept only once a guest has booted under it.
         if self.decision.tentative {
             let _ = accel::record(Accel::Kvm);
@@ -260,8 +275,9 @@ impl<'a> Run<'a> {
     fn kvm_to_blame(&self) -> bool {
         let qemu = self.qemu.stderr_tail();
         let qemu_error = qemu.lines().any(|l| !l.trim().is_empty() && !accel::is_kvm_failure(l));
+        let booted = self.release.is_some();
         self.decision.tentative
-            && !self.hello
+            && !booted
             && console::diagnose(&self.tail.evidence()).is_none()
             && !qemu_error
     }
@@ -316,7 +332,7 @@ impl<'a> Run<'a> {
             self.writer.send(&ToGuest::Signal(libc::SIGTERM));
             self.kill_at = Some(now + GRACE);
         }
-        if !self.hello && now >= self.boot_deadline {
+        if self.release.is_none() && now >= self.boot_deadline {
             if self.kvm_to_blame() {
                 return Some(Attempt::KvmFailed("no boot within the KVM boot timeout".into()));
             }
@@ -345,36 +361,21 @@ impl<'a> Run<'a> {
     }
 
     fn timed_out(&mut self) -> i32 {
-        let secs = self.p.timeout.map(|t| t.as_secs_f64()).unwrap_or_default();
-        self.note(&format!("the command timed out after {secs}s"));
-        status::TIMEOUT
+        self.ended_early(Ending::TimedOut)
     }
 
     fn ended_early(&mut self, ending: Ending) -> i32 {
-        match ending {
-            Ending::TimedOut => self.timed_out(),
-            Ending::Signalled(sig) => {
-                let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("signal");
-                self.note(&format!("stopped the VM after {name}"));
-                128 + sig
-            }
-        }
+        let (status, why) = ending.report(self.p.timeout);
+        self.note(&why);
+        status
     }
 
     /// The console's, QEMU's and virtiofsd's last lines, for the report.
     fn print_tails(&mut self) {
-        if !self.p.verbose {
-            for line in self.tail.lines() {
-                self.report.push(format!("{}{line}", console::PREFIX));
-            }
-        }
-        let mut tails = vec![("[qemu]", self.qemu.stderr_tail())];
-        tails.extend(self.daemons.iter().map(|d| ("[virtiofsd]", d.stderr_tail())));
-        for (prefix, tail) in tails {
-            for line in tail.lines().filter(|l| !l.trim().is_empty()) {
-                self.report.push(format!("{prefix} {line}"));
-            }
-        }
+        let mut children = vec![("[qemu]", self.qemu.stderr_tail())];
+        children.extend(self.daemons.iter().map(|d| ("[virtiofsd]", d.stderr_tail())));
+        let lines = console::tails(&self.tail, !self.p.verbose, &children);
+        self.report.extend(lines);
     }
 
     /// The VM failed: the console's last lines, then one line saying why.

@@ -22,6 +22,13 @@ impl Timings {
         self.host.push((what, self.started.elapsed()));
     }
 
+    /// Host marks (seconds since kdf started) and guest marks (seconds of uptime).
+    pub fn seconds(&self) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
+        let host = self.host.iter().map(|(w, d)| (w.to_string(), d.as_secs_f64())).collect();
+        let guest = self.guest.iter().map(|(w, us)| (w.clone(), *us as f64 / 1e6)).collect();
+        (host, guest)
+    }
+
     /// Lines: host marks (seconds since kdf started), then guest uptimes.
     pub fn report(&self) -> Vec<String> {
         let host: Vec<String> =

@@ -15,6 +15,8 @@ pub struct KernelLog {
     /// The taint flags when the command started and when it ended.
     taints: Vec<u64>,
     module_failed: bool,
+    /// `(module, "load: error")` for each failure.
+    pub module_errors: Vec<(String, String)>,
 }
 
 impl KernelLog {
@@ -37,11 +39,17 @@ impl KernelLog {
     /// they hold a splat, which is reported as one, once).
     pub fn module_failed(&mut self, name: &str, action: &str, error: &str, log: &[String]) -> Vec<String> {
         self.module_failed = true;
+        self.module_errors.push((name.to_string(), format!("{action}: {error}")));
         let mut out = vec![format!("kdf: cannot {action} module {name}: {error}")];
         if !log.iter().any(|l| splat::opens_splat(l)) {
             out.extend(log.iter().map(|l| format!("{KERNEL_PREFIX}{l}")));
         }
         out
+    }
+
+    /// Every splat seen (after [`Self::verdict`], also the last one).
+    pub fn splats(&self) -> &[super::splat::Splat] {
+        &self.splats.splats
     }
 
     /// The run's status given the command's, and the report's lines: a splat
