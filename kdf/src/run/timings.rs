@@ -4,6 +4,9 @@
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
+/// Named points in time, in seconds.
+pub type Marks = Vec<(String, f64)>;
+
 pub struct Timings {
     started: Instant,
     host: Vec<(&'static str, Duration)>,
@@ -23,7 +26,7 @@ impl Timings {
     }
 
     /// Host marks (seconds since kdf started) and guest marks (seconds of uptime).
-    pub fn seconds(&self) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
+    pub fn seconds(&self) -> (Marks, Marks) {
         let host = self.host.iter().map(|(w, d)| (w.to_string(), d.as_secs_f64())).collect();
         let guest = self.guest.iter().map(|(w, us)| (w.clone(), *us as f64 / 1e6)).collect();
         (host, guest)
