@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-#[derive(Debug)]
 /// Named points in time, in seconds.
 pub type Marks = Vec<(String, f64)>;
 
+#[derive(Debug)]
 pub struct Timings {
     started: Instant,
     host: Vec<(&'static str, Duration)>,
