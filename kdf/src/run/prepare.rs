@@ -17,6 +17,7 @@ use crate::accel::{self, Decision};
 use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
 use crate::errors::{hinted, usage};
 use crate::initramfs;
+use crate::kernel::choice::Choice;
 use crate::kernel::{self, Kernel};
 use crate::plan;
 use crate::shares::{self, ShareSpec, Transport};
@@ -66,8 +67,12 @@ pub struct Prepared {
     pub sandbox: Sandbox,
 }
 
-pub fn prepare(args: &RunArgs) -> Result<Prepared> {
-    let kernel = kernel::resolve(&args.kernel.source())?;
+pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
+    let kernel = kernel::resolve(&choice.source).map_err(|e| match &choice.hint {
+        // No installed kernel either: the tree's own build is the way out.
+        Some(_) => hinted(format!("{e:#}"), "build the kernel tree you are in and boot it: kdf run --build"),
+        None => e,
+    })?;
     let qemu = tools::qemu()?;
     let (transport, virtiofsd) = transport(args, &kernel);
     let machine = machine(args.machine, &kernel);
