@@ -4,7 +4,7 @@
 setup:
     scripts/setup.sh
 
-# Boot the newest installed kernel with the current directory and run ARGS (a shell without).
+# Boot a kernel (inside a kernel tree its build, else the newest installed) with the current directory and run ARGS (a shell without).
 run *ARGS:
     kdf run {{ if ARGS == "" { "" } else { "-- " + ARGS } }}
 
@@ -19,3 +19,7 @@ test *ARGS:
 # Boot-time benchmark against virtme-ng and the floor.
 bench:
     bench/boot.sh
+
+# The in-tree loop (kdf run --build after a one-file change) timed in a kernel tree.
+bench-loop *ARGS:
+    bench/loop.sh {{ARGS}}

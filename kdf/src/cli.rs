@@ -73,6 +73,7 @@ pub enum AccelArg {
 #[derive(Debug, Clone, Args)]
 pub struct KernelArgs {
     /// Kernel to boot: a bzImage/vmlinuz, a vmlinux, or a kernel build directory
+    /// [default: inside a kernel source tree, its build; else the newest installed]
     #[arg(short = 'k', long, value_name = "PATH", conflicts_with = "release")]
     pub kernel: Option<PathBuf>,
     /// An installed kernel (/boot/vmlinuz-VERSION), the newest without VERSION;
@@ -85,13 +86,9 @@ pub struct KernelArgs {
 }
 
 impl KernelArgs {
-    /// Which kernel these arguments name (default: the newest installed).
-    pub fn source(&self) -> kernel::Source {
-        match (&self.kernel, &self.release) {
-            (Some(path), _) => kernel::Source::Path(path.clone()),
-            (None, Some(r)) => kernel::Source::from_release(r),
-            (None, None) => kernel::Source::Release(None),
-        }
+    /// What these arguments say about the kernel, for [`kernel::choice`].
+    pub fn flags(&self, build: bool) -> kernel::choice::Flags<'_> {
+        kernel::choice::Flags { kernel: self.kernel.as_deref(), release: self.release.as_deref(), build }
     }
 }
 
@@ -111,6 +108,11 @@ pub struct InitramfsArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
+    /// Build the kernel tree around the working directory first (`kdf kernel
+    /// build`, configured with kdf's defaults if new), or the build directory
+    /// --kernel names; a failed build exits with 125
+    #[arg(short = 'b', long, conflicts_with = "release")]
+    pub build: bool,
     /// Boot this initramfs instead of kdf's own (e.g. from `kdf build initramfs`)
     #[arg(long, value_name = "FILE")]
     pub initramfs: Option<PathBuf>,
@@ -365,6 +367,8 @@ mod tests {
         let err = Cli::try_parse_from(["kdf", "run", "-c", "x", "--", "true"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         let err = Cli::try_parse_from(["kdf", "run", "--cpus", "0"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from(["kdf", "run", "--build", "--release"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 

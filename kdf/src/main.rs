@@ -58,7 +58,8 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(&args, started),
         Command::Build(BuildCommand::Initramfs(args)) => {
-            let kernel = kernel::resolve(&args.kernel.source())?;
+            let choice = kernel::choice::decide(&args.kernel.flags(false))?;
+            let kernel = kernel::resolve(&choice.source)?;
             let init = initramfs::init_binary::locate(args.kernel.init.as_deref())?;
             let bytes = initramfs::build(&kernel, &init, &args.modules)?;
             cache::write_atomic(&args.output, &bytes)

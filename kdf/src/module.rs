@@ -166,6 +166,19 @@ pub fn stage(modules: &[Module]) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The `--module` files, read, checked against the kernel's release and
+/// staged: the directory the guest sees at [`GUEST_DIR`], and the modules.
+pub fn prepare(specs: &[Spec], release: Option<&str>) -> Result<Option<(PathBuf, Vec<Module>)>> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let modules = specs.iter().map(read).collect::<Result<Vec<_>>>()?;
+    for m in &modules {
+        check_release(m, release)?;
+    }
+    Ok(Some((stage(&modules)?, modules)))
+}
+
 /// The guest's view of a staged module.
 pub fn guest_path(module: &Module) -> String {
     format!("{GUEST_DIR}/{}.ko", module.name)

@@ -1,17 +1,18 @@
 //! `kdf kernel build`: one `make` for the image, `vmlinux`, modules, the gdb
 //! scripts, `modules_prepare` (out-of-tree modules build against the build
-//! directory) and `rust-project.json`, with progress; then the config is
-//! checked again, since kbuild re-runs Kconfig by itself when the source or
-//! the compiler changed.
+//! directory) and `rust-project.json`, with progress and a log; then the
+//! config is checked again, since kbuild re-runs Kconfig by itself when the
+//! source or the compiler changed.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use super::configure::{self, REQUESTED};
-use super::make::{self, Make};
-use super::{toolchain, tree};
+use super::make::{self, Display, Make};
+use super::tree::{self, Tree};
+use super::{toolchain, tree_build};
 use crate::cli::BuildArgs;
 use crate::errors::hinted;
 use crate::kbuild::fragment::{Fragment, Value};
@@ -19,6 +20,8 @@ use crate::ui::say;
 
 /// The previous full build's step count, for a percentage next time.
 const STEPS_FILE: &str = ".kdf-build-steps";
+/// The last build's whole output (both of make's streams).
+pub const LOG_FILE: &str = "kdf-build.log";
 
 /// The make targets for a configured tree.
 pub fn targets(config: &Fragment) -> Vec<String> {
@@ -58,12 +61,12 @@ fn read_steps(build: &Path) -> Option<usize> {
     std::fs::read_to_string(build.join(STEPS_FILE)).ok()?.trim().parse().ok()
 }
 
-fn jobs(asked: Option<u32>) -> u32 {
+fn job_count(asked: Option<u32>) -> u32 {
     asked.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
 }
 
-fn elapsed(since: Instant) -> String {
-    let s = since.elapsed().as_secs_f64();
+fn elapsed(d: Duration) -> String {
+    let s = d.as_secs_f64();
     if s < 60.0 {
         format!("{s:.1} s")
     } else {
@@ -71,32 +74,52 @@ fn elapsed(since: Instant) -> String {
     }
 }
 
-pub fn run(args: &BuildArgs) -> Result<i32> {
+/// The make status in words.
+fn exit_words(code: Option<i32>) -> String {
+    code.map_or_else(|| "make was killed by a signal".to_string(), |c| format!("make exited with {c}"))
+}
+
+/// A finished build.
+#[derive(Debug)]
+pub struct Built {
+    pub steps: usize,
+    pub took: Duration,
+}
+
+/// Builds a configured tree: one `make` with every log line in
+/// `BUILD/kdf-build.log`, shown as `display` says. Holds the build
+/// directory's lock ([`tree::lock`]), so two kdf builds of one directory
+/// take turns.
+pub fn build(tree: &Tree, jobs: Option<u32>, llvm_asked: bool, display: Display) -> Result<Built> {
     let started = Instant::now();
-    let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
-    let config = configure::read_result(&tree::config_path(&tree)?)?;
-    let llvm = use_llvm(&config, args.tree.llvm, &tree.build)?;
+    let _lock = tree::lock(&tree.build, display != Display::Silent)?;
+    tree_build::remember(tree);
+    let config = configure::read_result(&tree::config_path(tree)?)?;
+    let llvm = use_llvm(&config, llvm_asked, &tree.build)?;
     if llvm {
         toolchain::check_llvm()?;
     }
     let m = Make {
         src: tree.src.clone(),
         build: tree.build.clone(),
-        jobs: Some(jobs(args.jobs)),
+        jobs: Some(job_count(jobs)),
         llvm,
         vars: Vec::new(),
         targets: targets(&config),
     };
     let expected = read_steps(&tree.build);
-    let run = make::run_with_progress(&m, expected)?;
+    let log = tree.build.join(LOG_FILE);
+    let run = make::run_build(&m, expected, display, &log)?;
     if !run.success {
+        let shown = if display == Display::Silent { "" } else { "the compiler's messages are above; " };
         return Err(hinted(
             format!(
-                "the kernel build failed (make exited with {:?}); its last lines:\n{}",
-                run.code,
+                "the kernel build of {} failed ({}); the last lines of its log:\n{}",
+                tree.build.display(),
+                exit_words(run.code),
                 run.tail.join("\n")
             ),
-            "the compiler's messages are above",
+            format!("{shown}the whole log is {}", log.display()),
         ));
     }
     if is_full_build(run.steps, expected) {
@@ -109,17 +132,28 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         let text = std::fs::read_to_string(&requested)
             .with_context(|| format!("failed to read {}", requested.display()))?;
         let wanted = Fragment::parse(&text, &requested.display().to_string())?;
-        configure::check(&wanted, &tree, "the build changed its config, ")?;
+        configure::check(&wanted, tree, "the build changed its config, ")?;
     }
+    Ok(Built { steps: run.steps, took: started.elapsed() })
+}
+
+/// The summary line after a build.
+pub fn summary(tree: &Tree, built: &Built) -> String {
     let vmlinux = tree.build.join("vmlinux");
     let size = std::fs::metadata(&vmlinux).map(|m| m.len() >> 20).unwrap_or(0);
-    say(&format!(
+    format!(
         "built {} in {} ({} step{}; vmlinux {size} MiB)",
         tree.build.display(),
-        elapsed(started),
-        run.steps,
-        if run.steps == 1 { "" } else { "s" }
-    ));
+        elapsed(built.took),
+        built.steps,
+        if built.steps == 1 { "" } else { "s" }
+    )
+}
+
+pub fn run(args: &BuildArgs) -> Result<i32> {
+    let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
+    let built = build(&tree, args.jobs, args.tree.llvm, Display::for_stderr())?;
+    say(&summary(&tree, &built));
     say(&format!("boot it: kdf run --kernel {}", tree.build.display()));
     Ok(0)
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::make::{self, Make};
-use super::toolchain;
 use super::tree::{self, Tree};
+use super::{toolchain, tree_build};
 use crate::cache;
 use crate::cli::{ConfigArgs, ProfileArg};
 use crate::errors::hinted;
@@ -65,6 +65,18 @@ fn request(args: &ConfigArgs, tree: &Tree) -> Result<Request> {
         fragments,
         sets: args.sets.clone(),
     })
+}
+
+/// `kdf kernel config` without options: the fast profile, Rust, GCC.
+pub fn default_request() -> Request {
+    Request {
+        profile: Profile::Fast,
+        rust: true,
+        bpf: false,
+        llvm: false,
+        fragments: Vec::new(),
+        sets: Vec::new(),
+    }
 }
 
 /// One configuration step; its output is shown only when it fails.
@@ -139,27 +151,36 @@ pub fn summary(req: &Request) -> String {
     parts.join(", ")
 }
 
-pub fn run(args: &ConfigArgs) -> Result<i32> {
-    let started = Instant::now();
-    let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
-    let req = request(args, &tree)?;
-    let requested = profile::requested(&req).map_err(|e| hinted(e.to_string(), "fix the fragment's line"))?;
-    for notice in &requested.notices {
-        say(notice);
+/// Configures `tree` as `req` asks and verifies the result; returns the
+/// number of options verified. `quiet` keeps kdf's notices off stderr (it
+/// is the command's under `kdf run --build`).
+pub fn configure(tree: &Tree, req: &Request, quiet: bool) -> Result<usize> {
+    let requested = profile::requested(req).map_err(|e| hinted(e.to_string(), "fix the fragment's line"))?;
+    if !quiet {
+        for notice in &requested.notices {
+            say(notice);
+        }
     }
     if req.llvm {
         toolchain::check_llvm()?;
     }
-    std::fs::create_dir_all(&tree.build)
-        .with_context(|| format!("failed to create the build directory {}", tree.build.display()))?;
+    let _lock = tree::lock(&tree.build, !quiet)?;
+    tree_build::remember(tree);
     if req.rust {
         toolchain::check_rust(&tree.src, &tree.build, req.llvm)?;
     }
     let allconfig = tree.build.join(REQUESTED);
     cache::write_atomic(&allconfig, requested.fragment.render().as_bytes())?;
-    step(&tree, req.llvm, vec![format!("KCONFIG_ALLCONFIG={}", allconfig.display())], "allnoconfig")?;
-    step(&tree, req.llvm, Vec::new(), "olddefconfig")?;
-    let verified = check(&requested.fragment, &tree, "")?;
+    step(tree, req.llvm, vec![format!("KCONFIG_ALLCONFIG={}", allconfig.display())], "allnoconfig")?;
+    step(tree, req.llvm, Vec::new(), "olddefconfig")?;
+    check(&requested.fragment, tree, "")
+}
+
+pub fn run(args: &ConfigArgs) -> Result<i32> {
+    let started = Instant::now();
+    let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
+    let req = request(args, &tree)?;
+    let verified = configure(&tree, &req, false)?;
     say(&format!(
         "configured {} ({}) in {:.1} s: {verified} requested options verified",
         tree.build.display(),
@@ -211,6 +232,19 @@ mod tests {
         req.fragments.push(("a".into(), String::new()));
         req.sets.push(crate::kbuild::fragment::parse_set("A=y").unwrap());
         assert_eq!(summary(&req), "debug profile, no Rust, BPF, 1 fragment(s), 1 --set, LLVM");
+    }
+
+    #[test]
+    fn run_build_configures_as_kdf_kernel_config_without_options() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["kdf", "kernel", "config"]).unwrap();
+        let crate::cli::Command::Kernel(crate::cli::KernelCommand::Config(args)) = cli.command else {
+            panic!("not kernel config")
+        };
+        let tree = Tree { src: "/src".into(), build: "/src/.kdf-build".into() };
+        let (cli, ours) = (request(&args, &tree).unwrap(), default_request());
+        assert_eq!(summary(&cli), summary(&ours));
+        assert_eq!((cli.fragments.len(), cli.sets.len()), (ours.fragments.len(), ours.sets.len()));
     }
 
     #[test]

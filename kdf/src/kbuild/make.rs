@@ -1,12 +1,14 @@
 //! Running the kernel's `make`: the argv as a pure function of a [`Make`]
 //! spec, a quiet run whose output is shown only on failure (configuration
 //! steps), and a build run that condenses kbuild's `  CC  file.o` lines into
-//! a progress line.
+//! a progress line (or shows nothing) and keeps all of its output in a log.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -111,13 +113,36 @@ pub fn progress_line(
     line.chars().take(width.max(20)).collect()
 }
 
-/// How the build's progress is shown.
+/// How a build shows itself on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Display {
-    /// One line rewritten in place.
+pub enum Display {
+    /// One progress line rewritten in place; make's stderr passes through.
     Terminal { width: usize },
-    /// A line now and then, for logs.
+    /// A progress line now and then, for logs; make's stderr passes through.
     Log { every: Duration },
+    /// Nothing at all (`kdf run --build` without a terminal: stderr belongs
+    /// to the command); the log file has everything.
+    Silent,
+}
+
+impl Display {
+    /// `kdf kernel build`'s: in place on a terminal, else a line every 30 s.
+    pub fn for_stderr() -> Display {
+        if std::io::stderr().is_terminal() {
+            Display::Terminal { width: terminal_width() }
+        } else {
+            Display::Log { every: Duration::from_secs(30) }
+        }
+    }
+
+    /// `kdf run --build`'s: in place on a terminal, else nothing.
+    pub fn terminal_or_silent() -> Display {
+        if std::io::stderr().is_terminal() {
+            Display::Terminal { width: terminal_width() }
+        } else {
+            Display::Silent
+        }
+    }
 }
 
 /// The width of the terminal on stderr, where progress goes; 80 if unknown.
@@ -131,21 +156,45 @@ pub struct BuildRun {
     pub success: bool,
     pub code: Option<i32>,
     pub steps: usize,
+    /// The last lines of make's output, both streams.
     pub tail: Vec<String>,
 }
 
-/// Lines of stdout kept for the error message when a build fails.
+/// Lines of output kept for the error message when a build fails.
 const TAIL: usize = 20;
 
-/// Passes make's stderr (warnings, errors) through, each line on a line of
-/// its own: on a terminal the progress line is cleared first, and redrawn at
-/// the next step.
-fn relay_stderr(pipe: std::process::ChildStderr, terminal: bool) -> std::thread::JoinHandle<()> {
+/// Where every line of make's output goes besides the screen: the log file
+/// and the tail kept for an error message.
+struct Record {
+    log: std::io::BufWriter<File>,
+    tail: LineRing,
+}
+
+impl Record {
+    fn push(&mut self, line: &[u8]) {
+        // A full disk shows up in the build itself; the log is best effort.
+        let _ = self.log.write_all(line).and_then(|()| self.log.write_all(b"\n"));
+        self.tail.push(String::from_utf8_lossy(line).into_owned());
+    }
+}
+
+/// Keeps make's stderr (warnings, errors) and passes it through unless
+/// silent, each line on a line of its own: on a terminal the progress line is
+/// cleared first, and redrawn at the next step.
+fn relay_stderr(
+    pipe: std::process::ChildStderr,
+    display: Display,
+    record: Arc<Mutex<Record>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).split(b'\n') {
             let Ok(line) = line else { break };
+            record.lock().unwrap_or_else(|e| e.into_inner()).push(&line);
+            if display == Display::Silent {
+                continue;
+            }
             let mut err = std::io::stderr().lock();
-            if terminal {
+            if matches!(display, Display::Terminal { .. }) {
                 let _ = err.write_all(b"\r\x1b[K");
             }
             let _ = err.write_all(&line).and_then(|()| err.write_all(b"\n"));
@@ -153,9 +202,14 @@ fn relay_stderr(pipe: std::process::ChildStderr, terminal: bool) -> std::thread:
     })
 }
 
-/// Runs a build: stdout becomes progress, stderr goes through.
+/// Runs a build: stdout becomes progress, stderr goes through (both as
+/// `display` says), and all of it goes to the log file `log`.
 /// `expected` is the previous full build's step count.
-pub fn run_with_progress(m: &Make, expected: Option<usize>) -> Result<BuildRun> {
+pub fn run_build(m: &Make, expected: Option<usize>, display: Display, log: &Path) -> Result<BuildRun> {
+    let file =
+        File::create(log).with_context(|| format!("failed to create the build log {}", log.display()))?;
+    let record =
+        Arc::new(Mutex::new(Record { log: std::io::BufWriter::new(file), tail: LineRing::new(TAIL) }));
     let mut child = command(&make_argv(m))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -163,21 +217,14 @@ pub fn run_with_progress(m: &Make, expected: Option<usize>) -> Result<BuildRun> 
         .spawn()
         .map_err(spawn_error)?;
     let stdout = child.stdout.take().context("make's stdout")?;
-    let display = if std::io::stderr().is_terminal() {
-        Display::Terminal { width: terminal_width() }
-    } else {
-        Display::Log { every: Duration::from_secs(30) }
-    };
-    let relay = relay_stderr(
-        child.stderr.take().context("make's stderr")?,
-        matches!(display, Display::Terminal { .. }),
-    );
+    let relay = relay_stderr(child.stderr.take().context("make's stderr")?, display, record.clone());
     let started = Instant::now();
     let mut last_report = started;
-    let (mut steps, mut tail) = (0usize, LineRing::new(TAIL));
+    let mut steps = 0usize;
     for line in BufReader::new(stdout).split(b'\n') {
-        let line = String::from_utf8_lossy(&line.context("failed to read make's output")?).into_owned();
-        tail.push(line.clone());
+        let line = line.context("failed to read make's output")?;
+        record.lock().unwrap_or_else(|e| e.into_inner()).push(&line);
+        let line = String::from_utf8_lossy(&line);
         if !is_step(&line) {
             continue;
         }
@@ -192,7 +239,7 @@ pub fn run_with_progress(m: &Make, expected: Option<usize>) -> Result<BuildRun> 
                 last_report = Instant::now();
                 let _ = writeln!(err, "{}", progress_line(steps, expected, elapsed, &line, 200));
             }
-            Display::Log { .. } => {}
+            Display::Log { .. } | Display::Silent => {}
         }
     }
     let status = child.wait().context("failed to wait for make")?;
@@ -200,7 +247,9 @@ pub fn run_with_progress(m: &Make, expected: Option<usize>) -> Result<BuildRun> 
     if matches!(display, Display::Terminal { .. }) && steps > 0 {
         let _ = write!(std::io::stderr(), "\r\x1b[K");
     }
-    Ok(BuildRun { success: status.success(), code: status.code(), steps, tail: tail.lines() })
+    let mut record = record.lock().unwrap_or_else(|e| e.into_inner());
+    record.log.flush().with_context(|| format!("failed to write the build log {}", log.display()))?;
+    Ok(BuildRun { success: status.success(), code: status.code(), steps, tail: record.tail.lines() })
 }
 
 #[cfg(test)]
@@ -240,6 +289,28 @@ mod tests {
             ..spec()
         };
         assert_eq!(joined(&m), "make -C /src/linux O=/src/linux/.kdf-build -j8 LLVM=1 vmlinux modules");
+    }
+
+    #[test]
+    fn a_silent_build_keeps_both_streams_in_the_log_and_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let makefile = "all:\n\t@echo '  CC      a.o'\n\t@echo 'a.c:1: error: oops' >&2\n\t@false\n";
+        std::fs::write(dir.path().join("Makefile"), makefile).unwrap();
+        let m = Make {
+            src: dir.path().into(),
+            build: dir.path().join("o"),
+            jobs: Some(1),
+            llvm: false,
+            vars: vec![],
+            targets: vec!["all".into()],
+        };
+        let log = dir.path().join("build.log");
+        let run = run_build(&m, None, Display::Silent, &log).unwrap();
+        assert!(!run.success);
+        assert_eq!((run.code, run.steps), (Some(2), 1));
+        assert!(run.tail.iter().any(|l| l == "a.c:1: error: oops"), "{:?}", run.tail);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("  CC      a.o\n") && text.contains("a.c:1: error: oops\n"), "{text}");
     }
 
     #[test]

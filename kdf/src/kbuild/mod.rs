@@ -13,6 +13,7 @@ pub mod make;
 pub mod profile;
 pub mod toolchain;
 pub mod tree;
+pub mod tree_build;
 pub mod verify;
 
 use anyhow::Result;

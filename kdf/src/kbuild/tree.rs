@@ -1,11 +1,15 @@
 //! The source tree and the build directory (`make O=`) a `kdf kernel`
-//! command works on: found, checked, and named in errors with the fix.
+//! command works on: found (also from inside the tree), checked, locked
+//! while kdf builds, and named in errors with the fix.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::errors::hinted;
+use crate::ui::say;
 
 /// The build directory's name under the source tree when `-O` is not given.
 /// Hidden, so the kernel's own `.gitignore` (`.*`) keeps `git status` clean.
@@ -32,6 +36,35 @@ pub fn src_of_build_makefile(text: &str) -> Option<PathBuf> {
 /// What makes a directory the top of a kernel source tree.
 pub fn looks_like_source(dir: &Path) -> bool {
     ["Makefile", "Kconfig", "arch/x86/Kconfig", "scripts/kconfig"].iter().all(|p| dir.join(p).exists())
+}
+
+/// Whether a Makefile is a kernel tree's top-level one: it sets `VERSION`
+/// and `PATCHLEVEL` (the Makefiles of subdirectories and of `O=` build
+/// directories do not).
+pub fn is_top_makefile(text: &str) -> bool {
+    let sets = |var: &str| {
+        text.lines().any(|l| l.strip_prefix(var).is_some_and(|rest| rest.trim_start().starts_with('=')))
+    };
+    sets("VERSION") && sets("PATCHLEVEL")
+}
+
+/// Whether `dir` is the top of a kernel source tree: a top-level Makefile
+/// and a Kconfig.
+pub fn is_top(dir: &Path) -> bool {
+    use std::io::Read;
+    if !dir.join("Kconfig").is_file() {
+        return false;
+    }
+    // VERSION and PATCHLEVEL are in the first lines; the whole file is 70 KB.
+    let mut head = String::new();
+    let read = File::open(dir.join("Makefile")).and_then(|f| f.take(4096).read_to_string(&mut head));
+    read.is_ok() && is_top_makefile(&head)
+}
+
+/// The kernel source tree `start` is in: the nearest of `start` and its
+/// ancestors that `is_top` accepts.
+pub fn find_source(start: &Path, is_top: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    start.ancestors().find(|d| is_top(d)).map(Path::to_path_buf)
 }
 
 /// In-tree configuration left in `src`, which `make O=` refuses (the kernel's
@@ -93,6 +126,30 @@ pub fn resolve(src: Option<&Path>, build: Option<&Path>) -> Result<Tree> {
     Ok(Tree { src, build })
 }
 
+/// Held while kdf configures or builds in a build directory.
+const LOCK_FILE: &str = ".kdf-lock";
+
+/// The build directory's lock (`BUILD/.kdf-lock`), waited for with a notice
+/// when another kdf configures or builds there; `say_wait` is false when
+/// stderr is the command's.
+pub fn lock(build: &Path, say_wait: bool) -> Result<Flock<File>> {
+    std::fs::create_dir_all(build)
+        .with_context(|| format!("failed to create the build directory {}", build.display()))?;
+    let path = build.join(LOCK_FILE);
+    let file = File::create(&path).with_context(|| format!("failed to create {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, _)) => {
+            if say_wait {
+                say(&format!("waiting for another kdf build of {} to finish", build.display()));
+            }
+            Flock::lock(file, FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .with_context(|| format!("failed to lock {}", path.display()))
+        }
+    }
+}
+
 /// The build directory's `.config`, with the fix when it has none.
 pub fn config_path(tree: &Tree) -> Result<PathBuf> {
     let path = tree.build.join(".config");
@@ -122,6 +179,32 @@ mod tests {
             std::fs::write(dir.path().join(f), "").unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn only_a_makefile_that_sets_version_and_patchlevel_is_the_top_one() {
+        assert!(is_top_makefile("# SPDX\nVERSION = 7\nPATCHLEVEL = 3\nSUBLEVEL = 4\n"));
+        assert!(is_top_makefile("VERSION=6\nPATCHLEVEL=1\n"));
+        assert!(!is_top_makefile("obj-y += fork.o\n"));
+        assert!(!is_top_makefile("VERSION = 7\n"), "no PATCHLEVEL");
+        assert!(!is_top_makefile("VERSION_X = 7\nPATCHLEVEL = 3\n"));
+        // An O= build directory's generated Makefile only includes the source's.
+        assert!(!is_top_makefile("export KBUILD_OUTPUT = /b\ninclude /src/linux/Makefile\n"));
+    }
+
+    #[test]
+    fn the_source_is_found_from_a_subdirectory_upwards() {
+        let src = fake_source();
+        std::fs::write(src.path().join("Makefile"), "VERSION = 7\nPATCHLEVEL = 3\n").unwrap();
+        let sub = src.path().join("fs/fuse");
+        std::fs::create_dir_all(&sub).unwrap();
+        // A subdirectory has its own Makefile and Kconfig, without VERSION.
+        std::fs::write(src.path().join("fs/Makefile"), "obj-y += fuse/\n").unwrap();
+        std::fs::write(src.path().join("fs/Kconfig"), "").unwrap();
+        assert_eq!(find_source(&sub, is_top).as_deref(), Some(src.path()));
+        assert_eq!(find_source(src.path(), is_top).as_deref(), Some(src.path()));
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(find_source(elsewhere.path(), is_top), None);
     }
 
     #[test]

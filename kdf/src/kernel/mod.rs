@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod build_dir;
+pub mod choice;
 pub mod config;
 pub mod file;
 pub mod image;

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use super::prepare::Prepared;
 use super::spec;
+use crate::kernel::choice::Choice;
 use crate::vm::{qemu, virtiofsd};
 
 /// Shell-quotes one argument for display.
@@ -25,8 +26,15 @@ fn line(argv: &[std::ffi::OsString]) -> String {
 }
 
 /// The lines `--dry-run` prints: comments, then one command per line.
-pub fn lines(p: &Prepared) -> Vec<String> {
-    let mut out = Vec::new();
+pub fn lines(p: &Prepared, choice: &Choice) -> Vec<String> {
+    let mut out = vec![format!("# kernel: {}", choice.why)];
+    if let Some(tree) = &choice.build_first {
+        out.push(format!(
+            "# --build: not run by --dry-run; kdf would first run: kdf kernel build --src {} -O {}",
+            quote(tree.src.as_os_str()),
+            quote(tree.build.as_os_str())
+        ));
+    }
     for (i, (daemon, share)) in spec::virtiofsd(p).iter().zip(&p.shares).enumerate() {
         out.push(format!(
             "# virtiofsd for {} (fd {}: its listening socket; QEMU holds the other end as fd {})",
@@ -41,9 +49,9 @@ pub fn lines(p: &Prepared) -> Vec<String> {
     out
 }
 
-pub fn print(p: &Prepared) -> Result<()> {
+pub fn print(p: &Prepared, choice: &Choice) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    for l in lines(p) {
+    for l in lines(p, choice) {
         writeln!(out, "{l}").context("failed to write stdout")?;
     }
     Ok(())

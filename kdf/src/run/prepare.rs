@@ -17,6 +17,7 @@ use crate::accel::{self, Decision};
 use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
 use crate::errors::{hinted, usage};
 use crate::initramfs;
+use crate::kernel::choice::Choice;
 use crate::kernel::{self, Kernel};
 use crate::module;
 use crate::plan;
@@ -71,13 +72,17 @@ pub struct Prepared {
     pub sandbox: Sandbox,
 }
 
-pub fn prepare(args: &RunArgs) -> Result<Prepared> {
-    let kernel = kernel::resolve(&args.kernel.source())?;
+pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
+    let kernel = kernel::resolve(&choice.source).map_err(|e| match &choice.hint {
+        // No installed kernel either: the tree's own build is the way out.
+        Some(_) => hinted(format!("{e:#}"), "build the kernel tree you are in and boot it: kdf run --build"),
+        None => e,
+    })?;
     let qemu = tools::qemu()?;
     let (transport, virtiofsd) = transport(args, &kernel);
     let machine = machine(args.machine, &kernel);
     let cwd = working_dir()?;
-    let modules = user_modules(args, &kernel)?;
+    let modules = module::prepare(&args.modules, kernel.release.as_deref())?;
     let shares = share_list(args, &kernel, &cwd, modules.as_ref().map(|(dir, _)| dir.as_path()))?;
     let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay) };
     check_kernel(&kernel, &vm)?;
@@ -243,19 +248,6 @@ fn working_dir() -> Result<PathBuf> {
         ));
     }
     Ok(cwd)
-}
-
-/// The `--module` files, read, checked against the kernel and staged: the
-/// directory the guest sees at [`module::GUEST_DIR`], and the modules.
-fn user_modules(args: &RunArgs, kernel: &Kernel) -> Result<Option<(PathBuf, Vec<module::Module>)>> {
-    if args.modules.is_empty() {
-        return Ok(None);
-    }
-    let modules = args.modules.iter().map(module::read).collect::<Result<Vec<_>>>()?;
-    for m in &modules {
-        module::check_release(m, kernel.release.as_deref())?;
-    }
-    Ok(Some((module::stage(&modules)?, modules)))
 }
 
 fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path, modules: Option<&Path>) -> Result<Vec<ShareSpec>> {
