@@ -30,11 +30,13 @@ const NOTABLE: &[&str] = &[
 struct Lines {
     tail: LineRing,
     notable: Vec<String>,
+    /// QEMU closed the console: every line is in.
+    ended: bool,
 }
 
 impl Default for Lines {
     fn default() -> Self {
-        Lines { tail: LineRing::new(TAIL_LINES), notable: Vec::new() }
+        Lines { tail: LineRing::new(TAIL_LINES), notable: Vec::new(), ended: false }
     }
 }
 
@@ -68,6 +70,16 @@ impl Tail {
         self.0.lock().unwrap().tail.lines()
     }
 
+    /// Waits up to `limit` for the console to end (QEMU gone), so a
+    /// diagnosis sees the last lines: the channel and the console are read
+    /// by two threads, and the channel may close first.
+    pub fn wait_end(&self, limit: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while !self.0.lock().unwrap().ended && start.elapsed() < limit {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Notable lines first, then the tail: what [`diagnose`] reads.
     pub fn evidence(&self) -> Vec<String> {
         let l = self.0.lock().unwrap();
@@ -87,6 +99,7 @@ pub fn pump(source: impl Read, tail: Tail, mut log: Option<File>, verbose: bool)
         }
         tail.push(text);
     }
+    tail.0.lock().unwrap().ended = true;
 }
 
 /// What went wrong, from the console's last lines, in one line.

@@ -287,8 +287,10 @@ impl<'a> Run<'a> {
         if let Some(ending) = self.ending.filter(|_| self.kill_at.is_some()) {
             return Attempt::Finished(self.ended_early(ending));
         }
-        // The channel closes as QEMU dies: give it a moment to be reaped.
+        // The channel closes as QEMU dies: give it a moment to be reaped, and
+        // the console's reader a moment to take its last lines.
         let status = self.qemu.wait_for(Duration::from_millis(500));
+        self.tail.wait_end(Duration::from_millis(500));
         if self.kvm_to_blame() {
             return Attempt::KvmFailed(why.unwrap_or_else(|| "the guest stopped during boot".into()));
         }
