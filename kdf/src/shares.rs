@@ -109,6 +109,16 @@ pub fn check_host_dir(path: &Path, what: &str) -> Result<PathBuf> {
     Ok(canonical)
 }
 
+/// The current directory, with the error people hit named (it was deleted).
+pub fn current_dir() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|e| {
+        hinted(
+            format!("cannot use the current directory: {e}"),
+            "it may have been deleted; cd to an existing directory",
+        )
+    })
+}
+
 /// The number of normal components: parents sort before their children.
 fn depth(p: &Path) -> usize {
     p.components().filter(|c| matches!(c, Component::Normal(_))).count()

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::Source;
 use crate::errors::{usage, usage_hinted};
@@ -197,7 +197,7 @@ fn default_choice(local: Option<&Local>) -> Choice {
 
 /// The facts [`choose`] needs, from the working directory.
 pub fn gather(flags: &Flags) -> Result<Facts> {
-    let cwd = std::env::current_dir().context("failed to find the working directory")?;
+    let cwd = crate::shares::current_dir()?;
     // Only a choice that may need the tree looks for one.
     let local = if flags.release.is_none() && (flags.kernel.is_none() || flags.build) {
         tree_build::locate(&cwd)

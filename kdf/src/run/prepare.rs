@@ -234,13 +234,7 @@ fn firmware(kernel: &Kernel) -> Option<PathBuf> {
 
 /// The working directory, refused where it cannot be shared.
 fn working_dir() -> Result<PathBuf> {
-    let cwd = std::env::current_dir().map_err(|e| {
-        hinted(
-            format!("cannot use the current directory: {e}"),
-            "it may have been deleted; cd to an existing directory",
-        )
-    })?;
-    let cwd = shares::check_host_dir(&cwd, "the working directory")?;
+    let cwd = shares::check_host_dir(&shares::current_dir()?, "the working directory")?;
     if nix::unistd::access(&cwd, nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK).is_err() {
         return Err(hinted(
             format!("cannot share the working directory {}: it is not readable", cwd.display()),
