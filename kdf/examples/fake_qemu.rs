@@ -108,6 +108,28 @@ fn play(m: &mut Machine, guest: &str) -> ! {
             m.send(&ToHost::Stderr(b"err\n".to_vec()));
             m.exit(Outcome::Exited(arg.parse().expect("exit:N")))
         }
+        // `kunit:pass|fail|cut`: KUnit's example suite in the kernel log
+        // (passing, with a failing case, or cut off mid-suite), then exit 0.
+        "kunit" => {
+            m.boot();
+            let mut lines = vec![
+                "KTAP version 1",
+                "1..1",
+                "    KTAP version 1",
+                "    # Subtest: example",
+                "    1..3",
+                "    ok 1 example_simple_test",
+                "    ok 2 example_skip_test # SKIP this test should be skipped",
+            ];
+            match arg {
+                "pass" => lines.extend(["    ok 3 example_mark_test", "ok 1 example"]),
+                "fail" => lines.extend(["    not ok 3 example_mark_test", "not ok 1 example"]),
+                _ => {}
+            }
+            let records = lines.iter().map(|l| format!("6,1,1,-;{l}").into_bytes()).collect();
+            m.send(&ToHost::Kmsg(records));
+            m.exit(Outcome::Exited(0))
+        }
         // `output:BYTES` of stdout, then exit 0.
         "output" => {
             m.boot();

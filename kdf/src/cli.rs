@@ -198,7 +198,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub boot_timeout: Option<Duration>,
 
-    /// Write the run's outcome as JSON to FILE (status, timings, modules, splats)
+    /// Run only the KUnit tests matching GLOB (kunit.filter_glob=)
+    #[arg(long, value_name = "GLOB")]
+    pub kunit_filter: Option<String>,
+    /// Write KUnit's KTAP output to FILE (for kunit.py parse and CI tools)
+    #[arg(long, value_name = "FILE")]
+    pub ktap: Option<PathBuf>,
+    /// Write the run's outcome as JSON to FILE (status, timings, modules, splats, KUnit)
     #[arg(long, value_name = "FILE")]
     pub result: Option<PathBuf>,
     /// Keep the kernel console in FILE

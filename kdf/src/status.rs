@@ -6,6 +6,8 @@ use kdf_proto::Outcome;
 /// The kernel panicked, or never reached init (below 124: `git bisect run`
 /// counts it as bad).
 pub const KERNEL: i32 = 120;
+/// A KUnit test failed or its plan was not met, and the command exited 0.
+pub const KUNIT: i32 = 121;
 /// The kernel logged a splat (WARNING, BUG, Oops, ...) and the command exited 0.
 pub const SPLAT: i32 = 122;
 /// A `--module` did not load (the command did not run), or did not unload.
@@ -28,6 +30,8 @@ Exit status:
   128+N    the command died of signal N (also: kdf was signalled and the
            command did not end within the grace period)
   120      the kernel panicked or never reached init
+  121      a KUnit test failed or a KUnit plan was not met, and the command
+           exited 0
   122      the kernel logged a splat (WARNING, BUG, Oops, KASAN, lockdep, ...)
            and the command exited 0
   123      a --module did not load (the command did not run) or unload
@@ -45,6 +49,7 @@ pub fn meaning(code: i32) -> String {
     match code {
         0 => "success".into(),
         KERNEL => "the kernel panicked or never reached init".into(),
+        KUNIT => "a KUnit test failed".into(),
         SPLAT => "the kernel logged a splat".into(),
         MODULE => "a --module did not load or unload".into(),
         TIMEOUT => "--timeout expired".into(),

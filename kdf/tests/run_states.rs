@@ -426,3 +426,37 @@ fn result_json_has_the_status_the_command_status_and_the_release() {
     assert!(v["timings"]["host"]["qemu started"].as_f64().unwrap() >= 0.0);
     assert!(v["modules"].as_array().unwrap().is_empty() && v["splats"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn kunit_results_are_summed_up_and_a_failure_or_a_cut_suite_gives_121() {
+    let out = Fake::new("kunit:pass").run();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("kdf: KUnit: 3 tests, 2 passed, 1 skipped, 0 failed"), "{}", out.stderr);
+    let out = Fake::new("kunit:fail").run();
+    assert_eq!(out.status, 121, "{}", out.stderr);
+    assert!(out.stderr.contains("kdf: KUnit: 3 tests, 1 passed, 1 skipped, 1 failed"), "{}", out.stderr);
+    let out = Fake::new("kunit:cut").run();
+    assert_eq!(out.status, 121, "an unmet plan fails: {}", out.stderr);
+}
+
+#[test]
+fn ktap_and_result_files_carry_kunits_results() {
+    let fake = Fake::new("kunit:fail");
+    let (ktap, json) = (fake.dir.path().join("out.ktap"), fake.dir.path().join("result.json"));
+    let fake = fake.args(&["--ktap", ktap.to_str().unwrap(), "--result", json.to_str().unwrap()]);
+    assert_eq!(fake.run().status, 121);
+    let text = std::fs::read_to_string(&ktap).unwrap();
+    assert!(text.starts_with("KTAP version 1\n1..1\n    KTAP version 1\n"), "{text}");
+    assert!(text.ends_with("not ok 1 example\n"), "{text}");
+    // The kernel's own parser agrees (where the test suite has the source).
+    if let Some(src) = std::env::var_os("KDF_TEST_KERNEL_SRC") {
+        let kunit = std::path::Path::new(&src).join("tools/testing/kunit/kunit.py");
+        let out = Command::new("python3").arg(kunit).arg("parse").arg(&ktap).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("Ran 3 tests: passed: 1, failed: 1, skipped: 1"), "{said}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["status"], 121);
+    assert_eq!((v["kunit"]["tests"].as_u64(), v["kunit"]["failed"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(v["kunit"]["suites"][0]["name"], "example");
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Result;
 use kdf_proto::{ModuleFile, Plan, User, Winsize, PROTOCOL_VERSION};
 
-use super::terminal;
+use super::{sandbox, terminal};
 use crate::accel::{self, Decision};
 use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
 use crate::errors::{hinted, usage};
@@ -63,6 +63,8 @@ pub struct Prepared {
     pub console_log: Option<PathBuf>,
     /// `--result`: where the JSON outcome goes.
     pub result: Option<PathBuf>,
+    /// `--ktap`: where KUnit's KTAP lines go.
+    pub ktap: Option<PathBuf>,
     pub verbose: bool,
     pub timings: bool,
     /// `--allow-splat` patterns.
@@ -135,7 +137,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         .map(|(_, hard)| hard.min(1 << 20))
         .unwrap_or(1024);
     Ok(Prepared {
-        cmdline: args.cmdline.clone(),
+        cmdline: kernel_args(args, &kernel),
         preload: requirements::boot_modules(&vm),
         debug: args.debug.is_some(),
         firmware: firmware(&kernel),
@@ -158,10 +160,11 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         boot_timeout: args.boot_timeout,
         console_log: args.console_log.clone(),
         result: args.result.clone(),
+        ktap: args.ktap.clone(),
         verbose: args.verbose,
         timings: args.timings,
         nofile,
-        sandbox: sandbox(args.verbose),
+        sandbox: sandbox::choose(args.verbose),
         allow_splats: args
             .allow_splats
             .iter()
@@ -221,6 +224,21 @@ fn check_kernel(kernel: &Kernel, vm: &Vm) -> Result<()> {
             "install its modules under /lib/modules/<release>, or pass its build directory with --kernel",
         )),
     }
+}
+
+/// kdf's kernel arguments for this run, then the user's `--cmdline` (later
+/// ones win): KUnit runs at boot when the kernel has it.
+fn kernel_args(args: &RunArgs, kernel: &Kernel) -> Vec<String> {
+    let kunit = kernel.config.as_ref().is_some_and(|c| c.enabled("CONFIG_KUNIT"));
+    let mut out = Vec::new();
+    if kunit {
+        out.extend(["kunit.enable=1".to_string(), "kunit.autorun=1".to_string()]);
+    }
+    if let Some(glob) = &args.kunit_filter {
+        out.push(format!("kunit.filter_glob={glob}"));
+    }
+    out.extend(args.cmdline.iter().cloned());
+    out
 }
 
 /// qboot boots faster than SeaBIOS (about 0.1-0.3 s under TCG), but leaves
@@ -321,66 +339,4 @@ fn initramfs_for(args: &RunArgs, kernel: &Kernel) -> Result<PathBuf> {
     }
     let init = initramfs::init_binary::locate(args.kernel.init.as_deref())?;
     initramfs::cached(kernel, &init)
-}
-
-/// virtiofsd sandboxes itself in namespaces where the host allows it, else
-/// (as root) in a chroot, else not at all. Its namespace sandbox first makes
-/// `/` a recursive slave mount in a new mount namespace and mounts a proc
-/// there: where that fails (a chroot whose root is no mount point,
-/// containers, CI runners that restrict mount namespaces) virtiofsd would
-/// refuse to start, so kdf tries the same steps in a throwaway child first.
-fn sandbox(verbose: bool) -> Sandbox {
-    let root = nix::unistd::getuid().is_root();
-    match probe_namespace_sandbox(root) {
-        Ok(()) => Sandbox::Namespace,
-        Err(why) => {
-            let (fallback, name) = if root { (Sandbox::Chroot, "chroot") } else { (Sandbox::None, "none") };
-            if verbose {
-                say(&format!(
-                    "virtiofsd cannot sandbox itself in namespaces here ({why}); using --sandbox {name}"
-                ));
-            }
-            fallback
-        }
-    }
-}
-
-/// The first steps of virtiofsd's namespace sandbox, in a child that exits.
-fn probe_namespace_sandbox(root: bool) -> std::io::Result<()> {
-    use nix::sched::CloneFlags;
-    let flags =
-        if root { CloneFlags::CLONE_NEWNS } else { CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS };
-    let mut probe = std::process::Command::new("true");
-    probe
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // SAFETY: between fork and exec the closure makes only async-signal-safe
-    // system calls (unshare, mount) with static C strings; it allocates nothing.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut probe, move || {
-            nix::sched::unshare(flags)?;
-            let slave = libc::MS_SLAVE | libc::MS_REC;
-            if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), slave, std::ptr::null()) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let proc_flags = libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOSUID | libc::MS_RELATIME;
-            if libc::mount(
-                c"proc".as_ptr(),
-                c"/proc".as_ptr(),
-                c"proc".as_ptr(),
-                proc_flags,
-                std::ptr::null(),
-            ) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    match probe.status() {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(std::io::Error::other(format!("the probe exited with {s}"))),
-        Err(e) => Err(e),
-    }
 }

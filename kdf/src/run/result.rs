@@ -8,6 +8,7 @@
 
 use serde_json::{json, Value};
 
+use super::ktap::{Counts, Suite as KunitSuite};
 use super::prepare::Prepared;
 use super::splat::Splat;
 use super::timings::Timings;
@@ -23,8 +24,28 @@ pub struct Outcome {
     pub release: Option<String>,
 }
 
+/// Writes `--result` and `--ktap` where asked; why one could not be written.
+pub fn write_files(
+    p: &Prepared,
+    accel: Accel,
+    timings: &Timings,
+    kernel: &KernelLog,
+    outcome: Outcome,
+) -> Option<String> {
+    let mut failed = None;
+    if let Some(path) = &p.result {
+        let written = write(path, p, accel, timings, kernel, outcome);
+        failed = written.err().map(|e| format!("failed to write --result {}: {e}", path.display()));
+    }
+    if let Some(path) = &p.ktap {
+        let written = write_ktap(path, kernel);
+        failed = failed.or(written.err().map(|e| format!("failed to write --ktap {}: {e}", path.display())));
+    }
+    failed
+}
+
 /// Gathers the report from the run's parts and writes it to `path`.
-pub fn write(
+fn write(
     path: &std::path::Path,
     p: &Prepared,
     accel: Accel,
@@ -48,8 +69,16 @@ pub fn write(
         guest_timings,
         modules: modules.collect(),
         splats: kernel.splats().to_vec(),
+        kunit: kernel.ktap.seen().then(|| (kernel.ktap.counts, kernel.ktap.suites.clone())),
     };
     std::fs::write(path, to_json(&report))
+}
+
+/// `--ktap FILE`: the KTAP lines alone, for `kunit.py parse` and CI tools.
+pub fn write_ktap(path: &std::path::Path, kernel: &KernelLog) -> std::io::Result<()> {
+    let mut text = kernel.ktap.lines.join("\n");
+    text.push('\n');
+    std::fs::write(path, text)
 }
 
 /// One `--module` and what became of it.
@@ -72,6 +101,8 @@ pub struct Report {
     pub guest_timings: Vec<(String, f64)>,
     pub modules: Vec<ModuleOutcome>,
     pub splats: Vec<Splat>,
+    /// KUnit's counts and suites, when the kernel ran tests.
+    pub kunit: Option<(Counts, Vec<KunitSuite>)>,
 }
 
 fn pairs(v: &[(String, f64)]) -> Value {
@@ -97,6 +128,19 @@ pub fn to_json(r: &Report) -> String {
             "lines": s.lines,
             "allowed": s.allowed,
         })).collect::<Vec<_>>(),
+        "kunit": r.kunit.as_ref().map(|(c, suites)| json!({
+            "tests": c.total(),
+            "passed": c.passed,
+            "skipped": c.skipped,
+            "failed": c.failed,
+            "suites": suites.iter().map(|s| json!({
+                "name": s.name,
+                "ok": s.ok,
+                "passed": s.counts.passed,
+                "skipped": s.counts.skipped,
+                "failed": s.counts.failed,
+            })).collect::<Vec<_>>(),
+        })),
     });
     let mut text = serde_json::to_string_pretty(&value).expect("a JSON value always serialises");
     text.push('\n');
@@ -131,7 +175,20 @@ mod tests {
         assert_eq!(v["modules"][0]["loaded"], true);
         assert_eq!(v["splats"][0]["title"], "WARNING: x \"quoted\"");
         assert_eq!(v["splats"][0]["lines"].as_array().unwrap().len(), 2);
+        let mut with_kunit = r.clone();
+        let suite = KunitSuite {
+            name: "example".into(),
+            ok: true,
+            counts: Counts { passed: 3, failed: 0, skipped: 1 },
+        };
+        with_kunit.kunit = Some((suite.counts, vec![suite]));
+        let v: Value = serde_json::from_str(&to_json(&with_kunit)).unwrap();
+        assert_eq!(
+            (v["kunit"]["tests"].as_u64(), v["kunit"]["suites"][0]["name"].as_str()),
+            (Some(4), Some("example"))
+        );
         let empty: Value = serde_json::from_str(&to_json(&Report::default())).unwrap();
+        assert!(empty["kunit"].is_null());
         assert!(empty["command_status"].is_null() && empty["splats"].as_array().unwrap().is_empty());
     }
 }

@@ -2,7 +2,6 @@
 //! timeout and the deaths of QEMU or virtiofsd, each turned into the run's
 //! ending ([`Attempt`]) with its status and, for failures, the reason.
 
-use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -122,9 +121,9 @@ impl<'a> Run<'a> {
             }
             (end, _) => end,
         };
-        let end = match (end, &self.p.result) {
-            (Attempt::Finished(status), Some(path)) => Attempt::Finished(self.write_result(path, status)),
-            (end, _) => end,
+        let end = match end {
+            Attempt::Finished(status) => Attempt::Finished(self.write_files(status)),
+            end => end,
         };
         for line in std::mem::take(&mut self.report) {
             ui::line(&line);
@@ -137,15 +136,15 @@ impl<'a> Run<'a> {
         end
     }
 
-    /// Writes `--result`; a file that cannot be written fails the run.
-    fn write_result(&mut self, path: &Path, status: i32) -> i32 {
+    /// Writes `--result` and `--ktap`; a file that cannot be written fails the run.
+    fn write_files(&mut self, status: i32) -> i32 {
         let outcome = Outcome { status, command_status: self.command_status, release: self.release.clone() };
-        match result::write(path, self.p, self.decision.accel, &self.timings, &self.kernel, outcome) {
-            Ok(()) => status,
-            Err(e) => {
-                self.note(&format!("failed to write --result {}: {e}", path.display()));
+        match result::write_files(self.p, self.decision.accel, &self.timings, &self.kernel, outcome) {
+            Some(why) => {
+                self.note(&why);
                 status::FAILURE
             }
+            None => status,
         }
     }
 

@@ -3,6 +3,7 @@
 //! a `--module` that did not load or unload (123). Pure: messages in, report
 //! lines and a status out.
 
+use super::ktap::Ktap;
 use super::splat::{self, Scanner};
 use crate::status;
 
@@ -12,6 +13,8 @@ pub const KERNEL_PREFIX: &str = "[kernel] ";
 #[derive(Debug, Default)]
 pub struct KernelLog {
     splats: Scanner,
+    /// KUnit's results, when the kernel ran tests.
+    pub ktap: Ktap,
     /// The taint flags when the command started and when it ended.
     taints: Vec<u64>,
     module_failed: bool,
@@ -27,7 +30,9 @@ impl KernelLog {
     /// `/dev/kmsg` records.
     pub fn records(&mut self, records: &[Vec<u8>]) {
         for r in records {
-            self.splats.line(&splat::record_text(r));
+            let text = splat::record_text(r);
+            self.splats.line(&text);
+            self.ktap.line(&text);
         }
     }
 
@@ -52,10 +57,11 @@ impl KernelLog {
         &self.splats.splats
     }
 
-    /// The run's status given the command's, and the report's lines: a splat
-    /// or a splat taint makes 122 (also when a module's init crashed), a
-    /// module that did not unload 123; a non-zero status of the command's own
-    /// wins. Allowed splats are reported only when `verbose`.
+    /// The run's status given the command's, and the report's lines: a failed
+    /// KUnit test or unmet plan makes 121, a splat or a splat taint 122 (also
+    /// when a module's init crashed), a module that did not unload 123; a
+    /// non-zero status of the command's own wins. Allowed splats are reported
+    /// only when `verbose`.
     pub fn verdict(&mut self, status: i32, verbose: bool) -> (i32, Vec<String>) {
         self.splats.close();
         let mut report = Vec::new();
@@ -72,8 +78,13 @@ impl KernelLog {
         if !taints.is_empty() {
             report.push(format!("kdf: the kernel was tainted {} during the run", taints.join(", ")));
         }
+        self.ktap.finish();
+        if self.ktap.seen() {
+            report.push(format!("kdf: {}", self.ktap.summary()));
+        }
         let splatted = failing > 0 || !taints.is_empty();
         let status = match status {
+            0 if self.ktap.failed() => status::KUNIT,
             0 | status::MODULE if splatted => status::SPLAT,
             0 if self.module_failed => status::MODULE,
             s => s,
@@ -146,5 +157,16 @@ mod tests {
         let mut k = KernelLog::new(allow());
         k.records(&lines.iter().map(|l| format!("4,1,1,-;{l}").into_bytes()).collect::<Vec<_>>());
         assert!(k.verdict(0, true).1[0].starts_with("kdf: kernel splat (allowed): "));
+    }
+
+    #[test]
+    fn a_failing_kunit_case_fails_a_command_that_succeeded_with_121() {
+        let mut k =
+            log(&["KTAP version 1", "1..1", "    # Subtest: s", "    1..1", "    not ok 1 c", "not ok 1 s"]);
+        let (status, report) = k.verdict(0, false);
+        assert_eq!(status, status::KUNIT);
+        assert_eq!(report, ["kdf: KUnit: 1 tests, 0 passed, 0 skipped, 1 failed"]);
+        let mut k = log(&["KTAP version 1", "1..1", "    # Subtest: s", "    1..1", "    ok 1 c", "ok 1 s"]);
+        assert_eq!(k.verdict(0, false).0, 0);
     }
 }
