@@ -165,6 +165,7 @@ mod tests {
                 lines: vec!["WARNING: x \"quoted\"".into(), "---[ end trace".into()],
                 allowed: false,
             }],
+            kunit: None,
         };
         let v: Value = serde_json::from_str(&to_json(&r)).unwrap();
         assert_eq!(v["status"], 122);
