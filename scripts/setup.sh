@@ -17,8 +17,9 @@ case "${ID:-} ${ID_LIKE:-}" in
 *) kernel_pkg=linux-image-amd64 ;;
 esac
 
+# rsync: kselftest's `make install` (README, "Kernel selftests") copies with it.
 pkgs=(qemu-system-x86 qemu-utils kmod cpio busybox-static gcc make libc6-dev pkg-config
-  libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd nix-bin)
+  libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd nix-bin rsync)
 if ! compgen -G '/boot/vmlinuz-*' >/dev/null; then
   pkgs+=("$kernel_pkg")
 fi

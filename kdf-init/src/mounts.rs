@@ -40,6 +40,17 @@ const EARLY: &[SystemMount] = &[
     SystemMount { fstype: "sysfs", target: "/sys", flags: NOSUID_NODEV_NOEXEC, data: "", required: true },
 ];
 
+/// The links udev or systemd would add to `/dev`; devtmpfs has none of them.
+/// Without them `echo x >> /dev/stdout` quietly writes a file in `/dev`
+/// (kselftest's runner prints its TAP lines that way, and they were lost) and
+/// bash's `<(...)` fails ("/dev/fd/63: No such file or directory").
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
+
 /// Mounted in the new root, before the host's shares.
 const SYSTEM: &[SystemMount] = &[
     SystemMount {
@@ -208,12 +219,20 @@ fn is_mountpoint(p: &str) -> bool {
     }
 }
 
-/// devtmpfs, proc and sysfs in the initramfs: needed to find the port and load
-/// modules.
+/// devtmpfs (with [`DEV_LINKS`]), proc and sysfs in the initramfs: needed to
+/// find the port and load modules.
 pub fn early() -> Result<(), Fatal> {
     for m in EARLY {
         if !is_mountpoint(m.target) {
             mount_system(m, "")?;
+        }
+    }
+    for (link, target) in DEV_LINKS {
+        match std::os::unix::fs::symlink(target, link) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                say(&format!("warning: cannot create {link}: {e}"))
+            }
+            _ => {}
         }
     }
     Ok(())

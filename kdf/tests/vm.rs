@@ -472,3 +472,11 @@ fn build_initramfs_with_an_extra_module_loads_it_at_boot() {
     );
     assert_eq!(ok(out), "1\n");
 }
+
+#[test]
+fn dev_stdout_stderr_and_fd_reach_the_commands_streams() {
+    // devtmpfs has no /dev/std* or /dev/fd: `>> /dev/stdout` wrote a file in
+    // /dev (kselftest's TAP lines were lost) and bash's `<(...)` failed.
+    let out = run(&["bash", "-c", "echo out >> /dev/stdout; echo err > /dev/stderr; cat <(echo fd)"]);
+    assert_eq!((out.status, out.stdout_str().as_str(), out.stderr.as_str()), (0, "out\nfd\n", "err\n"));
+}

@@ -5,6 +5,7 @@
  *
  *   make && insmod helloworld.ko who=you && rmmod helloworld && dmesg | tail -2
  *   kdf run --module 'helloworld.ko who=you' -- dmesg    (loads and unloads it)
+ *   kdf run --module 'helloworld.ko warn=1' -- true      (a WARNING: status 122)
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -18,9 +19,14 @@ static char *who = "kdf";
 module_param(who, charp, 0444);
 MODULE_PARM_DESC(who, "whom the module greets (default: kdf)");
 
+static bool warn;
+module_param(warn, bool, 0444);
+MODULE_PARM_DESC(warn, "WARN in init, to see a kernel splat fail a kdf run (default: no)");
+
 static int __init helloworld_init(void)
 {
 	pr_info("hello from %s\n", who);
+	WARN(warn, "helloworld: warn=1 was given\n");
 	return 0;
 }
 

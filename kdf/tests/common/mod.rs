@@ -15,7 +15,7 @@ pub fn kdf_bin() -> PathBuf {
     std::env::var_os("KDF_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kdf")))
 }
 
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
@@ -31,6 +31,29 @@ pub fn kdf_init() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A test-kernel directory from the environment (`scripts/test.sh` sets both).
+fn test_kernel_dir(name: &str) -> PathBuf {
+    let Some(dir) = std::env::var_os(name).filter(|v| !v.is_empty()) else {
+        panic!(
+            "{name} is not set: run scripts/test.sh, or export KDF_TEST_KERNEL_SRC=$(scripts/fetch-kernel-source.sh) \
+             and KDF_TEST_KERNEL_BUILD=$(scripts/build-test-kernel.sh \"$KDF_TEST_KERNEL_SRC\")"
+        )
+    };
+    let dir = PathBuf::from(dir);
+    assert!(dir.is_dir(), "{name}={} is not a directory", dir.display());
+    dir
+}
+
+/// The test kernel's source tree (read-only: tests build out of tree).
+pub fn test_kernel_src() -> PathBuf {
+    test_kernel_dir("KDF_TEST_KERNEL_SRC")
+}
+
+/// The test kernel's fast-profile build directory (Rust on).
+pub fn test_kernel_build() -> PathBuf {
+    test_kernel_dir("KDF_TEST_KERNEL_BUILD")
 }
 
 /// One cache for all tests (parallel runs share it, as users' runs do).
