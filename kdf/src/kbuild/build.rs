@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::configure::{self, REQUESTED};
+use super::configure::{self, REQUESTED, VERIFIED};
 use super::make::{self, Make};
 use super::{toolchain, tree};
-use crate::cli::BuildArgs;
+use crate::cli::kernel::BuildArgs;
 use crate::errors::hinted;
 use crate::kbuild::fragment::{Fragment, Value};
 use crate::ui::say;
@@ -71,6 +71,22 @@ fn elapsed(since: Instant) -> String {
     }
 }
 
+/// Checks again what `kdf kernel config` verified (a build directory
+/// configured by an older kdf has only the whole request).
+fn recheck(tree: &tree::Tree) -> Result<()> {
+    let Some(path) = [VERIFIED, REQUESTED].iter().map(|f| tree.build.join(f)).find(|p| p.exists()) else {
+        return Ok(());
+    };
+    if !tree.build.join(".config").exists() {
+        return Ok(());
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    let wanted = Fragment::parse(&text, &path.display().to_string())?;
+    configure::check(&wanted, tree, "the build changed its config, ")?;
+    Ok(())
+}
+
 pub fn run(args: &BuildArgs) -> Result<i32> {
     let started = Instant::now();
     let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
@@ -104,13 +120,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     }
     // kbuild re-runs Kconfig when Kconfig files or the compiler changed, and
     // may drop options on the way: check again what `kdf kernel config` verified.
-    let requested = tree.build.join(REQUESTED);
-    if requested.exists() {
-        let text = std::fs::read_to_string(&requested)
-            .with_context(|| format!("failed to read {}", requested.display()))?;
-        let wanted = Fragment::parse(&text, &requested.display().to_string())?;
-        configure::check(&wanted, &tree, "the build changed its config, ")?;
-    }
+    recheck(&tree)?;
     let vmlinux = tree.build.join("vmlinux");
     let size = std::fs::metadata(&vmlinux).map(|m| m.len() >> 20).unwrap_or(0);
     say(&format!(

@@ -5,7 +5,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,27 @@ pub fn run_captured(m: &Make) -> Result<Output> {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok(Output { success: out.status.success(), code: out.status.code(), text })
+}
+
+/// One configuration step (`allnoconfig`, `olddefconfig`, ...) on a tree;
+/// its output is shown only when it fails.
+pub fn step(src: &Path, build: &Path, llvm: bool, vars: Vec<String>, target: &str) -> Result<()> {
+    let m = Make {
+        src: src.to_path_buf(),
+        build: build.to_path_buf(),
+        jobs: None,
+        llvm,
+        vars,
+        targets: vec![target.into()],
+    };
+    let out = run_captured(&m)?;
+    if !out.success {
+        return Err(hinted(
+            format!("make {target} failed (status {:?}):\n{}", out.code, out.text.trim_end()),
+            "the kernel's messages are above",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a kbuild output line is one build step (`  CC      kernel/fork.o`).
