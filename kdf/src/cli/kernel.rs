@@ -1,5 +1,5 @@
 //! `kdf kernel config|build`'s arguments: the tree, the base and the
-//! fragments, strictness.
+//! fragments, strictness, make variables.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::kbuild::base::Base;
 use crate::kbuild::fragment::{parse_set, Entry};
+use crate::kbuild::makevars::{self, MakeVar};
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
@@ -103,6 +104,21 @@ pub struct BuildArgs {
     /// Parallel jobs (default: the number of CPUs)
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
+    /// Compile through ccache, with a fixed KBUILD_BUILD_TIMESTAMP so that
+    /// rebuilds hit its cache (recorded like the make variables)
+    #[arg(long)]
+    pub ccache: bool,
+    /// Forget the make variables recorded by earlier builds (and --ccache)
+    #[arg(long)]
+    pub reset_vars: bool,
+    /// Make targets instead of kdf's set: a directory (drivers/virtio/), an
+    /// object, a module
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Make variables, after `--`: W=1 C=1 CC="ccache gcc" KCFLAGS=...;
+    /// recorded in the build directory, so later builds use them too
+    #[arg(last = true, value_name = "VAR=VALUE", value_parser = makevars::parse)]
+    pub vars: Vec<MakeVar>,
 }
 
 /// `--base SOURCE`.
@@ -174,6 +190,13 @@ mod tests {
         assert_eq!((b.jobs, b.tree.llvm), (Some(4), true));
     }
 
+    fn build(args: &[&str]) -> BuildArgs {
+        match KernelTop::try_parse_from(["kernel", "build"].iter().chain(args)).unwrap().cmd {
+            KernelCommand::Build(b) => b,
+            other => panic!("not build: {other:?}"),
+        }
+    }
+
     #[test]
     fn bases_selftests_and_strictness_parse() {
         let c = config(&["--base", "distro:6.1.0-27-amd64", "--kselftest", "net", "--kselftest", "bpf"]);
@@ -189,11 +212,24 @@ mod tests {
     }
 
     #[test]
+    fn make_variables_go_after_dashes_and_targets_before() {
+        let b = build(&["-O", "/b", "--ccache", "lib/", "--", "W=1", "CC=ccache gcc", "LOCALVERSION="]);
+        assert!(b.ccache && !b.reset_vars);
+        assert_eq!(b.targets, ["lib/"]);
+        let vars: Vec<String> = b.vars.iter().map(|v| v.to_string()).collect();
+        assert_eq!(vars, ["W=1", "CC=ccache gcc", "LOCALVERSION="]);
+        let b = build(&["--reset-vars"]);
+        assert!(b.reset_vars && b.targets.is_empty() && b.vars.is_empty());
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for args in [
             &["kernel", "config", "--set", "KASAN"][..],
             &["kernel", "config", "--profile", "slow"],
             &["kernel", "build", "-j", "0"],
+            &["kernel", "build", "--", "clean"],
+            &["kernel", "build", "--", "O=/x"],
             &["kernel", "config", "--base", "distro:"],
         ] {
             assert_eq!(KernelTop::try_parse_from(args).unwrap_err().exit_code(), 2, "{args:?}");

@@ -1,17 +1,20 @@
 //! `kdf kernel build`: one `make` for the image, `vmlinux`, modules, the gdb
 //! scripts, `modules_prepare` (out-of-tree modules build against the build
-//! directory) and `rust-project.json`, with progress; then the config is
-//! checked again, since kbuild re-runs Kconfig by itself when the source or
-//! the compiler changed.
+//! directory) and `rust-project.json` (or the targets given), with progress
+//! and the make variables recorded in the build directory; then the config
+//! is checked again, since kbuild re-runs Kconfig by itself when the source
+//! or the compiler changed.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
 use super::configure::{self, REQUESTED, VERIFIED};
 use super::make::{self, Make};
-use super::{toolchain, tree};
+use super::makevars::{self, MakeVar};
+use super::{ccache, toolchain, tree};
+use crate::cache;
 use crate::cli::kernel::BuildArgs;
 use crate::errors::hinted;
 use crate::kbuild::fragment::{Fragment, Value};
@@ -62,6 +65,41 @@ fn jobs(asked: Option<u32>) -> u32 {
     asked.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
 }
 
+/// The make variables recorded in `build`, none if there is no record.
+fn recorded_vars(build: &Path) -> Result<Vec<MakeVar>> {
+    let path = build.join(makevars::FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => makevars::parse_record(&text).map_err(|e| {
+            hinted(
+                format!("{}: {e}", path.display()),
+                "fix the line, or forget the recorded variables with --reset-vars",
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
+    }
+}
+
+/// This build's make variables: the recorded ones (unless `--reset-vars`)
+/// with the given ones merged in, and ccache set up with `--ccache`. Records
+/// them when they changed.
+fn make_vars(args: &BuildArgs, build: &Path, llvm: bool) -> Result<Vec<MakeVar>> {
+    let recorded = if args.reset_vars { Vec::new() } else { recorded_vars(build)? };
+    let mut vars = makevars::merge(&recorded, &args.vars);
+    if args.ccache {
+        ccache::check()?;
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        vars = makevars::with_ccache(&vars, llvm, &makevars::utc(now));
+    }
+    let path = build.join(makevars::FILE);
+    if vars.is_empty() && args.reset_vars {
+        let _ = std::fs::remove_file(&path);
+    } else if vars != recorded || args.reset_vars {
+        cache::write_atomic(&path, makevars::render(&vars).as_bytes())?;
+    }
+    Ok(vars)
+}
+
 fn elapsed(since: Instant) -> String {
     let s = since.elapsed().as_secs_f64();
     if s < 60.0 {
@@ -95,15 +133,22 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     if llvm {
         toolchain::check_llvm()?;
     }
+    let vars = make_vars(args, &tree.build, llvm)?;
+    if !vars.is_empty() {
+        let record = tree.build.join(makevars::FILE);
+        say(&format!("make variables (recorded in {}): {}", record.display(), makevars::shown(&vars)));
+    }
+    let full = args.targets.is_empty();
     let m = Make {
         src: tree.src.clone(),
         build: tree.build.clone(),
         jobs: Some(jobs(args.jobs)),
         llvm,
-        vars: Vec::new(),
-        targets: targets(&config),
+        vars: vars.iter().map(MakeVar::to_string).collect(),
+        targets: if full { targets(&config) } else { args.targets.clone() },
     };
-    let expected = read_steps(&tree.build);
+    let expected = if full { read_steps(&tree.build) } else { None };
+    let stats = makevars::uses_ccache(&vars).then(ccache::read).flatten();
     let run = make::run_with_progress(&m, expected)?;
     if !run.success {
         return Err(hinted(
@@ -115,22 +160,25 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             "the compiler's messages are above",
         ));
     }
-    if is_full_build(run.steps, expected) {
+    if full && is_full_build(run.steps, expected) {
         let _ = std::fs::write(tree.build.join(STEPS_FILE), run.steps.to_string());
     }
     // kbuild re-runs Kconfig when Kconfig files or the compiler changed, and
     // may drop options on the way: check again what `kdf kernel config` verified.
     recheck(&tree)?;
-    let vmlinux = tree.build.join("vmlinux");
-    let size = std::fs::metadata(&vmlinux).map(|m| m.len() >> 20).unwrap_or(0);
-    say(&format!(
-        "built {} in {} ({} step{}; vmlinux {size} MiB)",
-        tree.build.display(),
-        elapsed(started),
-        run.steps,
-        if run.steps == 1 { "" } else { "s" }
-    ));
-    say(&format!("boot it: kdf run --kernel {}", tree.build.display()));
+    let steps = format!("{} step{}", run.steps, if run.steps == 1 { "" } else { "s" });
+    if full {
+        let size = std::fs::metadata(tree.build.join("vmlinux")).map(|m| m.len() >> 20).unwrap_or(0);
+        say(&format!("built {} in {} ({steps}; vmlinux {size} MiB)", tree.build.display(), elapsed(started)));
+    } else {
+        say(&format!("built {} in {} ({steps})", m.targets.join(" "), elapsed(started)));
+    }
+    if let (Some(before), Some(after)) = (stats, stats.and_then(|_| ccache::read())) {
+        say(&ccache::describe(ccache::delta(before, after)));
+    }
+    if full {
+        say(&format!("boot it: kdf run --kernel {}", tree.build.display()));
+    }
     Ok(0)
 }
 

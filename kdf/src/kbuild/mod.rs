@@ -6,16 +6,19 @@
 //! fragments ([`fragment`]), kdf's profiles from `configs/` ([`profile`]),
 //! the layers of a request and how strictly each is checked ([`layers`]),
 //! what the Kconfig tree says an option depends on ([`kconfig_deps`]),
-//! checking a resulting `.config` ([`verify`], [`misses`]).
+//! checking a resulting `.config` ([`verify`], [`misses`]), make variables
+//! ([`makevars`]).
 
 pub mod base;
 pub mod build;
+pub mod ccache;
 pub mod configure;
 pub mod fragment;
 pub mod inputs;
 pub mod kconfig_deps;
 pub mod layers;
 pub mod make;
+pub mod makevars;
 pub mod misses;
 pub mod profile;
 pub mod toolchain;
