@@ -184,24 +184,29 @@ fn lsmod_var(lsmod: Option<&Path>) -> Result<Vec<String>> {
     Ok(Vec::new())
 }
 
+/// The copy of the base, as read, kept in the build directory: the
+/// `.config` a base was generated in (or `--base tree`'s own) is rewritten by
+/// the configuration, and the report's line numbers point here.
+pub const COPY: &str = "kdf-base.config";
+
 /// Produces the base as a layer (none for allnoconfig, which kdf runs with
 /// the request as `KCONFIG_ALLCONFIG`). May write the build directory's
 /// `.config`: `defconfig`, `tinyconfig` and `localmodconfig` are the
 /// kernel's own targets.
 pub fn prepare(base: &Base, tree: &Tree, llvm: bool, lsmod: Option<&Path>) -> Result<Option<Layer>> {
     let config = tree.build.join(".config");
+    let copy = tree.build.join(COPY);
     let target = |t: &str, vars: Vec<String>| make::step(&tree.src, &tree.build, llvm, vars, t);
-    let (name, fragment) = match base {
+    // (the layer's name, the text, the file its origins name)
+    let (name, text, file) = match base {
         Base::AllNo => return Ok(None),
         Base::Def | Base::Tiny => {
-            let word = base.to_string();
-            target(&word, Vec::new())?;
-            (word.clone(), parse(&read_config(&config)?, &word)?)
+            target(&base.to_string(), Vec::new())?;
+            (base.to_string(), read_config(&config)?, copy.clone())
         }
         Base::Distro(release) => {
             let path = distro(release.as_deref())?;
-            let source = path.display().to_string();
-            (source.clone(), parse(&read_config(&path)?, &source)?)
+            (path.display().to_string(), read_config(&path)?, path)
         }
         Base::LocalMod(release) => {
             let vars = lsmod_var(lsmod)?;
@@ -212,8 +217,7 @@ pub fn prepare(base: &Base, tree: &Tree, llvm: bool, lsmod: Option<&Path>) -> Re
             // script (which ends in `oldconfig`) has nothing to ask.
             target("olddefconfig", Vec::new())?;
             target("localmodconfig", vars)?;
-            let name = format!("localmodconfig of {}", path.display());
-            (name.clone(), parse(&read_config(&config)?, &name)?)
+            (format!("localmodconfig of {}", path.display()), read_config(&config)?, copy.clone())
         }
         Base::Tree => {
             if !config.is_file() {
@@ -222,8 +226,7 @@ pub fn prepare(base: &Base, tree: &Tree, llvm: bool, lsmod: Option<&Path>) -> Re
                     "copy a config there first (or make O=... menuconfig), or pass it: --base FILE",
                 ));
             }
-            let source = config.display().to_string();
-            (source.clone(), parse(&read_config(&config)?, &source)?)
+            (format!("{} (kept as {COPY})", config.display()), read_config(&config)?, copy.clone())
         }
         Base::File(path) => {
             if !path.is_file() {
@@ -232,10 +235,11 @@ pub fn prepare(base: &Base, tree: &Tree, llvm: bool, lsmod: Option<&Path>) -> Re
                     format!("pass a config file, or one of {WORDS}"),
                 ));
             }
-            let source = path.display().to_string();
-            (source.clone(), parse(&read_config(path)?, &source)?)
+            (path.display().to_string(), read_config(path)?, path.clone())
         }
     };
+    std::fs::write(&copy, &text).with_context(|| format!("failed to write {}", copy.display()))?;
+    let fragment = parse(&text, &file.display().to_string())?;
     Ok(Some(Layer { kind: Kind::Base, name: format!("the base {name}"), fragment }))
 }
 
