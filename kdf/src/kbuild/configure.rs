@@ -199,7 +199,7 @@ pub fn run(args: &ConfigArgs) -> Result<i32> {
     }
     let (checked, landed) = outcome.best_effort_counts();
     say(&format!(
-        "configured {} ({}) in {:.1} s: {} options verified; {landed} of {checked} best-effort options landed",
+        "configured {} ({}) in {:.1} s: {} strict options verified; {landed} of {checked} best-effort options landed",
         tree.build.display(),
         summary(&args.base, &req, &merged),
         started.elapsed().as_secs_f64(),
