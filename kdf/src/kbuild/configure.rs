@@ -153,6 +153,23 @@ fn layers(base: Option<Layer>, kdf: Fragment, user: Vec<Layer>, tree: &Tree) -> 
     out
 }
 
+/// Runs Kconfig on the merged request: `allnoconfig` with it as
+/// `KCONFIG_ALLCONFIG`, or it as the `.config` over a base; then
+/// `olddefconfig`. Returns the resulting `.config`.
+fn kconfig(merged: &Merged, tree: &Tree, llvm: bool) -> Result<Fragment> {
+    let requested = merged.render();
+    let allconfig = tree.build.join(REQUESTED);
+    cache::write_atomic(&allconfig, requested.as_bytes())?;
+    if merged.has(Kind::Base) {
+        cache::write_atomic(&tree.build.join(".config"), requested.as_bytes())?;
+    } else {
+        let var = format!("KCONFIG_ALLCONFIG={}", allconfig.display());
+        make::step(&tree.src, &tree.build, llvm, vec![var], "allnoconfig")?;
+    }
+    make::step(&tree.src, &tree.build, llvm, Vec::new(), "olddefconfig")?;
+    read_result(&tree.build.join(".config"))
+}
+
 pub fn run(args: &ConfigArgs) -> Result<i32> {
     let started = Instant::now();
     if args.lsmod.is_some() && !matches!(args.base, Base::LocalMod(_)) {
@@ -176,18 +193,7 @@ pub fn run(args: &ConfigArgs) -> Result<i32> {
     let base = base::prepare(&args.base, &tree, req.llvm, args.lsmod.as_deref())?;
     let merged = Merged::new(layers(base, kdf.fragment, user, &tree));
     let _ = std::fs::remove_file(tree.build.join(VERIFIED));
-    let requested = merged.render();
-    let allconfig = tree.build.join(REQUESTED);
-    cache::write_atomic(&allconfig, requested.as_bytes())?;
-    if merged.has(Kind::Base) {
-        cache::write_atomic(&tree.build.join(".config"), requested.as_bytes())?;
-    } else {
-        let var = format!("KCONFIG_ALLCONFIG={}", allconfig.display());
-        make::step(&tree.src, &tree.build, req.llvm, vec![var], "allnoconfig")?;
-    }
-    make::step(&tree.src, &tree.build, req.llvm, Vec::new(), "olddefconfig")?;
-
-    let result = read_result(&tree.build.join(".config"))?;
+    let result = kconfig(&merged, &tree, req.llvm)?;
     let symbols = load_symbols(&tree.src);
     let outcome = misses::sort(&merged, &result, &symbols, args.strict_fragments);
     let report = misses::report(&outcome, &merged, &symbols, &result);
