@@ -26,8 +26,9 @@ say() { echo "build-test-kernel: $*" >&2; }
 
 install_deps() {
     missing=
-    # pahole (dwarves) is for the --bpf config check (BTF needs it).
-    for p in make gcc flex bison bc libelf-dev libssl-dev libclang-19-dev dwarves python3; do
+    # pahole (dwarves) is for the --bpf config check (BTF needs it), ccache for
+    # the `kdf kernel build --ccache` test.
+    for p in make gcc flex bison bc libelf-dev libssl-dev libclang-19-dev dwarves python3 ccache; do
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
     done
     if [ -n "$missing" ]; then

@@ -1,19 +1,22 @@
-//! `kdf kernel build`: one `make` for the image, `vmlinux`, modules, the gdb
-//! scripts, `modules_prepare` (out-of-tree modules build against the build
-//! directory) and `rust-project.json`, with progress and a log; then the
-//! config is checked again, since kbuild re-runs Kconfig by itself when the
-//! source or the compiler changed.
+//! `kdf kernel build` (and `kdf run --build`): one `make` for the image,
+//! `vmlinux`, modules, the gdb scripts, `modules_prepare` (out-of-tree
+//! modules build against the build directory) and `rust-project.json` (or the
+//! targets given), with progress, a log and the make variables recorded in
+//! the build directory; then the config is checked again, since kbuild
+//! re-runs Kconfig by itself when the source or the compiler changed.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
-use super::configure::{self, REQUESTED};
+use super::configure::{self, REQUESTED, VERIFIED};
 use super::make::{self, Display, Make};
+use super::makevars::{self, MakeVar};
 use super::tree::{self, Tree};
-use super::{toolchain, tree_build};
-use crate::cli::BuildArgs;
+use super::{ccache, toolchain, tree_build};
+use crate::cache;
+use crate::cli::kernel::BuildArgs;
 use crate::errors::hinted;
 use crate::kbuild::fragment::{Fragment, Value};
 use crate::ui::say;
@@ -65,6 +68,41 @@ fn job_count(asked: Option<u32>) -> u32 {
     asked.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
 }
 
+/// The make variables recorded in `build`, none if there is no record.
+fn recorded_vars(build: &Path) -> Result<Vec<MakeVar>> {
+    let path = build.join(makevars::FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => makevars::parse_record(&text).map_err(|e| {
+            hinted(
+                format!("{}: {e}", path.display()),
+                "fix the line, or forget the recorded variables with --reset-vars",
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
+    }
+}
+
+/// This build's make variables: the recorded ones (unless `--reset-vars`)
+/// with the given ones merged in, and ccache set up with `--ccache`. Records
+/// them when they changed.
+fn make_vars(opts: &Options, build: &Path, llvm: bool) -> Result<Vec<MakeVar>> {
+    let recorded = if opts.reset_vars { Vec::new() } else { recorded_vars(build)? };
+    let mut vars = makevars::merge(&recorded, opts.vars);
+    if opts.ccache {
+        ccache::check()?;
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        vars = makevars::with_ccache(&vars, llvm, &makevars::utc(now));
+    }
+    let path = build.join(makevars::FILE);
+    if vars.is_empty() && opts.reset_vars {
+        let _ = std::fs::remove_file(&path);
+    } else if vars != recorded || opts.reset_vars {
+        cache::write_atomic(&path, makevars::render(&vars).as_bytes())?;
+    }
+    Ok(vars)
+}
+
 fn elapsed(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 60.0 {
@@ -79,35 +117,78 @@ fn exit_words(code: Option<i32>) -> String {
     code.map_or_else(|| "make was killed by a signal".to_string(), |c| format!("make exited with {c}"))
 }
 
+/// Checks again what `kdf kernel config` verified (a build directory
+/// configured by an older kdf has only the whole request).
+fn recheck(tree: &Tree) -> Result<()> {
+    let Some(path) = [VERIFIED, REQUESTED].iter().map(|f| tree.build.join(f)).find(|p| p.exists()) else {
+        return Ok(());
+    };
+    if !tree.build.join(".config").exists() {
+        return Ok(());
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    let wanted = Fragment::parse(&text, &path.display().to_string())?;
+    configure::check(&wanted, tree, "the build changed its config, ")?;
+    Ok(())
+}
+
+/// How to build: `kdf kernel build`'s flags, or `kdf run --build`'s defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    pub jobs: Option<u32>,
+    /// `--llvm`: must agree with the config.
+    pub llvm: bool,
+    /// Make variables given now, merged into the recorded ones.
+    pub vars: &'a [MakeVar],
+    /// Forget the recorded make variables first.
+    pub reset_vars: bool,
+    pub ccache: bool,
+    /// Targets instead of everything the config implies.
+    pub targets: &'a [String],
+}
+
 /// A finished build.
 #[derive(Debug)]
 pub struct Built {
     pub steps: usize,
     pub took: Duration,
+    /// Everything the config implies was built (not chosen targets).
+    pub full: bool,
+    pub targets: Vec<String>,
+    /// ccache's hits during the build, in words, with `--ccache`.
+    pub ccache: Option<String>,
 }
 
 /// Builds a configured tree: one `make` with every log line in
-/// `BUILD/kdf-build.log`, shown as `display` says. Holds the build
-/// directory's lock ([`tree::lock`]), so two kdf builds of one directory
-/// take turns.
-pub fn build(tree: &Tree, jobs: Option<u32>, llvm_asked: bool, display: Display) -> Result<Built> {
+/// `BUILD/kdf-build.log`, shown as `display` says, with the recorded make
+/// variables. Holds the build directory's lock ([`tree::lock`]), so two kdf
+/// builds of one directory take turns.
+pub fn build(tree: &Tree, opts: &Options, display: Display) -> Result<Built> {
     let started = Instant::now();
     let _lock = tree::lock(&tree.build, display != Display::Silent)?;
     tree_build::remember(tree);
     let config = configure::read_result(&tree::config_path(tree)?)?;
-    let llvm = use_llvm(&config, llvm_asked, &tree.build)?;
+    let llvm = use_llvm(&config, opts.llvm, &tree.build)?;
     if llvm {
         toolchain::check_llvm()?;
     }
+    let vars = make_vars(opts, &tree.build, llvm)?;
+    if !vars.is_empty() && display != Display::Silent {
+        let record = tree.build.join(makevars::FILE);
+        say(&format!("make variables (recorded in {}): {}", record.display(), makevars::shown(&vars)));
+    }
+    let full = opts.targets.is_empty();
     let m = Make {
         src: tree.src.clone(),
         build: tree.build.clone(),
-        jobs: Some(job_count(jobs)),
+        jobs: Some(job_count(opts.jobs)),
         llvm,
-        vars: Vec::new(),
-        targets: targets(&config),
+        vars: vars.iter().map(MakeVar::to_string).collect(),
+        targets: if full { targets(&config) } else { opts.targets.to_vec() },
     };
-    let expected = read_steps(&tree.build);
+    let expected = if full { read_steps(&tree.build) } else { None };
+    let stats = makevars::uses_ccache(&vars).then(ccache::read).flatten();
     let log = tree.build.join(LOG_FILE);
     let run = make::run_build(&m, expected, display, &log)?;
     if !run.success {
@@ -122,39 +203,47 @@ pub fn build(tree: &Tree, jobs: Option<u32>, llvm_asked: bool, display: Display)
             format!("{shown}the whole log is {}", log.display()),
         ));
     }
-    if is_full_build(run.steps, expected) {
+    if full && is_full_build(run.steps, expected) {
         let _ = std::fs::write(tree.build.join(STEPS_FILE), run.steps.to_string());
     }
     // kbuild re-runs Kconfig when Kconfig files or the compiler changed, and
     // may drop options on the way: check again what `kdf kernel config` verified.
-    let requested = tree.build.join(REQUESTED);
-    if requested.exists() {
-        let text = std::fs::read_to_string(&requested)
-            .with_context(|| format!("failed to read {}", requested.display()))?;
-        let wanted = Fragment::parse(&text, &requested.display().to_string())?;
-        configure::check(&wanted, tree, "the build changed its config, ")?;
-    }
-    Ok(Built { steps: run.steps, took: started.elapsed() })
+    recheck(tree)?;
+    let ccache = match (stats, stats.and_then(|_| ccache::read())) {
+        (Some(before), Some(after)) => Some(ccache::describe(ccache::delta(before, after))),
+        _ => None,
+    };
+    Ok(Built { steps: run.steps, took: started.elapsed(), full, targets: m.targets, ccache })
 }
 
 /// The summary line after a build.
 pub fn summary(tree: &Tree, built: &Built) -> String {
-    let vmlinux = tree.build.join("vmlinux");
-    let size = std::fs::metadata(&vmlinux).map(|m| m.len() >> 20).unwrap_or(0);
-    format!(
-        "built {} in {} ({} step{}; vmlinux {size} MiB)",
-        tree.build.display(),
-        elapsed(built.took),
-        built.steps,
-        if built.steps == 1 { "" } else { "s" }
-    )
+    let steps = format!("{} step{}", built.steps, if built.steps == 1 { "" } else { "s" });
+    if !built.full {
+        return format!("built {} in {} ({steps})", built.targets.join(" "), elapsed(built.took));
+    }
+    let size = std::fs::metadata(tree.build.join("vmlinux")).map(|m| m.len() >> 20).unwrap_or(0);
+    format!("built {} in {} ({steps}; vmlinux {size} MiB)", tree.build.display(), elapsed(built.took))
 }
 
 pub fn run(args: &BuildArgs) -> Result<i32> {
     let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
-    let built = build(&tree, args.jobs, args.tree.llvm, Display::for_stderr())?;
+    let opts = Options {
+        jobs: args.jobs,
+        llvm: args.tree.llvm,
+        vars: &args.vars,
+        reset_vars: args.reset_vars,
+        ccache: args.ccache,
+        targets: &args.targets,
+    };
+    let built = build(&tree, &opts, Display::for_stderr())?;
     say(&summary(&tree, &built));
-    say(&format!("boot it: kdf run --kernel {}", tree.build.display()));
+    if let Some(line) = &built.ccache {
+        say(line);
+    }
+    if built.full {
+        say(&format!("boot it: kdf run --kernel {}", tree.build.display()));
+    }
     Ok(0)
 }
 

@@ -1,60 +1,37 @@
-//! `kdf kernel config`: allnoconfig plus kdf's fragments (and the user's),
-//! olddefconfig, then every requested option verified, with the Kconfig
-//! lines that decide each one that did not land.
+//! `kdf kernel config`: a base (allnoconfig unless `--base` says otherwise),
+//! kdf's fragments and the user's on top, `olddefconfig`, then every option
+//! checked: what a kdf VM needs and `--set` strictly (a miss is an error with
+//! the Kconfig lines that decide it), the rest best effort (counted, and
+//! explained in a report file in the build directory).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::make::{self, Make};
+use super::base::{self, Base};
+use super::layers::{Kind, Layer, Merged};
 use super::tree::{self, Tree};
-use super::{toolchain, tree_build};
+use super::{inputs, make, misses, toolchain, tree_build};
 use crate::cache;
-use crate::cli::{ConfigArgs, ProfileArg};
-use crate::errors::hinted;
+use crate::cli::kernel::{ConfigArgs, ProfileArg};
+use crate::errors::{hinted, usage};
 use crate::kbuild::fragment::Fragment;
 use crate::kbuild::kconfig_deps::Symbols;
 use crate::kbuild::profile::{self, Profile, Request};
 use crate::kbuild::verify;
-use crate::ui::say;
+use crate::ui::{line, say};
 
-/// The merged request, kept in the build directory: the input of
-/// `KCONFIG_ALLCONFIG`, and what `kdf kernel build` checks again.
+/// The merged request, kept in the build directory: what Kconfig started
+/// from (`KCONFIG_ALLCONFIG`, or the `.config` over a base).
 pub const REQUESTED: &str = "kdf-requested.config";
 
-/// Where `--fragment NAME` is looked for when it is not a path: the kernel's
-/// own fragments (`kvm_guest.config`, `debug.config`, ...).
-pub fn fragment_candidates(src: &Path, given: &Path) -> Vec<PathBuf> {
-    let mut out = vec![given.to_path_buf()];
-    if given.components().count() == 1 {
-        let mut names = vec![given.to_path_buf()];
-        if given.extension().is_none() {
-            names.push(given.with_extension("config"));
-        }
-        for dir in ["kernel/configs", "arch/x86/configs"] {
-            out.extend(names.iter().map(|n| src.join(dir).join(n)));
-        }
-    }
-    out
-}
+/// What the config checked strictly, as it landed: `kdf kernel build` checks
+/// it again.
+pub const VERIFIED: &str = "kdf-verified.config";
 
-fn read_fragment(src: &Path, given: &Path) -> Result<(String, String)> {
-    let candidates = fragment_candidates(src, given);
-    let found = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-        hinted(
-            format!("--fragment {}: no such file", given.display()),
-            "pass a path, or the name of one of the source's kernel/configs/*.config files",
-        )
-    })?;
-    let text =
-        std::fs::read_to_string(found).with_context(|| format!("failed to read {}", found.display()))?;
-    Ok((found.display().to_string(), text))
-}
-
-fn request(args: &ConfigArgs, tree: &Tree) -> Result<Request> {
-    let fragments = args.fragments.iter().map(|f| read_fragment(&tree.src, f)).collect::<Result<_>>()?;
-    Ok(Request {
+fn request(args: &ConfigArgs) -> Request {
+    Request {
         profile: match args.profile {
             ProfileArg::Fast => Profile::Fast,
             ProfileArg::Debug => Profile::Debug,
@@ -62,41 +39,20 @@ fn request(args: &ConfigArgs, tree: &Tree) -> Result<Request> {
         rust: !args.no_rust,
         bpf: args.bpf,
         llvm: args.tree.llvm,
-        fragments,
-        sets: args.sets.clone(),
-    })
-}
-
-/// `kdf kernel config` without options: the fast profile, Rust, GCC.
-pub fn default_request() -> Request {
-    Request {
-        profile: Profile::Fast,
-        rust: true,
-        bpf: false,
-        llvm: false,
-        fragments: Vec::new(),
-        sets: Vec::new(),
     }
 }
 
-/// One configuration step; its output is shown only when it fails.
-fn step(tree: &Tree, llvm: bool, vars: Vec<String>, target: &str) -> Result<()> {
-    let m = Make {
-        src: tree.src.clone(),
-        build: tree.build.clone(),
-        jobs: None,
-        llvm,
-        vars,
-        targets: vec![target.into()],
-    };
-    let out = make::run_captured(&m)?;
-    if !out.success {
-        return Err(hinted(
-            format!("make {target} failed (status {:?}):\n{}", out.code, out.text.trim_end()),
-            "the kernel's messages are above",
-        ));
+/// `--fragment`s, `--kselftest`s and `--set`, in that order.
+fn user_layers(args: &ConfigArgs, tree: &Tree) -> Result<Vec<Layer>> {
+    let mut layers = Vec::new();
+    for given in &args.fragments {
+        layers.push(inputs::fragment(&tree.src, given)?);
     }
-    Ok(())
+    for target in &args.kselftests {
+        layers.push(inputs::kselftest(&tree.src, target)?);
+    }
+    layers.extend(inputs::sets(&args.sets));
+    Ok(layers)
 }
 
 /// The Kconfig tree of `src`, for explaining options that did not land.
@@ -111,145 +67,223 @@ pub fn read_result(path: &Path) -> Result<Fragment> {
         .with_context(|| format!("failed to parse {}", path.display()))
 }
 
-/// The error for options that did not land (its message after `prefix`), or
-/// the number of options verified.
-pub fn check(requested: &Fragment, tree: &Tree, prefix: &str) -> Result<usize> {
-    let config = tree.build.join(".config");
-    let result = read_result(&config)?;
-    let misses = verify::verify(requested, &result);
-    if misses.is_empty() {
-        return Ok(requested.entries().len());
-    }
-    let symbols = load_symbols(&tree.src);
-    Err(hinted(
-        format!("{prefix}{}: {}", config.display(), verify::report(&misses, &symbols, &result)),
+fn strict_error(
+    misses: &[verify::Mismatch],
+    symbols: &Symbols,
+    result: &Fragment,
+    tree: &Tree,
+    prefix: &str,
+) -> anyhow::Error {
+    hinted(
+        format!(
+            "{prefix}{}: {}",
+            tree.build.join(".config").display(),
+            verify::report(misses, symbols, result)
+        ),
         format!(
             "request what those lines depend on as well (--set CONFIG_X=y, or a --fragment), or drop the \
              option; the request is {}",
             tree.build.join(REQUESTED).display()
         ),
-    ))
+    )
 }
 
-/// `fast profile, Rust, BPF, 2 fragments, 1 --set, LLVM`.
-pub fn summary(req: &Request) -> String {
-    let mut parts = vec![match req.profile {
+/// Checks that every option of `requested` is in the build directory's
+/// `.config` as requested: the error (its message after `prefix`), or the
+/// number of options verified.
+pub fn check(requested: &Fragment, tree: &Tree, prefix: &str) -> Result<usize> {
+    let result = read_result(&tree.build.join(".config"))?;
+    let misses = verify::verify(requested, &result);
+    if misses.is_empty() {
+        return Ok(requested.entries().len());
+    }
+    Err(strict_error(&misses, &load_symbols(&tree.src), &result, tree, prefix))
+}
+
+/// `allnoconfig, fast profile, Rust, BPF, 2 fragment(s), 1 kselftest(s), 1 --set, LLVM`.
+pub fn summary(base: &Base, req: &Request, merged: &Merged) -> String {
+    let mut parts = vec![base.to_string()];
+    parts.push(match req.profile {
         Profile::Fast => "fast profile".to_string(),
         Profile::Debug => "debug profile".to_string(),
-    }];
+    });
     parts.push(if req.rust { "Rust" } else { "no Rust" }.into());
     if req.bpf {
         parts.push("BPF".into());
     }
-    if !req.fragments.is_empty() {
-        parts.push(format!("{} fragment(s)", req.fragments.len()));
+    let count = |kind: Kind| merged.layers.iter().filter(|(k, _)| *k == kind).count();
+    if count(Kind::Fragment) > 0 {
+        parts.push(format!("{} fragment(s)", count(Kind::Fragment)));
     }
-    if !req.sets.is_empty() {
-        parts.push(format!("{} --set", req.sets.len()));
+    if count(Kind::Kselftest) > 0 {
+        parts.push(format!("{} kselftest(s)", count(Kind::Kselftest)));
+    }
+    let sets = merged.entries().filter(|(i, _)| merged.layers[*i].0 == Kind::Set).count();
+    if sets > 0 {
+        parts.push(format!("{sets} --set"));
     }
     parts.push(if req.llvm { "LLVM" } else { "GCC" }.into());
     parts.join(", ")
 }
 
-/// Configures `tree` as `req` asks and verifies the result; returns the
-/// number of options verified. `quiet` keeps kdf's notices off stderr (it
-/// is the command's under `kdf run --build`).
-pub fn configure(tree: &Tree, req: &Request, quiet: bool) -> Result<usize> {
-    let requested = profile::requested(req).map_err(|e| hinted(e.to_string(), "fix the fragment's line"))?;
-    if !quiet {
-        for notice in &requested.notices {
-            say(notice);
+/// Whether a file a base names is there for the build: absolute, or in the
+/// source tree or the build directory (kbuild looks in both).
+fn tree_has(tree: &Tree, file: &str) -> bool {
+    let p = Path::new(file);
+    if p.is_absolute() {
+        p.exists()
+    } else {
+        tree.src.join(p).exists() || tree.build.join(p).exists()
+    }
+}
+
+/// The base with kdf's fixes to it, kdf's fragments, then the user's.
+fn layers(base: Option<Layer>, kdf: Fragment, user: Vec<Layer>, tree: &Tree, quiet: bool) -> Vec<Layer> {
+    let mut out = Vec::new();
+    if let Some(base) = base {
+        let (fixes, notices) = base::fixups(&base.fragment, &|f| tree_has(tree, f));
+        if !quiet {
+            notices.iter().for_each(|n| say(n));
+        }
+        out.push(base);
+        if !fixes.entries().is_empty() {
+            out.push(Layer { kind: Kind::Kdf, name: "kdf's fixes to the base".into(), fragment: fixes });
         }
     }
-    if req.llvm {
-        toolchain::check_llvm()?;
-    }
-    let _lock = tree::lock(&tree.build, !quiet)?;
-    tree_build::remember(tree);
-    if req.rust {
-        toolchain::check_rust(&tree.src, &tree.build, req.llvm)?;
-    }
+    out.push(Layer { kind: Kind::Kdf, name: "kdf's fragments".into(), fragment: kdf });
+    out.extend(user);
+    out
+}
+
+/// Runs Kconfig on the merged request: `allnoconfig` with it as
+/// `KCONFIG_ALLCONFIG`, or it as the `.config` over a base; then
+/// `olddefconfig`. Returns the resulting `.config`.
+fn kconfig(merged: &Merged, tree: &Tree, llvm: bool) -> Result<Fragment> {
+    let requested = merged.render();
     let allconfig = tree.build.join(REQUESTED);
-    cache::write_atomic(&allconfig, requested.fragment.render().as_bytes())?;
-    step(tree, req.llvm, vec![format!("KCONFIG_ALLCONFIG={}", allconfig.display())], "allnoconfig")?;
-    step(tree, req.llvm, Vec::new(), "olddefconfig")?;
-    check(&requested.fragment, tree, "")
+    cache::write_atomic(&allconfig, requested.as_bytes())?;
+    if merged.has(Kind::Base) {
+        cache::write_atomic(&tree.build.join(".config"), requested.as_bytes())?;
+    } else {
+        let var = format!("KCONFIG_ALLCONFIG={}", allconfig.display());
+        make::step(&tree.src, &tree.build, llvm, vec![var], "allnoconfig")?;
+    }
+    make::step(&tree.src, &tree.build, llvm, Vec::new(), "olddefconfig")?;
+    read_result(&tree.build.join(".config"))
 }
 
 pub fn run(args: &ConfigArgs) -> Result<i32> {
-    let started = Instant::now();
+    if args.lsmod.is_some() && !matches!(args.base, Base::LocalMod(_)) {
+        return Err(usage("--lsmod is for --base localmodconfig"));
+    }
     let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
-    let req = request(args, &tree)?;
-    let verified = configure(&tree, &req, false)?;
-    say(&format!(
-        "configured {} ({}) in {:.1} s: {verified} requested options verified",
-        tree.build.display(),
-        summary(&req),
-        started.elapsed().as_secs_f64(),
-    ));
-    say(&format!("next: kdf kernel build -O {}", tree.build.display()));
+    configure(args, &tree, false)?;
     Ok(0)
+}
+
+/// Configures `tree` as `args` ask and checks the result. `quiet` keeps
+/// kdf's lines off stderr (under `kdf run --build` it is the command's); a
+/// failure still says why.
+pub fn configure(args: &ConfigArgs, tree: &Tree, quiet: bool) -> Result<()> {
+    let started = Instant::now();
+    let say = |msg: &str| {
+        if !quiet {
+            say(msg)
+        }
+    };
+    tree_build::remember(tree);
+    let req = request(args);
+    let kdf = profile::requested(&req).map_err(|e| hinted(e.to_string(), "fix the fragment's line"))?;
+    for notice in &kdf.notices {
+        say(notice);
+    }
+    let user = user_layers(args, tree)?;
+    if req.llvm {
+        toolchain::check_llvm()?;
+    }
+    std::fs::create_dir_all(&tree.build)
+        .with_context(|| format!("failed to create the build directory {}", tree.build.display()))?;
+    if req.rust {
+        toolchain::check_rust(&tree.src, &tree.build, req.llvm)?;
+    }
+    let base = base::prepare(&args.base, tree, req.llvm, args.lsmod.as_deref())?;
+    let merged = Merged::new(layers(base, kdf.fragment, user, tree, quiet));
+    let _ = std::fs::remove_file(tree.build.join(VERIFIED));
+    let result = kconfig(&merged, tree, req.llvm)?;
+    let symbols = load_symbols(&tree.src);
+    let outcome = misses::sort(&merged, &result, &symbols, args.strict_fragments);
+    let report = misses::report(&outcome, &merged, &symbols, &result);
+    let report_path = tree.build.join(misses::REPORT);
+    cache::write_atomic(&report_path, report.as_bytes())?;
+    cache::write_atomic(&tree.build.join(VERIFIED), outcome.verified.render().as_bytes())?;
+    if !outcome.strict.is_empty() {
+        return Err(strict_error(&outcome.strict, &symbols, &result, tree, ""));
+    }
+    let (checked, landed) = outcome.best_effort_counts();
+    say(&format!(
+        "configured {} ({}) in {:.1} s: {} strict options verified; {landed} of {checked} best-effort options landed",
+        tree.build.display(),
+        summary(&args.base, &req, &merged),
+        started.elapsed().as_secs_f64(),
+        outcome.verified.entries().len(),
+    ));
+    let lines = misses::summary(&outcome, &merged, &symbols);
+    for l in &lines {
+        say(&format!("  {l}"));
+    }
+    if args.verbose && !lines.is_empty() {
+        if !quiet {
+            report.lines().for_each(line);
+        }
+        say(&format!("this report is in {}", report_path.display()));
+    } else if !lines.is_empty() {
+        say(&format!("why, option by option: {} (-v prints it)", report_path.display()));
+    }
+    say(&format!("next: kdf kernel build -O {}", tree.build.display()));
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_bare_fragment_name_is_looked_up_in_the_kernels_configs() {
-        let c = fragment_candidates(Path::new("/src"), Path::new("kvm_guest"));
-        assert_eq!(
-            c,
-            [
-                PathBuf::from("kvm_guest"),
-                "/src/kernel/configs/kvm_guest".into(),
-                "/src/kernel/configs/kvm_guest.config".into(),
-                "/src/arch/x86/configs/kvm_guest".into(),
-                "/src/arch/x86/configs/kvm_guest.config".into(),
-            ]
-        );
-        assert_eq!(
-            fragment_candidates(Path::new("/src"), Path::new("./my.config")),
-            [PathBuf::from("./my.config")]
-        );
-    }
+    use crate::kbuild::fragment::parse_set;
 
     #[test]
     fn the_summary_names_every_choice() {
-        let mut req = Request {
-            profile: Profile::Fast,
-            rust: true,
-            bpf: false,
-            llvm: false,
-            fragments: Vec::new(),
-            sets: Vec::new(),
-        };
-        assert_eq!(summary(&req), "fast profile, Rust, GCC");
+        let mut req = Request { profile: Profile::Fast, rust: true, bpf: false, llvm: false };
+        let kdf = Layer { kind: Kind::Kdf, name: "kdf's fragments".into(), fragment: Fragment::default() };
+        let merged = Merged::new(vec![kdf.clone()]);
+        assert_eq!(summary(&Base::AllNo, &req, &merged), "allnoconfig, fast profile, Rust, GCC");
         req.profile = Profile::Debug;
         req.rust = false;
         req.bpf = true;
         req.llvm = true;
-        req.fragments.push(("a".into(), String::new()));
-        req.sets.push(crate::kbuild::fragment::parse_set("A=y").unwrap());
-        assert_eq!(summary(&req), "debug profile, no Rust, BPF, 1 fragment(s), 1 --set, LLVM");
+        let frag = Layer { kind: Kind::Fragment, name: "--fragment a".into(), fragment: Fragment::default() };
+        let test =
+            Layer { kind: Kind::Kselftest, name: "--kselftest net".into(), fragment: Fragment::default() };
+        let sets = inputs::sets(&[parse_set("A=y").unwrap(), parse_set("B=y").unwrap()]).unwrap();
+        let merged = Merged::new(vec![kdf, frag, test, sets]);
+        assert_eq!(
+            summary(&Base::Def, &req, &merged),
+            "defconfig, debug profile, no Rust, BPF, 1 fragment(s), 1 kselftest(s), 2 --set, LLVM"
+        );
     }
 
     #[test]
-    fn run_build_configures_as_kdf_kernel_config_without_options() {
-        use clap::Parser;
-        let cli = crate::cli::Cli::try_parse_from(["kdf", "kernel", "config"]).unwrap();
-        let crate::cli::Command::Kernel(crate::cli::KernelCommand::Config(args)) = cli.command else {
-            panic!("not kernel config")
+    fn a_base_comes_first_then_kdfs_fixes_and_fragments_then_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree { src: dir.path().into(), build: dir.path().join("b") };
+        let base = Layer {
+            kind: Kind::Base,
+            name: "the base config-6.1".into(),
+            fragment: Fragment::parse("CONFIG_SYSTEM_TRUSTED_KEYS=\"debian/certs/x.pem\"\n", "c").unwrap(),
         };
-        let tree = Tree { src: "/src".into(), build: "/src/.kdf-build".into() };
-        let (cli, ours) = (request(&args, &tree).unwrap(), default_request());
-        assert_eq!(summary(&cli), summary(&ours));
-        assert_eq!((cli.fragments.len(), cli.sets.len()), (ours.fragments.len(), ours.sets.len()));
-    }
-
-    #[test]
-    fn a_missing_fragment_is_named() {
-        let err = read_fragment(Path::new("/nonexistent"), Path::new("nope.config")).unwrap_err();
-        assert_eq!(format!("{err:#}"), "--fragment nope.config: no such file");
+        let user = inputs::sets(&[parse_set("A=y").unwrap()]).into_iter().collect();
+        let names: Vec<_> =
+            layers(Some(base), Fragment::default(), user, &tree, true).into_iter().map(|l| l.name).collect();
+        assert_eq!(names, ["the base config-6.1", "kdf's fixes to the base", "kdf's fragments", "--set"]);
+        let names: Vec<_> =
+            layers(None, Fragment::default(), Vec::new(), &tree, true).into_iter().map(|l| l.name).collect();
+        assert_eq!(names, ["kdf's fragments"]);
     }
 }

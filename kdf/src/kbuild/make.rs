@@ -82,6 +82,27 @@ pub fn run_captured(m: &Make) -> Result<Output> {
     Ok(Output { success: out.status.success(), code: out.status.code(), text })
 }
 
+/// One configuration step (`allnoconfig`, `olddefconfig`, ...) on a tree;
+/// its output is shown only when it fails.
+pub fn step(src: &Path, build: &Path, llvm: bool, vars: Vec<String>, target: &str) -> Result<()> {
+    let m = Make {
+        src: src.to_path_buf(),
+        build: build.to_path_buf(),
+        jobs: None,
+        llvm,
+        vars,
+        targets: vec![target.into()],
+    };
+    let out = run_captured(&m)?;
+    if !out.success {
+        return Err(hinted(
+            format!("make {target} failed (status {:?}):\n{}", out.code, out.text.trim_end()),
+            "the kernel's messages are above",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a kbuild output line is one build step (`  CC      kernel/fork.o`).
 pub fn is_step(line: &str) -> bool {
     let Some(rest) = line.strip_prefix("  ") else { return false };

@@ -1,6 +1,8 @@
-//! Which fragments a kernel config is made of, in order: `configs/vm.config`,
-//! the profile, `rust.config`, `bpf.config`, the user's fragments, `--set`.
-//! The files are compiled into kdf, so an installed kdf needs no checkout.
+//! kdf's own fragments, in merge order: `configs/vm.config`, the profile,
+//! `rust.config`, `bpf.config`, with their conflicts settled. The files are
+//! compiled into kdf, so an installed kdf needs no checkout. What the user
+//! adds on top (fragments, `--set`) and the base underneath are layers
+//! ([`super::layers`]).
 
 use super::fragment::{Entry, Fragment, Origin, ParseError, Value};
 
@@ -34,7 +36,7 @@ pub enum Profile {
     Debug,
 }
 
-/// What the user asked for, with the user's fragment files already read.
+/// Which of kdf's fragments the user chose.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub profile: Profile,
@@ -42,12 +44,9 @@ pub struct Request {
     pub bpf: bool,
     /// Built with `LLVM=1` (clang) rather than GCC.
     pub llvm: bool,
-    /// `(name for messages, text)`, in command-line order.
-    pub fragments: Vec<(String, String)>,
-    pub sets: Vec<Entry>,
 }
 
-/// The merged request, and notices about what kdf changed in it and why.
+/// kdf's merged fragments, and notices about what kdf changed in them and why.
 #[derive(Debug, Clone)]
 pub struct Requested {
     pub fragment: Fragment,
@@ -70,24 +69,18 @@ pub fn builtins(req: &Request) -> Vec<Builtin> {
     out
 }
 
-/// Merges the request's fragments, later ones winning.
+/// Merges kdf's fragments for the request, later ones winning.
 pub fn requested(req: &Request) -> Result<Requested, ParseError> {
     let mut fragment = Fragment::default();
     for b in builtins(req) {
         fragment.merge(Fragment::parse(b.text, b.name)?);
     }
     let notices = reconcile(&mut fragment, req);
-    for (name, text) in &req.fragments {
-        fragment.merge(Fragment::parse(text, name)?);
-    }
-    for entry in &req.sets {
-        fragment.set(entry.clone());
-    }
     Ok(Requested { fragment, notices })
 }
 
 /// Settles conflicts between kdf's own fragments; what the user requests
-/// afterwards (fragments, `--set`) is left as asked, and verified.
+/// on top (fragments, `--set`) is left as asked, and verified.
 fn reconcile(fragment: &mut Fragment, req: &Request) -> Vec<String> {
     let mut notices = Vec::new();
     // init/Kconfig: RUST depends on `!KASAN || CC_IS_CLANG`.
@@ -110,10 +103,9 @@ fn reconcile(fragment: &mut Fragment, req: &Request) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kbuild::fragment::parse_set;
 
     fn req(profile: Profile) -> Request {
-        Request { profile, rust: true, bpf: false, llvm: false, fragments: Vec::new(), sets: Vec::new() }
+        Request { profile, rust: true, bpf: false, llvm: false }
     }
 
     #[test]
@@ -146,19 +138,17 @@ mod tests {
     }
 
     #[test]
-    fn fragments_merge_in_order_and_set_wins_last() {
+    fn builtins_merge_in_order() {
         let mut r = req(Profile::Fast);
         r.rust = false;
         r.bpf = true;
-        r.fragments.push(("mine.config".into(), "# CONFIG_KPROBES is not set\nCONFIG_PVH=y\n".into()));
-        r.sets.push(parse_set("CONFIG_PVH=n").unwrap());
         let names: Vec<_> = builtins(&r).iter().map(|b| b.name).collect();
         assert_eq!(names, ["configs/vm.config", "configs/fast.config", "configs/bpf.config"]);
         let f = requested(&r).unwrap().fragment;
         assert_eq!(f.value("CONFIG_RUST"), &Value::No);
-        assert_eq!(f.get("CONFIG_KPROBES").unwrap().origin.to_string(), "mine.config:1");
-        assert_eq!(f.value("CONFIG_PVH"), &Value::No);
-        assert_eq!(f.get("CONFIG_PVH").unwrap().origin.to_string(), "--set");
+        // bpf.config comes after fast.config and turns FTRACE back on.
+        assert_eq!(f.value("CONFIG_FTRACE"), &Value::Yes);
+        assert_eq!(f.get("CONFIG_FTRACE").unwrap().origin.source, "configs/bpf.config");
     }
 
     #[test]
@@ -177,21 +167,5 @@ mod tests {
         let mut no_rust = req(Profile::Debug);
         no_rust.rust = false;
         assert_eq!(requested(&no_rust).unwrap().fragment.value("CONFIG_KASAN"), &Value::Yes);
-    }
-
-    #[test]
-    fn a_users_explicit_kasan_is_kept_and_left_to_verification() {
-        let mut r = req(Profile::Fast);
-        r.sets.push(parse_set("CONFIG_KASAN=y").unwrap());
-        let out = requested(&r).unwrap();
-        assert_eq!(out.fragment.value("CONFIG_KASAN"), &Value::Yes);
-        assert!(out.notices.is_empty());
-    }
-
-    #[test]
-    fn a_broken_user_fragment_is_named() {
-        let mut r = req(Profile::Fast);
-        r.fragments.push(("mine.config".into(), "PVH=y\n".into()));
-        assert_eq!(requested(&r).unwrap_err().origin.to_string(), "mine.config:1");
     }
 }

@@ -22,9 +22,9 @@ pub fn build(chosen: &Tree, verbose: bool) -> Result<()> {
         if !quiet {
             say(&format!("configuring {} with kdf's defaults (kdf kernel config)", tree.build.display()));
         }
-        configure::configure(&tree, &configure::default_request(), quiet)?;
+        configure::configure(&crate::cli::kernel::ConfigArgs::defaults(), &tree, quiet)?;
     }
-    let built = build::build(&tree, None, false, display)?;
+    let built = build::build(&tree, &build::Options::default(), display)?;
     if verbose {
         say(&format!("{}; its log: {}", build::summary(&tree, &built), tree.build.join(LOG_FILE).display()));
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod kernel;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,5 +1,8 @@
 //! The command line, declared with clap: `--opt=value`, optional values,
-//! status 2 on usage errors, shell completions.
+//! status 2 on usage errors, shell completions. `kdf kernel`'s arguments
+//! are in [`kernel`].
+
+pub mod kernel;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -7,8 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::kbuild::fragment::{parse_set, Entry};
-use crate::kernel;
+use self::kernel::KernelCommand;
+use crate::kernel as kernel_source;
 use crate::shares::{parse_virtiofs, ShareSpec};
 use crate::status;
 
@@ -86,9 +89,13 @@ pub struct KernelArgs {
 }
 
 impl KernelArgs {
-    /// What these arguments say about the kernel, for [`kernel::choice`].
-    pub fn flags(&self, build: bool) -> kernel::choice::Flags<'_> {
-        kernel::choice::Flags { kernel: self.kernel.as_deref(), release: self.release.as_deref(), build }
+    /// What these arguments say about the kernel, for [`kernel_source::choice`].
+    pub fn flags(&self, build: bool) -> kernel_source::choice::Flags<'_> {
+        kernel_source::choice::Flags {
+            kernel: self.kernel.as_deref(),
+            release: self.release.as_deref(),
+            build,
+        }
     }
 }
 
@@ -222,73 +229,6 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum KernelCommand {
-    /// Configure a source tree: allnoconfig + kdf's fragments + yours, then
-    /// verify that every requested option landed
-    Config(ConfigArgs),
-    /// Build a configured tree: image, vmlinux, modules, gdb scripts,
-    /// modules_prepare, rust-analyzer
-    Build(BuildArgs),
-}
-
-/// The tree a command works on; shared by `config` and `build`.
-#[derive(Debug, Clone, Args)]
-pub struct TreeArgs {
-    /// Kernel source tree (default: the current directory, or the one the
-    /// build directory was made from)
-    #[arg(long, value_name = "DIR")]
-    pub src: Option<PathBuf>,
-    /// Build directory, `make O=` (default: SRC/.kdf-build)
-    #[arg(short = 'O', long = "build-dir", value_name = "BUILD_DIR")]
-    pub build: Option<PathBuf>,
-    /// Build with clang and LLVM (`make LLVM=1`) instead of GCC
-    #[arg(long)]
-    pub llvm: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProfileArg {
-    /// Quick to build and boot; debug info, gdb scripts, frame pointers
-    Fast,
-    /// The full debug set: KASAN, lockdep, UBSAN, ftrace, kgdb (slower)
-    Debug,
-}
-
-#[derive(Debug, Args)]
-pub struct ConfigArgs {
-    #[command(flatten)]
-    pub tree: TreeArgs,
-    /// Which set of debugging options
-    #[arg(long, value_enum, default_value_t = ProfileArg::Fast)]
-    pub profile: ProfileArg,
-    /// Rust support (the default)
-    #[arg(long, overrides_with = "no_rust")]
-    pub rust: bool,
-    /// No Rust support
-    #[arg(long = "no-rust", overrides_with = "rust")]
-    pub no_rust: bool,
-    /// What bcc and bpftrace need (BPF syscall, kprobes, BTF, ...)
-    #[arg(long)]
-    pub bpf: bool,
-    /// A Kconfig fragment applied after kdf's (repeatable): a path, or the
-    /// name of one of the source's kernel/configs/*.config
-    #[arg(long = "fragment", value_name = "FILE")]
-    pub fragments: Vec<PathBuf>,
-    /// Set an option last (repeatable): CONFIG_X=y|m|n|"string"|NUMBER
-    #[arg(long = "set", value_name = "CONFIG_X=VALUE", value_parser = parse_set)]
-    pub sets: Vec<Entry>,
-}
-
-#[derive(Debug, Args)]
-pub struct BuildArgs {
-    #[command(flatten)]
-    pub tree: TreeArgs,
-    /// Parallel jobs (default: the number of CPUs)
-    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub jobs: Option<u32>,
-}
-
 /// `512`, `512M`, `1G`, `1048576K` -> MiB.
 pub fn parse_memory(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -376,75 +316,5 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let err = Cli::try_parse_from(["kdf", "run", "--build", "--release"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
-    }
-
-    use crate::kbuild::fragment::Value;
-
-    #[derive(Debug, Parser)]
-    struct KernelTop {
-        #[command(subcommand)]
-        cmd: KernelCommand,
-    }
-
-    fn config(args: &[&str]) -> ConfigArgs {
-        match KernelTop::try_parse_from(["kernel", "config"].iter().chain(args)).unwrap().cmd {
-            KernelCommand::Config(c) => c,
-            other => panic!("not config: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn rust_is_on_unless_turned_off_and_the_last_flag_wins() {
-        assert!(!config(&[]).no_rust);
-        assert!(config(&["--no-rust"]).no_rust);
-        assert!(!config(&["--no-rust", "--rust"]).no_rust);
-        assert!(config(&["--rust", "--no-rust"]).no_rust);
-    }
-
-    #[test]
-    fn the_issue_s_command_lines_parse() {
-        let c = config(&[
-            "--src",
-            "/s",
-            "-O",
-            "/b",
-            "--profile",
-            "debug",
-            "--bpf",
-            "--fragment",
-            "a.config",
-            "--fragment",
-            "kvm_guest",
-            "--set",
-            "CONFIG_KASAN=n",
-            "--set",
-            "LOCALVERSION=\"-dev\"",
-        ]);
-        assert_eq!(c.tree.src.as_deref(), Some(std::path::Path::new("/s")));
-        assert_eq!(c.tree.build.as_deref(), Some(std::path::Path::new("/b")));
-        assert_eq!(c.profile, ProfileArg::Debug);
-        assert!(c.bpf);
-        assert_eq!(c.fragments.len(), 2);
-        assert_eq!(c.sets[0].value, Value::No);
-        assert_eq!(c.sets[1].value, Value::Str("-dev".into()));
-        let b = match KernelTop::try_parse_from(["kernel", "build", "-O", "/b", "-j", "4", "--llvm"])
-            .unwrap()
-            .cmd
-        {
-            KernelCommand::Build(b) => b,
-            other => panic!("not build: {other:?}"),
-        };
-        assert_eq!((b.jobs, b.tree.llvm), (Some(4), true));
-    }
-
-    #[test]
-    fn bad_values_are_usage_errors() {
-        for args in [
-            &["kernel", "config", "--set", "KASAN"][..],
-            &["kernel", "config", "--profile", "slow"],
-            &["kernel", "build", "-j", "0"],
-        ] {
-            assert_eq!(KernelTop::try_parse_from(args).unwrap_err().exit_code(), 2, "{args:?}");
-        }
     }
 }
