@@ -4,7 +4,8 @@
 # with `kdf kernel config` and `kdf kernel build` (so CI exercises both).
 #
 # The build is cached in $KDF_KERNEL_CACHE/test-kernel/<source>-<key>, where
-# the key hashes configs/, kdf's config-merging code (kdf/src/kbuild/) and the
+# the key hashes configs/, kdf's config-merging code (kdf/src/kbuild/), the
+# options the tests add (KUnit) and the
 # toolchain's versions; a complete build with the same key is reused at once.
 # Builds unused for two days are removed.
 #
@@ -55,11 +56,17 @@ src=$(cd "$src" && pwd)
 (cd "$repo" && cargo build --quiet -p kdf >&2)
 kdf=$repo/target/debug/kdf
 
+# What the tests need beyond the fast profile: KUnit, with the example suite
+# as a module (so no suite runs at boot unless a test loads one).
+config_args="--set CONFIG_KUNIT=y --set CONFIG_KUNIT_EXAMPLE_TEST=m"
+
 key=$(
     (
         cd "$repo"
         cat configs/*.config kdf/src/kbuild/fragment.rs kdf/src/kbuild/kconfig_deps.rs \
-            kdf/src/kbuild/profile.rs kdf/src/kbuild/verify.rs
+            kdf/src/kbuild/profile.rs kdf/src/kbuild/verify.rs kdf/src/kbuild/layers.rs \
+            kdf/src/kbuild/base.rs kdf/src/kbuild/inputs.rs
+        echo "$config_args"
         gcc --version | head -n 1
         rustc --version
         bindgen --version
@@ -80,7 +87,8 @@ if [ -f "$build.ok" ] && [ -f "$build/vmlinux" ]; then
 fi
 
 say "building $build"
-"$kdf" kernel config --src "$src" -O "$build" >&2
+# shellcheck disable=SC2086 # word splitting wanted
+"$kdf" kernel config --src "$src" -O "$build" $config_args >&2
 "$kdf" kernel build -O "$build" >&2
 touch "$build.ok"
 

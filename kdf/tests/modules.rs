@@ -57,6 +57,11 @@ fn faulty() -> &'static Path {
     DIR.get_or_init(|| build_modules("faulty", &workspace().join("kdf/tests/modules")))
 }
 
+fn kunit() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_modules("kunit", &workspace().join("kdf/tests/kunit_module")))
+}
+
 /// `kdf run --kernel <test kernel> ARGS` in a temporary directory.
 fn run_kernel(args: &[&str]) -> Out {
     let dir = tempfile::tempdir().unwrap();
@@ -174,4 +179,38 @@ fn result_json_names_the_splat_and_the_modules() {
     assert!(v["command_status"].is_null(), "the command did not run: {v}");
     assert_eq!(v["modules"][0]["loaded"], false);
     assert_eq!(v["modules"][0]["error"], "load: Invalid argument");
+}
+
+// The test kernel has KUnit (scripts/build-test-kernel.sh: CONFIG_KUNIT=y,
+// the example suite as a module), so its suites run when a module loads.
+
+#[test]
+fn a_kunit_suite_in_a_module_is_counted_and_a_failing_case_gives_121() {
+    let out = run_kernel(&["--module", &module(kunit(), "kdf_kunit"), "--", "true"]);
+    assert_eq!(out.status, 121, "{}", out.stderr);
+    assert!(out.stderr.contains("kdf: KUnit: 3 tests, 1 passed, 1 skipped, 1 failed"), "{}", out.stderr);
+    let m = module(kunit(), "kdf_kunit");
+    let out = run_kernel(&["--kunit-filter", "kdf_kunit.kdf_kunit_passes", "--module", &m, "--", "true"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("kdf: KUnit: 1 tests, 1 passed, 0 skipped, 0 failed"), "{}", out.stderr);
+}
+
+#[test]
+fn the_kunit_example_suite_passes_and_its_ktap_parses_with_kunit_py() {
+    let dir = tempfile::tempdir().unwrap();
+    let ktap = dir.path().join("example.ktap");
+    let out = run_kernel(&["--ktap", ktap.to_str().unwrap(), "--", "modprobe", "kunit-example-test"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("kdf: KUnit: "), "{}", out.stderr);
+    let src = std::env::var_os("KDF_TEST_KERNEL_SRC").expect("KDF_TEST_KERNEL_SRC (scripts/test.sh sets it)");
+    let kunit_py = Path::new(&src).join("tools/testing/kunit/kunit.py");
+    let parsed = Command::new("python3").arg(kunit_py).arg("parse").arg(&ktap).output().unwrap();
+    let said = String::from_utf8_lossy(&parsed.stdout);
+    assert!(said.contains("Testing complete.") && said.contains("failed: 0"), "{said}");
+}
+
+#[test]
+fn a_clean_boot_of_a_kernel_with_kunit_says_nothing_about_it() {
+    let out = run_kernel(&["--", "true"]);
+    assert!(!out.stderr.contains("KUnit"), "no suite ran: {}", out.stderr);
 }
