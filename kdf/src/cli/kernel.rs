@@ -78,6 +78,10 @@ pub struct ConfigArgs {
     /// (repeatable)
     #[arg(long = "kselftest", value_name = "TARGET")]
     pub kselftests: Vec<String>,
+    /// KUnit: CONFIG_KUNIT=y, and the options a .kunitconfig FILE lists
+    /// (repeatable; both strict, as kunit.py checks them)
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub kunit: Vec<PathBuf>,
     /// Set an option last (repeatable): CONFIG_X=y|m|n|"string"|NUMBER
     #[arg(long = "set", value_name = "CONFIG_X=VALUE", value_parser = parse_set)]
     pub sets: Vec<Entry>,

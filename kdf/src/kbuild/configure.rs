@@ -51,8 +51,32 @@ fn user_layers(args: &ConfigArgs, tree: &Tree) -> Result<Vec<Layer>> {
     for target in &args.kselftests {
         layers.push(inputs::kselftest(&tree.src, target)?);
     }
+    layers.extend(kunit_layer(&args.kunit)?);
     layers.extend(inputs::sets(&args.sets));
     Ok(layers)
+}
+
+/// `--kunit [FILE]`: `CONFIG_KUNIT=y` and each `.kunitconfig`'s options,
+/// checked strictly (kunit.py refuses a config that lacks one).
+fn kunit_layer(given: &[std::path::PathBuf]) -> Result<Option<Layer>> {
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let mut fragment = Fragment::parse("CONFIG_KUNIT=y\n", "--kunit").expect("a valid line");
+    for file in given.iter().filter(|f| !f.as_os_str().is_empty()) {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            hinted(
+                format!("--kunit {}: {e}", file.display()),
+                "pass a .kunitconfig file (KUnit's list of options)",
+            )
+        })?;
+        let listed = Fragment::parse(&text, &file.display().to_string())
+            .map_err(|e| hinted(e.to_string(), "fix the line: a .kunitconfig holds CONFIG_X=VALUE lines"))?;
+        for entry in listed.entries() {
+            fragment.set(entry.clone());
+        }
+    }
+    Ok(Some(Layer { kind: Kind::Set, name: "--kunit".into(), fragment }))
 }
 
 /// The Kconfig tree of `src`, for explaining options that did not land.
@@ -285,5 +309,18 @@ mod tests {
         let names: Vec<_> =
             layers(None, Fragment::default(), Vec::new(), &tree, true).into_iter().map(|l| l.name).collect();
         assert_eq!(names, ["kdf's fragments"]);
+    }
+
+    #[test]
+    fn kunit_adds_kunit_and_the_kunitconfig_options_strictly() {
+        assert!(kunit_layer(&[]).unwrap().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".kunitconfig");
+        std::fs::write(&file, "CONFIG_KUNIT=y\nCONFIG_KUNIT_EXAMPLE_TEST=y\n").unwrap();
+        let layer = kunit_layer(&["".into(), file]).unwrap().unwrap();
+        assert_eq!(layer.kind, Kind::Set, "checked strictly");
+        let names: Vec<_> = layer.fragment.entries().iter().map(|e| e.name.clone()).collect();
+        assert_eq!(names, ["CONFIG_KUNIT", "CONFIG_KUNIT_EXAMPLE_TEST"]);
+        assert!(kunit_layer(&[dir.path().join("missing")]).is_err());
     }
 }
