@@ -24,6 +24,8 @@ pub struct Suite {
     pub name: String,
     pub ok: bool,
     pub counts: Counts,
+    /// The module the suite is in (`# module: NAME`), none for a built-in one.
+    pub module: Option<String>,
 }
 
 /// Follows KTAP lines as the log arrives.
@@ -41,6 +43,8 @@ pub struct Ktap {
     suite_start: Counts,
     /// The name of the subtest being run at each depth.
     names: Vec<String>,
+    /// The module of the top-level suite being run.
+    module: Option<String>,
     /// Plans that were not met: `(depth, planned, seen)`.
     pub unmet: Vec<(usize, usize, usize)>,
 }
@@ -100,7 +104,10 @@ impl Ktap {
             *Self::slot(&mut self.names, depth) = name.trim().to_string();
             if depth == 1 {
                 self.suite_start = self.counts;
+                self.module = None;
             }
+        } else if let Some(module) = body.strip_prefix("# module: ").filter(|_| depth == 1) {
+            self.module = Some(module.trim().to_string());
         } else if let Some((ok, name, skipped)) = result(body) {
             self.on_result(depth, ok, name, skipped);
         } else if !body.starts_with('#') {
@@ -135,9 +142,32 @@ impl Ktap {
                 failed: c.failed - s.failed,
                 skipped: c.skipped - s.skipped,
             };
-            self.suites.push(Suite { name, ok: ok || skipped, counts });
+            self.suites.push(Suite { name, ok: ok || skipped, counts, module: self.module.take() });
             self.suite_start = self.counts;
         }
+    }
+
+    /// The KTAP lines as one document, for `kunit.py parse` (which reads one):
+    /// the kernel prints the built-in suites and each module's as documents of
+    /// their own, so the top-level headers and plans are replaced by one plan
+    /// of every top-level result, numbered in order.
+    pub fn document(&self) -> Vec<String> {
+        let top = |l: &&String| !l.starts_with(' ');
+        let results = self.lines.iter().filter(top).filter(|l| result(l).is_some()).count();
+        let mut out = vec!["KTAP version 1".to_string(), format!("1..{results}")];
+        let mut n = 0;
+        for line in &self.lines {
+            if !top(&line) {
+                out.push(line.clone());
+            } else if let Some((ok, name, _)) = result(line) {
+                n += 1;
+                let directive = line.split_once(" # ").map(|(_, d)| format!(" # {d}")).unwrap_or_default();
+                out.push(format!("{} {n} {name}{directive}", if ok { "ok" } else { "not ok" }));
+            } else if line.starts_with('#') {
+                out.push(line.clone());
+            }
+        }
+        out
     }
 
     /// Ends the log: open plans that were not met count as failures.
@@ -209,6 +239,7 @@ not ok 1 example";
         assert!(k.failed());
         assert_eq!(k.suites.len(), 1);
         assert_eq!((k.suites[0].name.as_str(), k.suites[0].ok), ("example", false));
+        assert_eq!(k.suites[0].module.as_deref(), Some("kunit_example_test"));
         assert!(k.unmet.is_empty());
     }
 
@@ -247,5 +278,18 @@ not ok 1 example";
         assert!(!k.seen() && !k.failed());
         let k = parse("KTAP version 1\n1..0\nRun /init as init process");
         assert!(!k.seen() && !k.failed(), "a kernel with KUnit and no built-in suite");
+    }
+
+    #[test]
+    fn the_document_joins_the_kernels_documents_under_one_plan() {
+        let text = "KTAP version 1\n1..1\n    # Subtest: a\n    1..1\n    ok 1 x\nok 1 a\n\
+                    KTAP version 1\n1..1\n    # Subtest: b\n    1..1\n    not ok 1 y\nnot ok 1 b # a note";
+        let doc = parse(text).document();
+        assert_eq!(doc[..2], ["KTAP version 1", "1..2"]);
+        assert_eq!(doc.iter().filter(|l| l.starts_with("KTAP")).count(), 1);
+        assert!(
+            doc.contains(&"ok 1 a".to_string()) && doc.contains(&"not ok 2 b # a note".to_string()),
+            "{doc:?}"
+        );
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Result;
 use kdf_proto::{ModuleFile, Plan, User, Winsize, PROTOCOL_VERSION};
 
+use super::verdict::KunitInterest;
 use super::{sandbox, terminal};
 use crate::accel::{self, Decision};
 use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
@@ -65,6 +66,8 @@ pub struct Prepared {
     pub result: Option<PathBuf>,
     /// `--ktap`: where KUnit's KTAP lines go.
     pub ktap: Option<PathBuf>,
+    /// When the KUnit summary is shown.
+    pub kunit: KunitInterest,
     pub verbose: bool,
     pub timings: bool,
     /// `--allow-splat` patterns.
@@ -106,6 +109,10 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         AccelArg::Tcg => Accel::Tcg,
     }))?;
     let initramfs = initramfs_for(args, &kernel)?;
+    let kunit = KunitInterest {
+        asked: args.ktap.is_some() || args.kunit_filter.is_some(),
+        modules: modules.iter().flat_map(|(_, m)| m).map(|m| m.name.clone()).collect(),
+    };
     let plan = Plan {
         version: PROTOCOL_VERSION,
         argv,
@@ -161,6 +168,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         console_log: args.console_log.clone(),
         result: args.result.clone(),
         ktap: args.ktap.clone(),
+        kunit,
         verbose: args.verbose,
         timings: args.timings,
         nofile,

@@ -76,7 +76,7 @@ fn write(
 
 /// `--ktap FILE`: the KTAP lines alone, for `kunit.py parse` and CI tools.
 pub fn write_ktap(path: &std::path::Path, kernel: &KernelLog) -> std::io::Result<()> {
-    let mut text = kernel.ktap.lines.join("\n");
+    let mut text = kernel.ktap.document().join("\n");
     text.push('\n');
     std::fs::write(path, text)
 }
@@ -135,6 +135,7 @@ pub fn to_json(r: &Report) -> String {
             "failed": c.failed,
             "suites": suites.iter().map(|s| json!({
                 "name": s.name,
+                "module": s.module,
                 "ok": s.ok,
                 "passed": s.counts.passed,
                 "skipped": s.counts.skipped,
@@ -181,6 +182,7 @@ mod tests {
             name: "example".into(),
             ok: true,
             counts: Counts { passed: 3, failed: 0, skipped: 1 },
+            module: Some("kunit_example_test".into()),
         };
         with_kunit.kunit = Some((suite.counts, vec![suite]));
         let v: Value = serde_json::from_str(&to_json(&with_kunit)).unwrap();

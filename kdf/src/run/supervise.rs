@@ -180,7 +180,7 @@ impl<'a> Run<'a> {
                     self.note(&line);
                 }
                 self.command_status = (outcome != kdf_proto::Outcome::NotRun).then_some(status);
-                let (status, report) = self.kernel.verdict(status, self.p.verbose);
+                let (status, report) = self.kernel.verdict(status, self.p.verbose, &self.p.kunit);
                 self.report.extend(report);
                 Some(Attempt::Finished(match self.ending {
                     Some(Ending::TimedOut) => self.timed_out(),

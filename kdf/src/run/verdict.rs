@@ -10,6 +10,18 @@ use crate::status;
 /// What kdf puts before the guest kernel's lines in its report.
 pub const KERNEL_PREFIX: &str = "[kernel] ";
 
+/// When the KUnit summary is worth a line on stderr (which is otherwise the
+/// command's): a kernel with KUnit runs its built-in suites at every boot
+/// (Rust's own, at least), and a passing run says nothing about them unless
+/// the user asked (`--ktap`, `--kunit-filter`) or loaded a module whose
+/// suite ran. A failure is always said.
+#[derive(Debug, Clone, Default)]
+pub struct KunitInterest {
+    pub asked: bool,
+    /// The `--module` names.
+    pub modules: Vec<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct KernelLog {
     splats: Scanner,
@@ -62,7 +74,7 @@ impl KernelLog {
     /// when a module's init crashed), a module that did not unload 123; a
     /// non-zero status of the command's own wins. Allowed splats are reported
     /// only when `verbose`.
-    pub fn verdict(&mut self, status: i32, verbose: bool) -> (i32, Vec<String>) {
+    pub fn verdict(&mut self, status: i32, verbose: bool, kunit: &KunitInterest) -> (i32, Vec<String>) {
         self.splats.close();
         let mut report = Vec::new();
         for splat in self.splats.splats.iter().filter(|s| !s.allowed || verbose) {
@@ -79,7 +91,9 @@ impl KernelLog {
             report.push(format!("kdf: the kernel was tainted {} during the run", taints.join(", ")));
         }
         self.ktap.finish();
-        if self.ktap.seen() {
+        let from_modules =
+            self.ktap.suites.iter().any(|s| s.module.as_ref().is_some_and(|m| kunit.modules.contains(m)));
+        if self.ktap.seen() && (self.ktap.failed() || verbose || kunit.asked || from_modules) {
             report.push(format!("kdf: {}", self.ktap.summary()));
         }
         let splatted = failing > 0 || !taints.is_empty();
@@ -106,18 +120,19 @@ mod tests {
 
     #[test]
     fn a_clean_log_changes_nothing() {
-        let (status, report) = log(&["hello", "Run /init as init process"]).verdict(0, false);
+        let (status, report) =
+            log(&["hello", "Run /init as init process"]).verdict(0, false, &KunitInterest::default());
         assert_eq!((status, report.len()), (0, 0));
     }
 
     #[test]
     fn a_splat_fails_a_command_that_succeeded_but_its_own_failure_wins() {
         let lines = ["WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x1", "---[ end trace 0 ]---"];
-        let (status, report) = log(&lines).verdict(0, false);
+        let (status, report) = log(&lines).verdict(0, false, &KunitInterest::default());
         assert_eq!(status, status::SPLAT);
         assert_eq!(report[0], "kdf: kernel splat: WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x1");
         assert_eq!(report[1], "[kernel] WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x1");
-        assert_eq!(log(&lines).verdict(3, false).0, 3);
+        assert_eq!(log(&lines).verdict(3, false, &KunitInterest::default()).0, 3);
     }
 
     #[test]
@@ -125,7 +140,7 @@ mod tests {
         let mut k = log(&["BUG: kernel NULL pointer dereference, address: 0", "---[ end trace 0 ]---"]);
         let lines = k.module_failed("m", "load", "killed", &["BUG: kernel NULL pointer dereference".into()]);
         assert_eq!(lines, ["kdf: cannot load module m: killed"], "the splat says the rest");
-        assert_eq!(k.verdict(status::MODULE, false).0, status::SPLAT);
+        assert_eq!(k.verdict(status::MODULE, false, &KunitInterest::default()).0, status::SPLAT);
     }
 
     #[test]
@@ -133,7 +148,7 @@ mod tests {
         let mut k = log(&[]);
         let lines = k.module_failed("m", "unload", "Resource busy", &["m: still in use".into()]);
         assert_eq!(lines, ["kdf: cannot unload module m: Resource busy", "[kernel] m: still in use"]);
-        assert_eq!(k.verdict(0, false).0, status::MODULE);
+        assert_eq!(k.verdict(0, false, &KunitInterest::default()).0, status::MODULE);
     }
 
     #[test]
@@ -141,7 +156,7 @@ mod tests {
         let mut k = log(&[]);
         k.tainted(1 << 12);
         k.tainted((1 << 12) | (1 << 9));
-        let (status, report) = k.verdict(0, false);
+        let (status, report) = k.verdict(0, false, &KunitInterest::default());
         assert_eq!(status, status::SPLAT);
         assert_eq!(report, ["kdf: the kernel was tainted W (a warning) during the run"]);
     }
@@ -152,21 +167,40 @@ mod tests {
         let allow = || vec![regex::Regex::new("known_issue").unwrap()];
         let mut k = KernelLog::new(allow());
         k.records(&lines.iter().map(|l| format!("4,1,1,-;{l}").into_bytes()).collect::<Vec<_>>());
-        let (status, report) = k.verdict(0, false);
+        let (status, report) = k.verdict(0, false, &KunitInterest::default());
         assert_eq!((status, report.len()), (0, 0));
         let mut k = KernelLog::new(allow());
         k.records(&lines.iter().map(|l| format!("4,1,1,-;{l}").into_bytes()).collect::<Vec<_>>());
-        assert!(k.verdict(0, true).1[0].starts_with("kdf: kernel splat (allowed): "));
+        assert!(
+            k.verdict(0, true, &KunitInterest::default()).1[0].starts_with("kdf: kernel splat (allowed): ")
+        );
     }
 
     #[test]
     fn a_failing_kunit_case_fails_a_command_that_succeeded_with_121() {
         let mut k =
             log(&["KTAP version 1", "1..1", "    # Subtest: s", "    1..1", "    not ok 1 c", "not ok 1 s"]);
-        let (status, report) = k.verdict(0, false);
+        let (status, report) = k.verdict(0, false, &KunitInterest::default());
         assert_eq!(status, status::KUNIT);
         assert_eq!(report, ["kdf: KUnit: 1 tests, 0 passed, 0 skipped, 1 failed"]);
-        let mut k = log(&["KTAP version 1", "1..1", "    # Subtest: s", "    1..1", "    ok 1 c", "ok 1 s"]);
-        assert_eq!(k.verdict(0, false).0, 0);
+        let passing = [
+            "KTAP version 1",
+            "1..1",
+            "    # Subtest: s",
+            "    # module: m",
+            "    1..1",
+            "    ok 1 c",
+            "ok 1 s",
+        ];
+        assert_eq!(
+            log(&passing).verdict(0, false, &KunitInterest::default()),
+            (0, Vec::new()),
+            "built-in, quiet"
+        );
+        let asked = KunitInterest { asked: false, modules: vec!["m".into()] };
+        assert_eq!(
+            log(&passing).verdict(0, false, &asked).1,
+            ["kdf: KUnit: 1 tests, 1 passed, 0 skipped, 0 failed"]
+        );
     }
 }
