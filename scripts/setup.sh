@@ -33,6 +33,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# The headers of the kernel kdf boots by default (the newest installed), so
+# out-of-tree modules build against it (README, "Developing a module").
+newest=$(find /boot -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' 2>/dev/null | sed 's/^vmlinuz-//' | sort -V | tail -n 1)
+if [ -n "$newest" ] && [ ! -e "/lib/modules/$newest/build" ] && apt-cache show "linux-headers-$newest" >/dev/null 2>&1; then
+  log "installing linux-headers-$newest"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "linux-headers-$newest"
+fi
+
 if ! command -v cargo >/dev/null; then
   [ -x "$HOME/.cargo/bin/cargo" ] || {
     log "installing Rust with rustup"

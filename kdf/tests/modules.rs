@@ -27,6 +27,11 @@ fn workspace() -> PathBuf {
 /// Copies `src` to a fresh directory under `target/` and builds it against
 /// the test kernel (once per test run); the directory with the `.ko` files.
 fn build_modules(name: &str, src: &Path) -> PathBuf {
+    build_modules_against(name, src, &test_kernel())
+}
+
+/// Builds the module sources in `src` against the kernel build `kdir`.
+fn build_modules_against(name: &str, src: &Path, kdir: &Path) -> PathBuf {
     let dir = workspace().join("target/kdf-test-modules").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -38,7 +43,7 @@ fn build_modules(name: &str, src: &Path) -> PathBuf {
     }
     let out = Command::new("make")
         .args(["-s", "-C"])
-        .arg(test_kernel())
+        .arg(kdir)
         .arg(format!("M={}", dir.display()))
         .arg("modules")
         .output()
@@ -234,4 +239,51 @@ fn a_clean_boot_of_a_kernel_with_kunit_says_nothing_about_its_passing_builtin_su
     assert_eq!((out.status, out.stderr.as_str()), (0, ""), "stderr is the command's");
     let out = run_kernel(&["-v", "--", "true"]);
     assert!(out.stderr.contains("kdf: KUnit: "), "-v shows them: {}", out.stderr);
+}
+
+/// The newest installed kernel: the one `kdf run` boots by default.
+fn newest_installed_release() -> String {
+    std::fs::read_dir("/boot")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("vmlinuz-").map(str::to_string))
+        .max_by(|a, b| {
+            let key = |s: &str| {
+                s.split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            };
+            key(a).cmp(&key(b))
+        })
+        .expect("an installed kernel in /boot (scripts/setup.sh installs one)")
+}
+
+#[test]
+fn helloworld_built_against_the_distro_kernels_headers_loads_in_that_kernel() {
+    let release = newest_installed_release();
+    let headers = PathBuf::from(format!("/lib/modules/{release}/build"));
+    assert!(headers.is_dir(), "no headers for {release}: scripts/setup.sh installs linux-headers-{release}");
+    let dir = build_modules_against("helloworld-distro", &workspace().join("modules/helloworld"), &headers);
+    let spec = format!("{} who=debian", module(&dir, "helloworld"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(
+        tmp.path(),
+        &["--module", &spec, "--", "sh", "-c", "uname -r; dmesg | grep -c 'helloworld: hello from debian'"],
+    );
+    assert_eq!(ok(out), format!("{release}\n1\n"), "its own line, not the taint line");
+}
+
+#[test]
+fn the_rust_module_loads_and_prints_its_values_when_removed() {
+    let dir = build_modules("rust", &workspace().join("modules/rust"));
+    let out = run_kernel(&[
+        "--module",
+        &module(&dir, "rust_hello"),
+        "--",
+        "sh",
+        "-c",
+        "rmmod rust_hello && dmesg | grep rust_hello",
+    ]);
+    let text = ok(out);
+    assert!(text.contains("[72, 108, 200]"), "{text}");
 }

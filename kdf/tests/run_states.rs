@@ -430,7 +430,11 @@ fn result_json_has_the_status_the_command_status_and_the_release() {
 #[test]
 fn kunit_results_are_summed_up_and_a_failure_or_a_cut_suite_gives_121() {
     let out = Fake::new("kunit:pass").run();
-    assert_eq!((out.status, out.stderr.as_str()), (0, ""), "passing built-in suites: stderr is the command's");
+    assert_eq!(
+        (out.status, out.stderr.as_str()),
+        (0, ""),
+        "passing built-in suites: stderr is the command's"
+    );
     let out = Fake::new("kunit:pass").args(&["-v"]).run();
     assert!(out.stderr.contains("kdf: KUnit: 3 tests, 2 passed, 1 skipped, 0 failed"), "{}", out.stderr);
     let out = Fake::new("kunit:fail").run();
