@@ -9,11 +9,11 @@ pub mod codec;
 pub mod frame_buffer;
 pub mod message;
 pub mod modules_dep;
+pub mod plan;
 
 pub use frame_buffer::FrameBuffer;
-pub use message::{
-    read_frame, write_frame, ModuleFile, Outcome, Plan, Share, ToGuest, ToHost, User, Winsize,
-};
+pub use message::{read_frame, write_frame, Outcome, ToGuest, ToHost};
+pub use plan::{ModuleFile, Plan, Share, User, Winsize};
 
 /// Bumped whenever a message changes shape; both sides refuse a mismatch.
 pub const PROTOCOL_VERSION: u32 = 3;

@@ -3,79 +3,7 @@
 use std::io::{self, Read, Write};
 
 use crate::codec::{DecodeError, Reader, Writer};
-
-/// Who runs the command in the guest; `None` in a plan means root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-}
-
-/// A terminal size in character cells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Winsize {
-    pub rows: u16,
-    pub cols: u16,
-}
-
-/// One host directory the guest mounts. The host decides everything; the guest
-/// only executes `mount(tag, target, fstype, flags, data)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Share {
-    /// The mount source: the virtiofs/9p tag.
-    pub tag: String,
-    /// `virtiofs` or `9p`.
-    pub fstype: String,
-    /// Filesystem-specific mount data (`trans=virtio,...` for 9p).
-    pub data: String,
-    /// Absolute path in the guest (relative to the new root).
-    pub target: Vec<u8>,
-    pub readonly: bool,
-    /// Mount read-only below a tmpfs-backed overlay: writes stay in the guest.
-    pub overlay: bool,
-}
-
-/// Everything kdf-init needs to run one command, sent once after `Hello`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub version: u32,
-    /// Exactly what `execve` gets; never empty.
-    pub argv: Vec<Vec<u8>>,
-    pub env: Vec<(Vec<u8>, Vec<u8>)>,
-    pub cwd: Vec<u8>,
-    pub user: Option<User>,
-    /// `shares[0]` is the new root; the rest are mounted in order after the
-    /// guest's own filesystems (so a share below `/tmp` stays the host's).
-    pub shares: Vec<Share>,
-    /// Module names to load (with their dependencies) before mounting shares.
-    pub modules: Vec<String>,
-    pub hostname: String,
-    /// Host wall clock (ns since the Unix epoch) when the plan was sent.
-    pub clock_ns: u64,
-    /// A pseudo-terminal of this size for the command, or plain pipes.
-    pub tty: Option<Winsize>,
-    /// Forward stdin; otherwise the command reads `/dev/null`.
-    pub stdin: bool,
-    /// Modules given with `--module`, loaded in this order after the shares
-    /// are mounted (their dependencies from the kernel are in `modules`).
-    pub user_modules: Vec<ModuleFile>,
-    /// Unload `user_modules` in reverse order after the command.
-    pub unload: bool,
-    /// Send the kernel log (`ToHost::Kmsg`) from boot until the command ended.
-    pub kmsg: bool,
-}
-
-/// One `--module`: where the guest finds the file, and its parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleFile {
-    /// The module's name (`helloworld`), for messages and unloading.
-    pub name: String,
-    /// Absolute path in the guest.
-    pub path: Vec<u8>,
-    /// `PARAM=VALUE ...`, as `insmod` takes them.
-    pub params: String,
-}
+use crate::plan::{get_winsize, put_winsize, Plan, Winsize};
 
 /// How the command ended, as the guest saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,112 +120,6 @@ fn seal(w: Writer) -> Vec<u8> {
     let len = u32::try_from(buf.len() - 5).expect("frame under 4 GiB");
     buf[..4].copy_from_slice(&len.to_le_bytes());
     buf
-}
-
-fn put_winsize(w: &mut Writer, ws: &Winsize) {
-    w.u16(ws.rows).u16(ws.cols);
-}
-
-fn get_winsize(r: &mut Reader) -> Result<Winsize, DecodeError> {
-    Ok(Winsize { rows: r.u16()?, cols: r.u16()? })
-}
-
-fn put_share(w: &mut Writer, s: &Share) {
-    w.str(&s.tag).str(&s.fstype).str(&s.data).bytes(&s.target);
-    w.bool(s.readonly).bool(s.overlay);
-}
-
-fn get_share(r: &mut Reader) -> Result<Share, DecodeError> {
-    Ok(Share {
-        tag: r.string()?,
-        fstype: r.string()?,
-        data: r.string()?,
-        target: r.bytes()?.to_vec(),
-        readonly: r.bool()?,
-        overlay: r.bool()?,
-    })
-}
-
-fn put_option<T>(w: &mut Writer, v: &Option<T>, put: impl FnOnce(&mut Writer, &T)) {
-    match v {
-        None => {
-            w.bool(false);
-        }
-        Some(v) => {
-            w.bool(true);
-            put(w, v);
-        }
-    }
-}
-
-fn get_option<T>(
-    r: &mut Reader,
-    get: impl FnOnce(&mut Reader) -> Result<T, DecodeError>,
-) -> Result<Option<T>, DecodeError> {
-    if r.bool()? {
-        get(r).map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
-impl Plan {
-    fn put(&self, w: &mut Writer) {
-        w.u32(self.version);
-        w.list(&self.argv, |w, a| {
-            w.bytes(a);
-        });
-        w.list(&self.env, |w, (k, v)| {
-            w.bytes(k).bytes(v);
-        });
-        w.bytes(&self.cwd);
-        put_option(w, &self.user, |w, u| {
-            w.u32(u.uid).u32(u.gid).list(&u.groups, |w, g| {
-                w.u32(*g);
-            });
-        });
-        w.list(&self.shares, put_share);
-        w.list(&self.modules, |w, m| {
-            w.str(m);
-        });
-        w.str(&self.hostname).u64(self.clock_ns);
-        put_option(w, &self.tty, put_winsize);
-        w.bool(self.stdin);
-        w.list(&self.user_modules, |w, m| {
-            w.str(&m.name).bytes(&m.path).str(&m.params);
-        });
-        w.bool(self.unload).bool(self.kmsg);
-    }
-
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        let version = r.u32()?;
-        if version != crate::PROTOCOL_VERSION {
-            // Nothing after the version can be trusted to have the same shape.
-            return Err(DecodeError("plan from a different protocol version"));
-        }
-        let argv: Vec<Vec<u8>> = r.list(|r| Ok(r.bytes()?.to_vec()))?;
-        if argv.is_empty() {
-            return Err(DecodeError("plan with an empty argv"));
-        }
-        Ok(Plan {
-            version,
-            argv,
-            env: r.list(|r| Ok((r.bytes()?.to_vec(), r.bytes()?.to_vec())))?,
-            cwd: r.bytes()?.to_vec(),
-            user: get_option(r, |r| Ok(User { uid: r.u32()?, gid: r.u32()?, groups: r.list(|r| r.u32())? }))?,
-            shares: r.list(get_share)?,
-            modules: r.list(|r| r.string())?,
-            hostname: r.string()?,
-            clock_ns: r.u64()?,
-            tty: get_option(r, get_winsize)?,
-            stdin: r.bool()?,
-            user_modules: r.list(|r| {
-                Ok(ModuleFile { name: r.string()?, path: r.bytes()?.to_vec(), params: r.string()? })
-            })?,
-            unload: r.bool()?,
-            kmsg: r.bool()?,
-        })
-    }
 }
 
 fn in_range(v: i32, range: std::ops::RangeInclusive<i32>, what: &'static str) -> Result<i32, DecodeError> {
@@ -463,6 +285,7 @@ impl ToGuest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{ModuleFile, Share, User};
     use crate::PROTOCOL_VERSION;
 
     fn sample_plan() -> Plan {
