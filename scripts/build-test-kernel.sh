@@ -63,7 +63,7 @@ config_args="--set CONFIG_KUNIT=y --set CONFIG_KUNIT_EXAMPLE_TEST=m"
 key=$(
     (
         cd "$repo"
-        cat configs/*.config kdf/src/kbuild/fragment.rs kdf/src/kbuild/kconfig_deps.rs \
+        cat configs/*.config kdf/src/kconfig/fragment.rs kdf/src/kbuild/kconfig_deps.rs \
             kdf/src/kbuild/profile.rs kdf/src/kbuild/verify.rs kdf/src/kbuild/layers.rs \
             kdf/src/kbuild/base.rs kdf/src/kbuild/inputs.rs
         echo "$config_args"

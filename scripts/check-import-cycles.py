@@ -334,6 +334,21 @@ def cycles(graph):
     return result
 
 
+def top_level(graph):
+    """The graph between the crate's top-level modules (`kbuild`, `cli`, ...):
+    each module stands for itself and everything below it, so `kbuild::build
+    -> cli::kernel` and `cli -> kbuild::fragment` make `kbuild` and `cli`
+    import each other although no two files do."""
+    top = {}
+    for module, targets in graph.items():
+        node = module[:1]
+        top.setdefault(node, set())
+        for t in targets:
+            if t[:1] != node:
+                top[node].add(t[:1])
+    return top
+
+
 def name(module):
     return "::".join(module) if module else ROOT
 
@@ -346,8 +361,12 @@ def check(dirs, out=sys.stdout):
         return 2
     status = 0
     for d in dirs:
-        for cycle in cycles(module_graph(d)):
+        graph = module_graph(d)
+        for cycle in cycles(graph):
             print(f"import cycle in {d}: {' -> '.join(name(m) for m in cycle)}", file=out)
+            status = 1
+        for cycle in cycles(top_level(graph)):
+            print(f"import cycle between top-level modules in {d}: {' -> '.join(name(m) for m in cycle)}", file=out)
             status = 1
     if status == 0:
         print(f"no import cycles in {' '.join(dirs)}", file=out)
@@ -428,9 +447,43 @@ SELF_TESTS = {
 }
 
 
+TOP_LEVEL_TESTS = {
+    "top-level modules importing each other through different files are a cycle": (
+        {
+            "main.rs": "mod cli;\nmod kbuild;\n",
+            "cli/mod.rs": "pub mod kernel;\nuse crate::kbuild::fragment::Entry;\n",
+            "cli/kernel.rs": "pub struct Args;\n",
+            "kbuild/mod.rs": "pub mod fragment;\npub mod build;\n",
+            "kbuild/fragment.rs": "pub struct Entry;\n",
+            "kbuild/build.rs": "use crate::cli::kernel::Args;\n",
+        },
+        ["cli -> kbuild -> cli"],
+    ),
+    "imports in one direction between top-level modules are fine": (
+        {
+            "main.rs": "mod cli;\nmod kbuild;\n",
+            "cli/mod.rs": "use crate::kbuild::fragment::Entry;\n",
+            "kbuild/mod.rs": "pub mod fragment;\n",
+            "kbuild/fragment.rs": "pub struct Entry;\n",
+        },
+        [],
+    ),
+}
+
+
 def self_test():
     """Builds small crates in a temporary directory and checks each verdict."""
     failures = 0
+    for title, (files, expected) in TOP_LEVEL_TESTS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            for rel, text in files.items():
+                os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
+                with open(os.path.join(tmp, rel), "w", encoding="utf-8") as f:
+                    f.write(text)
+            got = [" -> ".join(name(m) for m in c) for c in cycles(top_level(module_graph(tmp)))]
+        if got != expected:
+            failures += 1
+            print(f"self-test FAILED: {title}: expected {expected}, got {got}")
     for title, (files, expected) in SELF_TESTS.items():
         with tempfile.TemporaryDirectory() as tmp:
             for rel, text in files.items():
@@ -441,7 +494,8 @@ def self_test():
         if got != expected:
             failures += 1
             print(f"self-test FAILED: {title}: expected {expected}, got {got}")
-    print(f"self-test: {len(SELF_TESTS) - failures} of {len(SELF_TESTS)} cases passed")
+    total = len(SELF_TESTS) + len(TOP_LEVEL_TESTS)
+    print(f"self-test: {total - failures} of {total} cases passed")
     return 1 if failures else 0
 
 

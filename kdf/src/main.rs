@@ -11,6 +11,7 @@ mod elf;
 mod errors;
 mod initramfs;
 mod kbuild;
+mod kconfig;
 mod kernel;
 mod module;
 mod nix;
@@ -30,6 +31,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
+use cli::kernel::KernelCommand;
 use cli::{BuildCommand, Cli, Command};
 
 fn main() {
@@ -67,7 +69,10 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
             println!("{}", args.output.display());
             Ok(0)
         }
-        Command::Kernel(cmd) => kbuild::run(&cmd),
+        Command::Kernel(KernelCommand::Config(args)) => kbuild::configure::run(&args.options()),
+        Command::Kernel(KernelCommand::Build(args)) => {
+            kbuild::build::run(args.tree.src.as_deref(), args.tree.build.as_deref(), &args.options())
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kdf", &mut std::io::stdout());
             Ok(0)

@@ -8,6 +8,7 @@ use anyhow::Result;
 
 use crate::errors::{hinted, usage, usage_hinted};
 use crate::vm::virtiofsd::CacheMode;
+use crate::vm::Transport;
 
 /// One host directory and where and how the guest mounts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +25,6 @@ impl ShareSpec {
     pub fn same_path(path: PathBuf, readonly: bool) -> Self {
         ShareSpec { guest: path.clone(), host: path, readonly, overlay: false, cache: CacheMode::Auto }
     }
-}
-
-/// How shares reach the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Virtiofs,
-    NineP,
 }
 
 /// Splits on commas not preceded by a backslash; `\,` and `\\` unescape.

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::kbuild::base::Base;
-use crate::kbuild::fragment::{parse_set, Entry};
+use crate::kbuild::build;
+use crate::kbuild::configure::ConfigOptions;
 use crate::kbuild::makevars::{self, MakeVar};
+use crate::kbuild::profile::Profile;
+use crate::kconfig::fragment::{parse_set, Entry};
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
@@ -95,15 +98,41 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    /// `kdf kernel config` without options (what `kdf run --build` uses for
-    /// a tree it configures first).
-    pub fn defaults() -> ConfigArgs {
-        #[derive(clap::Parser)]
-        struct Config {
-            #[command(flatten)]
-            args: ConfigArgs,
+    /// The request as `kbuild` takes it.
+    pub fn options(&self) -> ConfigOptions {
+        ConfigOptions {
+            src: self.tree.src.clone(),
+            build: self.tree.build.clone(),
+            llvm: self.tree.llvm,
+            base: self.base.clone(),
+            lsmod: self.lsmod.clone(),
+            profile: match self.profile {
+                ProfileArg::Fast => Profile::Fast,
+                ProfileArg::Debug => Profile::Debug,
+            },
+            rust: !self.no_rust,
+            bpf: self.bpf,
+            fragments: self.fragments.clone(),
+            kselftests: self.kselftests.clone(),
+            kunit: self.kunit.clone(),
+            sets: self.sets.clone(),
+            strict_fragments: self.strict_fragments,
+            verbose: self.verbose,
         }
-        <Config as clap::Parser>::parse_from(["config"]).args
+    }
+}
+
+impl BuildArgs {
+    /// How `kbuild` builds for these arguments.
+    pub fn options(&self) -> build::Options<'_> {
+        build::Options {
+            jobs: self.jobs,
+            llvm: self.tree.llvm,
+            vars: &self.vars,
+            reset_vars: self.reset_vars,
+            ccache: self.ccache,
+            targets: &self.targets,
+        }
     }
 }
 
@@ -148,7 +177,7 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    use crate::kbuild::fragment::Value;
+    use crate::kconfig::fragment::Value;
 
     #[derive(Debug, Parser)]
     struct KernelTop {
@@ -251,5 +280,10 @@ mod tests {
         ] {
             assert_eq!(KernelTop::try_parse_from(args).unwrap_err().exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn kdf_kernel_config_without_options_is_kbuilds_default() {
+        assert_eq!(config(&[]).options(), ConfigOptions::default(), "what kdf run --build configures with");
     }
 }

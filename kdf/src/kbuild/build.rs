@@ -16,9 +16,8 @@ use super::makevars::{self, MakeVar};
 use super::tree::{self, Tree};
 use super::{ccache, toolchain, tree_build};
 use crate::cache;
-use crate::cli::kernel::BuildArgs;
 use crate::errors::hinted;
-use crate::kbuild::fragment::{Fragment, Value};
+use crate::kconfig::fragment::{Fragment, Value};
 use crate::ui::say;
 
 /// The previous full build's step count, for a percentage next time.
@@ -226,17 +225,10 @@ pub fn summary(tree: &Tree, built: &Built) -> String {
     format!("built {} in {} ({steps}; vmlinux {size} MiB)", tree.build.display(), elapsed(built.took))
 }
 
-pub fn run(args: &BuildArgs) -> Result<i32> {
-    let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
-    let opts = Options {
-        jobs: args.jobs,
-        llvm: args.tree.llvm,
-        vars: &args.vars,
-        reset_vars: args.reset_vars,
-        ccache: args.ccache,
-        targets: &args.targets,
-    };
-    let built = build(&tree, &opts, Display::for_stderr())?;
+/// `kdf kernel build`: the tree (`--src`, `-O`) built as `opts` say.
+pub fn run(src: Option<&Path>, build_dir: Option<&Path>, opts: &Options) -> Result<i32> {
+    let tree = tree::resolve(src, build_dir)?;
+    let built = build(&tree, opts, Display::for_stderr())?;
     say(&summary(&tree, &built));
     if let Some(line) = &built.ccache {
         say(line);

@@ -4,7 +4,7 @@
 //! the Kconfig lines that decide it), the rest best effort (counted, and
 //! explained in a report file in the build directory).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -14,12 +14,11 @@ use super::layers::{Kind, Layer, Merged};
 use super::tree::{self, Tree};
 use super::{inputs, make, misses, toolchain, tree_build};
 use crate::cache;
-use crate::cli::kernel::{ConfigArgs, ProfileArg};
 use crate::errors::{hinted, usage};
-use crate::kbuild::fragment::Fragment;
 use crate::kbuild::kconfig_deps::Symbols;
 use crate::kbuild::profile::{self, Profile, Request};
 use crate::kbuild::verify;
+use crate::kconfig::fragment::{Entry, Fragment};
 use crate::ui::{line, say};
 
 /// The merged request, kept in the build directory: what Kconfig started
@@ -30,20 +29,56 @@ pub const REQUESTED: &str = "kdf-requested.config";
 /// it again.
 pub const VERIFIED: &str = "kdf-verified.config";
 
-fn request(args: &ConfigArgs) -> Request {
-    Request {
-        profile: match args.profile {
-            ProfileArg::Fast => Profile::Fast,
-            ProfileArg::Debug => Profile::Debug,
-        },
-        rust: !args.no_rust,
-        bpf: args.bpf,
-        llvm: args.tree.llvm,
+/// What `kdf kernel config` was asked (the CLI's `ConfigArgs`, as data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigOptions {
+    /// The source tree (default: found from the current directory).
+    pub src: Option<PathBuf>,
+    /// The build directory, `make O=` (default: SRC/.kdf-build).
+    pub build: Option<PathBuf>,
+    pub llvm: bool,
+    pub base: Base,
+    pub lsmod: Option<PathBuf>,
+    pub profile: Profile,
+    pub rust: bool,
+    pub bpf: bool,
+    pub fragments: Vec<PathBuf>,
+    pub kselftests: Vec<String>,
+    /// `--kunit [FILE]`: empty without it, an empty path for a bare `--kunit`.
+    pub kunit: Vec<PathBuf>,
+    pub sets: Vec<Entry>,
+    pub strict_fragments: bool,
+    pub verbose: bool,
+}
+
+impl Default for ConfigOptions {
+    /// `kdf kernel config` without options: allnoconfig, the fast profile, Rust, GCC.
+    fn default() -> Self {
+        ConfigOptions {
+            src: None,
+            build: None,
+            llvm: false,
+            base: Base::AllNo,
+            lsmod: None,
+            profile: Profile::Fast,
+            rust: true,
+            bpf: false,
+            fragments: Vec::new(),
+            kselftests: Vec::new(),
+            kunit: Vec::new(),
+            sets: Vec::new(),
+            strict_fragments: false,
+            verbose: false,
+        }
     }
 }
 
+fn request(args: &ConfigOptions) -> Request {
+    Request { profile: args.profile, rust: args.rust, bpf: args.bpf, llvm: args.llvm }
+}
+
 /// `--fragment`s, `--kselftest`s and `--set`, in that order.
-fn user_layers(args: &ConfigArgs, tree: &Tree) -> Result<Vec<Layer>> {
+fn user_layers(args: &ConfigOptions, tree: &Tree) -> Result<Vec<Layer>> {
     let mut layers = Vec::new();
     for given in &args.fragments {
         layers.push(inputs::fragment(&tree.src, given)?);
@@ -196,11 +231,11 @@ fn kconfig(merged: &Merged, tree: &Tree, llvm: bool) -> Result<Fragment> {
     read_result(&tree.build.join(".config"))
 }
 
-pub fn run(args: &ConfigArgs) -> Result<i32> {
+pub fn run(args: &ConfigOptions) -> Result<i32> {
     if args.lsmod.is_some() && !matches!(args.base, Base::LocalMod(_)) {
         return Err(usage("--lsmod is for --base localmodconfig"));
     }
-    let tree = tree::resolve(args.tree.src.as_deref(), args.tree.build.as_deref())?;
+    let tree = tree::resolve(args.src.as_deref(), args.build.as_deref())?;
     configure(args, &tree, false)?;
     Ok(0)
 }
@@ -208,7 +243,7 @@ pub fn run(args: &ConfigArgs) -> Result<i32> {
 /// Configures `tree` as `args` ask and checks the result. `quiet` keeps
 /// kdf's lines off stderr (under `kdf run --build` it is the command's); a
 /// failure still says why.
-pub fn configure(args: &ConfigArgs, tree: &Tree, quiet: bool) -> Result<()> {
+pub fn configure(args: &ConfigOptions, tree: &Tree, quiet: bool) -> Result<()> {
     let started = Instant::now();
     let say = |msg: &str| {
         if !quiet {
@@ -270,7 +305,7 @@ pub fn configure(args: &ConfigArgs, tree: &Tree, quiet: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kbuild::fragment::parse_set;
+    use crate::kconfig::fragment::parse_set;
 
     #[test]
     fn the_summary_names_every_choice() {

@@ -165,8 +165,8 @@ pub fn report(outcome: &Outcome, merged: &Merged, symbols: &Symbols, result: &Fr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kbuild::fragment::parse_set;
     use crate::kbuild::layers::Layer;
+    use crate::kconfig::fragment::parse_set;
 
     const KCONFIG: &str = "\
 config VIRTIO_CONSOLE

@@ -13,7 +13,8 @@ pub mod base;
 pub mod build;
 pub mod ccache;
 pub mod configure;
-pub mod fragment;
+// Config data lives in `crate::kconfig`; the name stays for the config code here.
+pub use crate::kconfig::fragment;
 pub mod inputs;
 pub mod kconfig_deps;
 pub mod layers;
@@ -25,14 +26,3 @@ pub mod toolchain;
 pub mod tree;
 pub mod tree_build;
 pub mod verify;
-
-use anyhow::Result;
-
-use crate::cli::kernel::KernelCommand;
-
-pub fn run(cmd: &KernelCommand) -> Result<i32> {
-    match cmd {
-        KernelCommand::Config(args) => configure::run(args),
-        KernelCommand::Build(args) => build::run(args),
-    }
-}

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::config::KernelConfig;
 use super::{boot, image};
 use crate::errors::hinted;
+use crate::kconfig::config::KernelConfig;
 
 /// A kernel ready to boot.
 #[derive(Debug, Clone)]

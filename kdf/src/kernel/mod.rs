@@ -4,7 +4,6 @@
 pub mod boot;
 pub mod build_dir;
 pub mod choice;
-pub mod config;
 pub mod file;
 pub mod image;
 pub mod installed;

@@ -22,7 +22,7 @@ pub fn build(chosen: &Tree, verbose: bool) -> Result<()> {
         if !quiet {
             say(&format!("configuring {} with kdf's defaults (kdf kernel config)", tree.build.display()));
         }
-        configure::configure(&crate::cli::kernel::ConfigArgs::defaults(), &tree, quiet)?;
+        configure::configure(&configure::ConfigOptions::default(), &tree, quiet)?;
     }
     let built = build::build(&tree, &build::Options::default(), display)?;
     if verbose {

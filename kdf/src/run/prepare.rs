@@ -22,12 +22,13 @@ use crate::kernel::choice::Choice;
 use crate::kernel::{self, Kernel};
 use crate::module;
 use crate::plan;
-use crate::shares::{self, ShareSpec, Transport};
+use crate::shares::{self, ShareSpec};
 use crate::tools;
 use crate::ui::say;
 use crate::vm::qemu::{Accel, Machine};
 use crate::vm::requirements::{self, Miss, Vm};
 use crate::vm::virtiofsd::{CacheMode, Sandbox};
+use crate::vm::Transport;
 
 /// The most shares a run can have (QEMU's descriptors for them stay below
 /// [`crate::child::FIRST_SPARE_FD`]).

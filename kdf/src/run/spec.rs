@@ -6,9 +6,9 @@
 use std::os::fd::RawFd;
 
 use super::prepare::Prepared;
-use crate::shares::Transport;
 use crate::vm::qemu::{self, Accel, Machine, ShareDevice, VmSpec};
 use crate::vm::virtiofsd::Virtiofsd;
+use crate::vm::Transport;
 
 /// QEMU's end of the serial console's socket pair.
 pub const CONSOLE_FD: RawFd = 3;

@@ -4,3 +4,10 @@
 pub mod qemu;
 pub mod requirements;
 pub mod virtiofsd;
+
+/// How shares reach the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Virtiofs,
+    NineP,
+}

@@ -5,9 +5,9 @@
 //! module set are all derived from [`TABLE`]; `configs/vm.config` sets every
 //! option in it (a unit test keeps them in step).
 
-use crate::kernel::config::KernelConfig;
-use crate::shares::Transport;
+use crate::kconfig::config::KernelConfig;
 use crate::vm::qemu::Machine;
+use crate::vm::Transport;
 
 /// When a requirement applies to a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,8 +172,11 @@ pub fn initramfs_modules() -> impl Iterator<Item = &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kbuild::fragment::Fragment;
-    use crate::kbuild::profile;
+    use crate::kconfig::fragment::Fragment;
+
+    // The fragments `kdf kernel config` uses (and the Nix builders read).
+    const VM_CONFIG: &str = include_str!("../../../configs/vm.config");
+    const FAST_CONFIG: &str = include_str!("../../../configs/fast.config");
 
     const MACHINES: [Machine; 3] =
         [Machine::Q35, Machine::Microvm { acpi: false }, Machine::Microvm { acpi: true }];
@@ -196,11 +199,11 @@ mod tests {
 
     #[test]
     fn vm_config_sets_every_option_in_the_table() {
-        let vm = Fragment::parse(profile::VM.text, profile::VM.name).unwrap();
+        let vm = Fragment::parse(VM_CONFIG, "configs/vm.config").unwrap();
         for r in TABLE {
             assert_eq!(
                 *vm.value(r.option),
-                crate::kbuild::fragment::Value::Yes,
+                crate::kconfig::fragment::Value::Yes,
                 "{} is in the requirement table but not =y in configs/vm.config",
                 r.option
             );
@@ -209,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_fast_profile_boots_on_every_machine_and_transport() {
-        let text = format!("{}\n{}", profile::VM.text, profile::FAST.text);
+        let text = format!("{VM_CONFIG}\n{FAST_CONFIG}");
         let fast = config(&text);
         for vm in every_vm() {
             assert_eq!(check(&fast, &vm, false), Ok(()), "{vm:?}");

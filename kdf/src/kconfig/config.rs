@@ -1,7 +1,7 @@
 //! A kernel `.config` as kdf run reads it (a [`Fragment`], the same parser
 //! `kdf kernel config` checks its results with).
 
-use crate::kbuild::fragment::{Fragment, ParseError, Value};
+use super::fragment::{Fragment, ParseError, Value};
 
 /// A parsed `.config`; absent options read as `n`.
 #[derive(Debug, Clone, Default)]
