@@ -275,7 +275,7 @@ fn eight_parallel_runs_from_the_same_and_different_directories() {
         let out = wait(child);
         assert_eq!(out.status, i as i32, "run {i}: {}", out.stderr);
         assert_eq!(out.stdout_str(), format!("out-{i}\n"));
-        assert_eq!(out.stderr, format!("err-{i}\n"));
+        assert_eq!(out.command_stderr(), format!("err-{i}\n"));
         let dir = if i < 4 { shared.cwd() } else { others[i - 4].cwd() };
         assert_eq!(std::fs::read_to_string(dir.join(format!("file-{i}"))).unwrap(), format!("{i}\n"));
     }

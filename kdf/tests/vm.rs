@@ -62,7 +62,7 @@ fn stdout_and_stderr_are_separate_and_byte_exact() {
     let mut want: Vec<u8> = (0..=255u8).collect();
     want.extend_from_slice(b"end");
     assert_eq!(out.stdout, want);
-    assert_eq!(out.stderr, "E\0rr");
+    assert_eq!(out.command_stderr(), "E\0rr");
 }
 
 #[test]

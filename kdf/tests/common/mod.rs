@@ -96,6 +96,14 @@ impl Out {
     pub fn stdout_str(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
+
+    /// stderr without kdf's one-line KVM fallback notice: on a machine where
+    /// /dev/kvm opens but cannot boot Linux, every run started before the first
+    /// one recorded that verdict prints it (a fresh cache, parallel tests).
+    pub fn command_stderr(&self) -> String {
+        let notice = |l: &str| l.starts_with("kdf: KVM cannot boot Linux on this machine");
+        self.stderr.split_inclusive('\n').filter(|l| !notice(l)).collect()
+    }
 }
 
 /// Runs `cmd` with `stdin` piped in (or /dev/null), killing it after `LIMIT`.
