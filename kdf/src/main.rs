@@ -18,6 +18,7 @@ mod nix;
 mod plan;
 mod ring;
 mod run;
+mod runs;
 mod runtime;
 mod shares;
 mod status;
@@ -72,6 +73,12 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
         Command::Kernel(KernelCommand::Config(args)) => kbuild::configure::run(&args.options()),
         Command::Kernel(KernelCommand::Build(args)) => {
             kbuild::build::run(args.tree.src.as_deref(), args.tree.build.as_deref(), &args.options())
+        }
+        Command::Ps => {
+            for record in runs::live()? {
+                println!("{}\t{}", record.cwd.display(), record.describe());
+            }
+            Ok(0)
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kdf", &mut std::io::stdout());

@@ -78,10 +78,28 @@ pub fn clean_stale(base: &Path) {
     }
 }
 
+/// The directories of runs that are still running (their lock is held).
+pub fn live_dirs(base: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(base) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|lock_path| lock_path.extension().is_some_and(|e| e == "lock"))
+        .filter(|lock_path| try_lock(lock_path, false).is_none() && lock_path.with_extension("").is_dir())
+        .map(|lock_path| lock_path.with_extension(""))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 /// A fresh, locked, private directory for this run.
 pub fn create() -> Result<RuntimeDir> {
-    let base = base()?;
-    clean_stale(&base);
+    create_in(&base()?)
+}
+
+/// A fresh, locked, private directory for this run under `base`.
+pub fn create_in(base: &Path) -> Result<RuntimeDir> {
+    clean_stale(base);
     for attempt in 0..100 {
         let name = format!("run-{}-{}", std::process::id(), attempt);
         let lock_path = base.join(format!("{name}.lock"));

@@ -111,24 +111,6 @@ impl Marked {
     }
 }
 
-fn wait(mut child: Child) -> Out {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < LIMIT, "kdf did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stdout = Vec::new();
-    let mut stderr = String::new();
-    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    let status = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Out { status, stdout, stderr, took: start.elapsed() }
-}
-
 fn signal(pid: u32, sig: i32) {
     // SAFETY: signalling a process this test started (or found by its marker).
     unsafe { libc::kill(pid as i32, sig) };

@@ -480,3 +480,30 @@ fn dev_stdout_stderr_and_fd_reach_the_commands_streams() {
     let out = run(&["bash", "-c", "echo out >> /dev/stdout; echo err > /dev/stderr; cat <(echo fd)"]);
     assert_eq!((out.status, out.stdout_str().as_str(), out.stderr.as_str()), (0, "out\nfd\n", "err\n"));
 }
+
+#[test]
+fn kdf_ps_lists_a_running_vm_with_its_directory_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().canonicalize().unwrap();
+    let mut run = kdf(&cwd);
+    run.args(["run", "--", "sh", "-c", "while [ ! -e stop ]; do sleep 0.1; done"]);
+    let child = run.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let listed = |out: &Out| out.stdout_str().lines().any(|l| l.starts_with(&format!("{}\t", cwd.display())));
+    let ps = || {
+        let mut cmd = kdf(&cwd);
+        cmd.arg("ps");
+        run_with(cmd, None)
+    };
+    let start = std::time::Instant::now();
+    let mut out = ps();
+    while !listed(&out) && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+        out = ps();
+    }
+    assert!(listed(&out), "{}", out.stdout_str());
+    assert!(out.stdout_str().contains(&format!("pid {}", child.id())), "{}", out.stdout_str());
+    std::fs::write(cwd.join("stop"), "").unwrap();
+    let status = wait(child);
+    assert_eq!(status.status, 0, "{}", status.stderr);
+    assert!(!listed(&ps()), "the record goes with the run");
+}

@@ -37,6 +37,8 @@ pub enum Command {
     /// Configure and build minimal debug kernels from a source tree
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// List this user's running VMs (what `kdf gdb` and `kdf attach` find)
+    Ps,
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

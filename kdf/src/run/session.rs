@@ -26,6 +26,7 @@ use super::terminal::{self, RawMode};
 use super::timings::Timings;
 use crate::accel::{self, Decision};
 use crate::child::Guard;
+use crate::runs::{self, Record};
 use crate::runtime::{self, RuntimeDir};
 use crate::ui::{self, say};
 use crate::vm::qemu::{self, Accel};
@@ -33,6 +34,7 @@ use crate::vm::virtiofsd;
 
 pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
     let runtime = runtime::create()?;
+    runs::publish(&runtime, &record(p, &runtime)?)?;
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).context("failed to set up signal handling")?;
     let mut accel = p.accel.clone();
@@ -60,6 +62,19 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
     };
     ui::set_raw(false);
     result
+}
+
+/// What `kdf gdb` and friends need to find this run.
+fn record(p: &Prepared, runtime: &RuntimeDir) -> Result<Record> {
+    let cwd = crate::shares::current_dir()?;
+    Ok(Record {
+        pid: std::process::id(),
+        cwd: cwd.canonicalize().unwrap_or(cwd),
+        kernel: p.kernel.image.clone(),
+        release: p.kernel.release.clone(),
+        dir: runtime.path().to_path_buf(),
+        gdb_port: p.gdb_port,
+    })
 }
 
 /// The virtiofsd daemons for the shares, and QEMU's ends of their

@@ -151,6 +151,29 @@ pub fn run_with(mut cmd: Command, stdin: Option<Vec<u8>>) -> Out {
     Out { status, stdout, stderr, took }
 }
 
+/// Waits for a kdf started with `spawn` (its pipes, if any, hold little).
+pub fn wait(mut child: std::process::Child) -> Out {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < LIMIT, "kdf did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_end(&mut stdout).unwrap();
+    }
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).unwrap();
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let status = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Out { status, stdout, stderr, took: start.elapsed() }
+}
+
 /// `kdf run ARGS` in `cwd` with no stdin.
 pub fn run_in(cwd: &Path, args: &[&str]) -> Out {
     let mut cmd = kdf(cwd);
