@@ -8,6 +8,7 @@
 
 mod command;
 mod console;
+mod disks;
 mod kmod;
 mod kmsg;
 mod log;
@@ -44,6 +45,7 @@ fn main() {
     let port = &mut Some(port);
     marks.push(("plan".into(), system::uptime_us()));
     must(port.as_mut(), "load modules", kmod::load(&release, &plan.modules));
+    disks::link_by_id();
     marks.push(("modules".into(), system::uptime_us()));
     system::configure(&plan);
     must(port.as_mut(), "mount the host's files", mounts::switch_to_host(&plan));

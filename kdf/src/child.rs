@@ -16,7 +16,7 @@ use crate::ring::LineRing;
 const TAIL_LINES: usize = 40;
 
 /// Descriptors handed to a child are numbered below this.
-pub const FIRST_SPARE_FD: RawFd = 100;
+pub const FIRST_SPARE_FD: RawFd = 128;
 
 /// Called with each stderr line (e.g. to spot "KVM internal error").
 pub type LineHook = Box<dyn Fn(&str) + Send>;

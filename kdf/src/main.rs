@@ -7,15 +7,19 @@ mod cache;
 mod child;
 mod cli;
 mod compress;
+mod disks;
 mod elf;
 mod errors;
 mod initramfs;
 mod kbuild;
 mod kconfig;
+mod kdump;
 mod kernel;
 mod module;
+mod monitor;
 mod nix;
 mod plan;
+mod qmp;
 mod ring;
 mod run;
 mod runs;
@@ -80,6 +84,8 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Dump(args) => monitor::dump(&args),
+        Command::Qmp(args) => monitor::qmp(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kdf", &mut std::io::stdout());
             Ok(0)

@@ -26,6 +26,8 @@ pub struct Record {
     pub dir: PathBuf,
     /// The gdb stub's TCP port on 127.0.0.1 (`-d`).
     pub gdb_port: Option<u16>,
+    /// The QMP monitor's Unix socket (`kdf qmp`, `kdf dump`).
+    pub qmp: Option<PathBuf>,
 }
 
 impl Record {
@@ -37,6 +39,7 @@ impl Record {
             "release": self.release,
             "dir": self.dir,
             "gdb_port": self.gdb_port,
+            "qmp": self.qmp,
         })
     }
 
@@ -49,6 +52,7 @@ impl Record {
             release: v.get("release").and_then(Value::as_str).map(str::to_owned),
             dir: path("dir")?,
             gdb_port: v.get("gdb_port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()),
+            qmp: v.get("qmp").and_then(Value::as_str).map(PathBuf::from),
         })
     }
 
@@ -118,6 +122,7 @@ mod tests {
             release: Some("6.1".into()),
             dir: format!("/run/user/0/kdf/run-{pid}-0").into(),
             gdb_port: Some(40000 + pid as u16),
+            qmp: Some(format!("/run/user/0/kdf/run-{pid}-0/qmp.sock").into()),
         }
     }
 
@@ -125,7 +130,7 @@ mod tests {
     fn a_record_survives_its_json() {
         let r = record(7, "/src/linux");
         assert_eq!(Record::from_json(&r.to_json()), Some(r.clone()));
-        let bare = Record { release: None, gdb_port: None, ..r };
+        let bare = Record { release: None, gdb_port: None, qmp: None, ..r };
         assert_eq!(Record::from_json(&bare.to_json()), Some(bare));
         assert_eq!(Record::from_json(&json!({"pid": 1})), None);
     }

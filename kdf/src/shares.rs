@@ -28,7 +28,7 @@ impl ShareSpec {
 }
 
 /// Splits on commas not preceded by a backslash; `\,` and `\\` unescape.
-fn split_escaped(s: &str) -> Vec<String> {
+pub fn split_escaped(s: &str) -> Vec<String> {
     let mut items = vec![String::new()];
     let mut chars = s.chars();
     while let Some(c) = chars.next() {

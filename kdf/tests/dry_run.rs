@@ -11,12 +11,13 @@ use std::process::Command;
 use common::*;
 
 /// A fake program that records its argv (NUL-separated) and what its fds
-/// 3..8 are into `DIR/NAME.<pid>.{argv,fds}`, then runs `then`.
+/// 3..12 and 71..74 (scratch disks) are into `DIR/NAME.<pid>.{argv,fds}`,
+/// then runs `then`.
 fn fake(dir: &Path, name: &str, then: &str) -> std::path::PathBuf {
     let path = dir.join(format!("fake-{name}"));
     let script = format!(
         "#!/bin/sh\nout={dir}/{name}.$$\nprintf '%s\\0' \"$0\" \"$@\" > \"$out.argv\"\n\
-         for fd in 3 4 5 6 7 8; do echo \"$fd $(readlink /proc/$$/fd/$fd)\"; done > \"$out.fds\"\n{then}\n",
+         for fd in 3 4 5 6 7 8 9 10 11 12 71 72 73 74; do echo \"$fd $(readlink /proc/$$/fd/$fd)\"; done > \"$out.fds\"\n{then}\n",
         dir = dir.display()
     );
     std::fs::write(&path, script).unwrap();
@@ -95,10 +96,20 @@ fn check(extra: &[&str], shares: usize) {
     let fds = String::from_utf8(recorded(rec.path(), "qemu", ".fds").remove(0)).unwrap();
     let socket = |n: usize| fds.lines().any(|l| l.starts_with(&format!("{n} socket:")));
     assert!(socket(3) && socket(4), "console and channel: {fds}");
+    assert!(socket(6), "the QMP socket others connect to: {fds}");
+    assert_eq!(socket(5), extra.contains(&"--vmcore"), "kdf's own QMP monitor only with --vmcore: {fds}");
     for i in 0..daemons.len() {
-        assert!(socket(5 + i), "share {i}: {fds}");
+        assert!(socket(7 + i), "share {i}: {fds}");
     }
-    assert!(!socket(5 + daemons.len()), "no other sockets leak into QEMU: {fds}");
+    assert!(!socket(7 + daemons.len()), "no other sockets leak into QEMU: {fds}");
+    // A scratch disk (the first --disk here): the same unlinked file, twice.
+    let file =
+        |n: usize| fds.lines().find_map(|l| l.strip_prefix(&format!("{n} "))).unwrap_or("").to_string();
+    if extra.contains(&"size=8M") {
+        assert!(file(71).ends_with("(deleted)") && file(71) == file(72), "{fds}");
+    } else {
+        assert!(file(71).is_empty(), "{fds}");
+    }
     for f in recorded(rec.path(), "virtiofsd", ".fds") {
         let f = String::from_utf8(f).unwrap();
         assert!(f.lines().any(|l| l.starts_with("3 socket:")) && !f.contains("4 socket:"), "{f}");
@@ -114,4 +125,13 @@ fn dry_run_prints_exactly_the_argv_that_runs_over_virtiofs() {
 #[test]
 fn dry_run_prints_exactly_the_argv_that_runs_over_9p() {
     check(&["--9p", "-d", "--cpus", "2"], 3);
+}
+
+#[test]
+fn dry_run_prints_exactly_the_argv_that_runs_with_disks_numa_and_a_vmcore() {
+    let disk = tempfile::NamedTempFile::new().unwrap();
+    let ro = format!("{},ro", disk.path().display());
+    let args = ["--disk", "size=8M", "--disk", &ro, "--vmcore", "core", "--cpus", "2", "-m", "1G"];
+    let numa = ["--numa", "512M,cpus=0", "--numa", "512M,cpus=1", "--numa-distance", "0,1=20"];
+    check(&[&args[..], &numa[..]].concat(), 3);
 }

@@ -11,9 +11,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use self::kernel::KernelCommand;
+use crate::disks::{parse_disk, DiskSpec};
 use crate::kernel as kernel_source;
 use crate::shares::{parse_virtiofs, ShareSpec};
 use crate::status;
+use crate::vm::numa;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +41,13 @@ pub enum Command {
     Kernel(KernelCommand),
     /// List this user's running VMs (what `kdf gdb` and `kdf attach` find)
     Ps,
+    /// Write the memory of the VM started from this directory to FILE
+    /// (compressed kdump: `crash vmlinux FILE`, `drgn -c FILE -s vmlinux`)
+    Dump(DumpArgs),
+    /// Talk to the QEMU monitor (QMP) of the VM started from this directory:
+    /// one command, or one per line from stdin (an escape hatch for what kdf
+    /// does not wrap)
+    Qmp(QmpArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -50,6 +59,30 @@ pub enum Command {
 pub enum BuildCommand {
     /// Build kdf's initramfs (kdf-init plus the kernel's VM modules)
     Initramfs(InitramfsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Where to write the dump
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The VM of this `kdf run` (see `kdf ps`) instead of the one started here
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct QmpArgs {
+    /// The VM of this `kdf run` (see `kdf ps`) instead of the one started here
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// A QMP command to run (`query-status`); without one, commands are read
+    /// from stdin, one per line (JSON, or NAME [ARGUMENTS-JSON])
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// The command's arguments as a JSON object
+    #[arg(value_name = "ARGUMENTS", requires = "command")]
+    pub arguments: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -166,6 +199,26 @@ pub struct RunArgs {
     /// Extra QEMU argument (repeatable), e.g. --qemu-arg=-device --qemu-arg=virtio-rng-pci
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_args: Vec<OsString>,
+    /// A virtio disk: `FILE[,ro][,format=raw|qcow2]`, or `size=SIZE` for a
+    /// temporary sparse scratch disk (repeatable: /dev/vda, /dev/vdb, ... in
+    /// order, and /dev/disk/by-id/virtio-NAME after the file's name)
+    #[arg(long = "disk", value_name = "SPEC", value_parser = parse_disk)]
+    pub disks: Vec<DiskSpec>,
+    /// A NUMA node with MEM of the guest's memory and these CPUs (repeatable;
+    /// the nodes' memory adds up to -m, every CPU is in one node)
+    #[arg(long = "numa", value_name = "MEM[,cpus=A-B]", value_parser = parse_numa_node)]
+    pub numa: Vec<numa::Node>,
+    /// The distance between two --numa nodes (repeatable; default 20, local 10)
+    #[arg(long = "numa-distance", value_name = "SRC,DST=VAL", value_parser = numa::parse_distance)]
+    pub numa_distances: Vec<numa::Distance>,
+    /// When the guest kernel panics, write its memory to FILE before the VM
+    /// ends (compressed kdump, with the kernel's vmcoreinfo: crash, drgn)
+    #[arg(long, value_name = "FILE")]
+    pub vmcore: Option<PathBuf>,
+    /// Serve QEMU's QMP monitor on the Unix socket SOCKET (created, and
+    /// removed at the end) for your own QMP clients; `kdf qmp` finds it too
+    #[arg(long, value_name = "SOCKET")]
+    pub qmp: Option<PathBuf>,
     /// QEMU machine type
     #[arg(long, value_enum, default_value_t = MachineArg::Q35)]
     pub machine: MachineArg,
@@ -248,6 +301,11 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
     Ok(mib)
 }
 
+/// `--numa MEM[,cpus=A-B]`, MEM as for `-m`.
+fn parse_numa_node(s: &str) -> Result<numa::Node, String> {
+    numa::parse_node(s, parse_memory)
+}
+
 /// Seconds, fractions allowed: `30`, `1.5`.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
@@ -300,6 +358,18 @@ mod tests {
         assert_eq!(run(&["-d"]).debug, Some(1234));
         assert_eq!(run(&["--debug=4321"]).debug, Some(4321));
         assert_eq!(run(&["--memory=2G"]).memory, 2048);
+        let r = run(&[
+            "--disk",
+            "size=64M",
+            "--disk",
+            "d.img,ro",
+            "--numa",
+            "512M,cpus=0",
+            "--numa-distance=0,1=20",
+        ]);
+        assert_eq!(r.disks.len(), 2);
+        assert_eq!(r.numa, [numa::Node { memory_mib: 512, cpus: vec![(0, 0)] }]);
+        assert_eq!(r.numa_distances.len(), 1);
     }
 
     #[test]
@@ -318,5 +388,21 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let err = Cli::try_parse_from(["kdf", "run", "--build", "--release"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from(["kdf", "run", "--disk", "size=1G,ro"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from(["kdf", "run", "--numa", "1G,cpus=x"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn dump_and_qmp_name_a_run() {
+        let cli = Cli::try_parse_from(["kdf", "dump", "core", "--pid", "7"]).unwrap();
+        assert!(matches!(cli.command, Command::Dump(DumpArgs { pid: Some(7), .. })));
+        let cli = Cli::try_parse_from(["kdf", "qmp", "human-monitor-command", "{}"]).unwrap();
+        let Command::Qmp(q) = cli.command else { panic!() };
+        assert_eq!(
+            (q.command.as_deref(), q.arguments.as_deref()),
+            (Some("human-monitor-command"), Some("{}"))
+        );
     }
 }

@@ -1,12 +1,15 @@
 //! The kernel console (QEMU's serial port): kept in a ring for diagnosis,
 //! copied to `--console-log`, streamed to stderr with `-v` (prefixed so it is
 //! never mistaken for the command's output), and read for the one-line
-//! diagnosis of a failed boot.
+//! diagnosis of a failed boot and for the end of a kernel panic.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
+use super::event::Event;
+use super::vmcore::PANIC_END;
 use crate::ring::LineRing;
 
 /// Lines shown after a failure.
@@ -87,8 +90,15 @@ impl Tail {
     }
 }
 
-/// Reads the console until QEMU closes it. Runs on its own thread.
-pub fn pump(source: impl Read, tail: Tail, mut log: Option<File>, verbose: bool) {
+/// Reads the console until QEMU closes it; says on `events` when a kernel
+/// panic has ended. Runs on its own thread.
+pub fn pump(
+    source: impl Read,
+    tail: Tail,
+    mut log: Option<File>,
+    verbose: bool,
+    events: Option<Sender<Event>>,
+) {
     for line in BufReader::new(source).split(b'\n').map_while(Result::ok) {
         if let Some(f) = log.as_mut() {
             let _ = f.write_all(&line).and_then(|()| f.write_all(b"\n"));
@@ -96,6 +106,9 @@ pub fn pump(source: impl Read, tail: Tail, mut log: Option<File>, verbose: bool)
         let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
         if verbose {
             let _ = writeln!(std::io::stderr().lock(), "{PREFIX}{text}");
+        }
+        if let Some(events) = events.as_ref().filter(|_| text.contains(PANIC_END)) {
+            let _ = events.send(Event::Panicked);
         }
         tail.push(text);
     }
@@ -162,9 +175,19 @@ mod tests {
         let tail = Tail::default();
         let mut input = String::from("Kernel panic - not syncing: sysrq triggered crash\n");
         input.extend((0..100).map(|i| format!(" ? frame{i}+0x10/0x20\n")));
-        pump(input.as_bytes(), tail.clone(), None, false);
+        pump(input.as_bytes(), tail.clone(), None, false, None);
         assert!(!tail.lines().iter().any(|l| l.contains("panic")));
         assert_eq!(diagnose(&tail.evidence()).unwrap(), "kernel panic: sysrq triggered crash");
+    }
+
+    #[test]
+    fn the_end_of_a_panic_is_heard() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let input = "[ 1.0] Kernel panic - not syncing: sysrq triggered crash\n[ 1.1] CPU: 0\n\
+                     [ 1.2] ---[ end Kernel panic - not syncing: sysrq triggered crash ]---\n";
+        pump(input.as_bytes(), Tail::default(), None, false, Some(tx));
+        assert!(matches!(rx.try_recv(), Ok(Event::Panicked)));
+        assert!(rx.try_recv().is_err(), "once");
     }
 
     #[test]
@@ -173,7 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = File::create(dir.path().join("log")).unwrap();
         let input: String = (0..50).map(|i| format!("line {i}\r\n")).collect();
-        pump(input.as_bytes(), tail.clone(), Some(log), false);
+        pump(input.as_bytes(), tail.clone(), Some(log), false, None);
         let got = tail.lines();
         assert_eq!(got.len(), TAIL_LINES);
         assert_eq!(got.last().unwrap(), "line 49");

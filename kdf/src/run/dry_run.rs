@@ -44,7 +44,18 @@ pub fn lines(p: &Prepared, choice: &Choice) -> Vec<String> {
         ));
         out.push(line(&virtiofsd::argv(daemon)));
     }
-    out.push(format!("# QEMU (fd {}: console, fd {}: kdf channel)", spec::CONSOLE_FD, spec::CHANNEL_FD));
+    out.push(format!(
+        "# QEMU (fd {}: console, fd {}: kdf channel, fd {}: the QMP socket kdf qmp connects to{}{})",
+        spec::CONSOLE_FD,
+        spec::CHANNEL_FD,
+        spec::QMP_LISTEN_FD,
+        if p.hw.vmcore.is_some() { format!(", fd {}: kdf's own QMP", spec::QMP_FD) } else { String::new() },
+        if p.hw.disks.iter().any(|d| d.file.is_none()) {
+            format!(", fd {} and up: scratch disks (read-write, read-only)", spec::FIRST_DISK_FD)
+        } else {
+            String::new()
+        }
+    ));
     out.push(line(&qemu::argv(&spec::vm(p, p.accel.accel))));
     out
 }

@@ -1,5 +1,5 @@
 //! What a run's main loop hears from its threads (channel reader, stdin,
-//! QEMU's stderr).
+//! QEMU's stderr, the console, the vmcore writer).
 
 use kdf_proto::ToHost;
 
@@ -18,4 +18,8 @@ pub enum Event {
         stream: &'static str,
         error: String,
     },
+    /// The console shows a complete kernel panic.
+    Panicked,
+    /// `--vmcore`'s dump is written, or why not.
+    Dumped(Result<super::vmcore::Written, String>),
 }

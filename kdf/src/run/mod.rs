@@ -10,6 +10,7 @@ mod channel;
 mod console;
 mod dry_run;
 mod event;
+mod hardware;
 mod ktap;
 mod prepare;
 mod result;
@@ -22,6 +23,7 @@ mod supervise;
 mod terminal;
 mod timings;
 mod verdict;
+mod vmcore;
 
 use std::io::IsTerminal;
 use std::time::Instant;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Result;
 use kdf_proto::{ModuleFile, Plan, User, Winsize, PROTOCOL_VERSION};
 
+use super::hardware::{self, Hardware};
 use super::verdict::KunitInterest;
 use super::{sandbox, terminal};
 use crate::accel::{self, Decision};
@@ -58,6 +59,8 @@ pub struct Prepared {
     pub cpus: u32,
     pub memory_mib: u64,
     pub gdb_port: Option<u16>,
+    /// `--disk`, `--numa`, `--vmcore`, `--qmp`.
+    pub hw: Hardware,
     pub qemu_extra: Vec<OsString>,
     pub tty: bool,
     pub timeout: Option<Duration>,
@@ -90,7 +93,13 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     let cwd = working_dir()?;
     let modules = module::prepare(&args.modules, kernel.release.as_deref())?;
     let shares = share_list(args, &kernel, &cwd, modules.as_ref().map(|(dir, _)| dir.as_path()))?;
-    let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay) };
+    let hw = hardware::resolve(args, &kernel, &cwd)?;
+    let vm = Vm {
+        disks: !hw.disks.is_empty(),
+        numa: !hw.numa.nodes.is_empty(),
+        vmcore: hw.vmcore.is_some(),
+        ..Vm::plain(machine, transport, shares.iter().any(|s| s.overlay))
+    };
     check_kernel(&kernel, &vm)?;
     let workdir = match &args.chdir {
         Some(dir) => cwd.join(dir),
@@ -145,7 +154,8 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         .map(|(_, hard)| hard.min(1 << 20))
         .unwrap_or(1024);
     Ok(Prepared {
-        cmdline: kernel_args(args, &kernel),
+        cmdline: [hardware::kernel_args(&hw, &kernel), kernel_args(args, &kernel)].concat(),
+        hw,
         preload: requirements::boot_modules(&vm),
         debug: args.debug.is_some(),
         firmware: firmware(&kernel),
@@ -224,9 +234,17 @@ fn check_kernel(kernel: &Kernel, vm: &Vm) -> Result<()> {
     let Some(config) = &kernel.config else { return Ok(()) };
     match requirements::check(config, vm, kernel.modules_dir.is_some()) {
         Ok(()) => Ok(()),
-        Err(Miss::Lacks(r)) => Err(hinted(
+        Err(Miss::Lacks(r)) if r.strict => Err(hinted(
             format!("the kernel {} lacks {} ({})", kernel.image.display(), r.option, r.why),
             format!("rebuild it with {}=y (kdf kernel config adds every option kdf needs)", r.option),
+        )),
+        Err(Miss::Lacks(r)) => Err(hinted(
+            format!("the kernel {} lacks {} ({})", kernel.image.display(), r.option, r.why),
+            format!(
+                "rebuild it with `kdf kernel config --set {}=y` (it names what that depends on), \
+                 or boot a kernel that has it (e.g. your distribution's: --release)",
+                r.option
+            ),
         )),
         Err(Miss::NoModules(r)) => Err(hinted(
             format!("the kernel has {}=m but kdf cannot find its modules", r.option),

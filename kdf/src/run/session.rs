@@ -1,12 +1,13 @@
 //! Executing a prepared run: the runtime directory, signals and the raw
 //! terminal, then one attempt after another (a second one under TCG when KVM
 //! turns out not to boot Linux): start virtiofsd and QEMU with their
-//! descriptors, the console and channel threads, and hand over to
-//! [`super::supervise`]'s main loop.
+//! descriptors (QMP sockets and scratch disks too), the console and channel
+//! threads, and hand over to [`super::supervise`]'s main loop.
 
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -26,15 +27,52 @@ use super::terminal::{self, RawMode};
 use super::timings::Timings;
 use crate::accel::{self, Decision};
 use crate::child::Guard;
+use crate::disks;
 use crate::runs::{self, Record};
 use crate::runtime::{self, RuntimeDir};
 use crate::ui::{self, say};
 use crate::vm::qemu::{self, Accel};
 use crate::vm::virtiofsd;
 
+/// What a session holds across attempts: the QMP socket others connect to
+/// and the scratch disks (their contents survive a KVM fallback).
+struct Held {
+    qmp: QmpSocket,
+    /// `(descriptor number, file)`: each scratch disk read-write, then read-only.
+    scratch: Vec<(RawFd, File)>,
+}
+
+/// The listening QMP socket; its file goes when the run ends.
+struct QmpSocket {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl QmpSocket {
+    fn bind(path: &Path) -> Result<QmpSocket> {
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("failed to listen on {}", path.display()))?;
+        Ok(QmpSocket { path: path.to_path_buf(), listener })
+    }
+}
+
+impl Drop for QmpSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
     let runtime = runtime::create()?;
-    runs::publish(&runtime, &record(p, &runtime)?)?;
+    let qmp = QmpSocket::bind(&p.hw.qmp.clone().unwrap_or_else(|| runtime.path().join("qmp.sock")))?;
+    let mut scratch = Vec::new();
+    for (i, disk) in p.hw.disks.iter().enumerate().filter(|(_, d)| d.file.is_none()) {
+        let number = spec::FIRST_DISK_FD + 2 * i as RawFd;
+        let (rw, ro) = disks::create_scratch(runtime.path(), disk.bytes)?;
+        scratch.extend([(number, rw), (number + 1, ro)]);
+    }
+    let held = Held { qmp, scratch };
+    runs::publish(&runtime, &record(p, &runtime, &held.qmp.path)?)?;
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).context("failed to set up signal handling")?;
     let mut accel = p.accel.clone();
@@ -50,7 +88,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
         say(&format!("interactive session ({})", terminal::ESCAPE_HELP));
     }
     let result = loop {
-        match attempt(p, &accel, &runtime, &mut signals, started) {
+        match attempt(p, &accel, &runtime, &held, &mut signals, started) {
             Ok(Attempt::Finished(status)) => break Ok(status),
             Ok(Attempt::KvmFailed(why)) => {
                 say(&format!("KVM cannot boot Linux on this machine ({why}); retrying under TCG (slower)"));
@@ -65,7 +103,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
 }
 
 /// What `kdf gdb` and friends need to find this run.
-fn record(p: &Prepared, runtime: &RuntimeDir) -> Result<Record> {
+fn record(p: &Prepared, runtime: &RuntimeDir, qmp: &Path) -> Result<Record> {
     let cwd = crate::shares::current_dir()?;
     Ok(Record {
         pid: std::process::id(),
@@ -74,6 +112,7 @@ fn record(p: &Prepared, runtime: &RuntimeDir) -> Result<Record> {
         release: p.kernel.release.clone(),
         dir: runtime.path().to_path_buf(),
         gdb_port: p.gdb_port,
+        qmp: Some(qmp.to_path_buf()),
     })
 }
 
@@ -105,6 +144,7 @@ fn attempt(
     p: &Prepared,
     decision: &Decision,
     runtime: &RuntimeDir,
+    held: &Held,
     signals: &mut Signals,
     started: Instant,
 ) -> Result<Attempt> {
@@ -113,9 +153,24 @@ fn attempt(
     let (console_host, console_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let (channel_host, channel_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let vm = spec::vm(p, decision.accel);
+    // kdf's own monitor, for --vmcore.
+    let (qmp_host, qmp_vm) = match vm.monitors.private_fd {
+        Some(_) => {
+            let (h, v) = UnixStream::pair().context("failed to create a socket pair")?;
+            (Some(h), Some(v))
+        }
+        None => (None, None),
+    };
     let mut fds = vec![(console_vm.as_fd(), vm.console_fd), (channel_vm.as_fd(), vm.channel_fd)];
+    fds.push((held.qmp.listener.as_fd(), spec::QMP_LISTEN_FD));
+    if let Some(v) = &qmp_vm {
+        fds.push((v.as_fd(), spec::QMP_FD));
+    }
     for (i, c) in connections.iter().enumerate() {
         fds.push((c.as_fd(), spec::FIRST_SHARE_FD + i as i32));
+    }
+    for (number, file) in &held.scratch {
+        fds.push((file.as_fd(), *number));
     }
     let argv = qemu::argv(&vm);
     let (tx, rx) = mpsc::channel();
@@ -130,7 +185,7 @@ fn attempt(
     let qemu = Guard::spawn("QEMU", cmd, &fds, Some(Box::new(hook)))
         .map_err(|e| e.context(format!("failed to start {}", p.qemu.display())))?;
     drop(fds);
-    drop((console_vm, channel_vm, connections));
+    drop((console_vm, channel_vm, connections, qmp_vm));
     timings.mark("qemu started");
 
     let tail = Tail::default();
@@ -142,12 +197,14 @@ fn attempt(
     };
     let verbose = p.verbose;
     let console_tail = tail.clone();
-    std::thread::spawn(move || console::pump(console_host, console_tail, log, verbose));
+    let panics = tx.clone();
+    std::thread::spawn(move || console::pump(console_host, console_tail, log, verbose, Some(panics)));
     let writer = Writer::new(channel_host.try_clone().context("failed to clone a socket")?);
     let credit = Credit::default();
     let (w, c, t) = (writer.clone(), credit.clone(), tx.clone());
     std::thread::spawn(move || channel::pump(channel_host, w, c, t, channel::Sinks::std()));
 
     let mut run = Run::new(p, decision, qemu, daemons, (writer, credit, tx), tail, timings, started);
+    run.qmp = qmp_host;
     Ok(run.main_loop(&rx, signals))
 }

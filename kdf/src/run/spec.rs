@@ -5,8 +5,10 @@
 
 use std::os::fd::RawFd;
 
-use super::prepare::Prepared;
-use crate::vm::qemu::{self, Accel, Machine, ShareDevice, VmSpec};
+use super::prepare::{Prepared, MAX_SHARES};
+use crate::disks::MAX_DISKS;
+use crate::vm::disk::{Backing, DiskDevice};
+use crate::vm::qemu::{self, Accel, Machine, Monitors, ShareDevice, VmSpec};
 use crate::vm::virtiofsd::Virtiofsd;
 use crate::vm::Transport;
 
@@ -14,8 +16,16 @@ use crate::vm::Transport;
 pub const CONSOLE_FD: RawFd = 3;
 /// QEMU's end of the kdf channel's socket pair.
 pub const CHANNEL_FD: RawFd = 4;
+/// QEMU's end of the socket pair of kdf's own QMP monitor (`--vmcore`).
+pub const QMP_FD: RawFd = 5;
+/// The listening socket of the QMP monitor for `kdf qmp`, `kdf dump` and `--qmp`.
+pub const QMP_LISTEN_FD: RawFd = 6;
 /// QEMU's end of share `i`'s connection to its virtiofsd is `FIRST_SHARE_FD + i`.
-pub const FIRST_SHARE_FD: RawFd = 5;
+pub const FIRST_SHARE_FD: RawFd = 7;
+/// Disk `i`, when it is a scratch disk, is `FIRST_DISK_FD + 2 * i` (read-write)
+/// and the next number (read-only), in an fd set of the first number.
+pub const FIRST_DISK_FD: RawFd = FIRST_SHARE_FD + MAX_SHARES as RawFd;
+const _: () = assert!(FIRST_DISK_FD + 2 * MAX_DISKS as RawFd <= crate::child::FIRST_SPARE_FD);
 /// Where each virtiofsd finds its listening socket.
 pub const VIRTIOFSD_FD: RawFd = 3;
 
@@ -56,6 +66,20 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
             },
         })
         .collect();
+    let disks =
+        p.hw.disks
+            .iter()
+            .enumerate()
+            .map(|(i, d)| DiskDevice {
+                backing: match &d.file {
+                    Some(path) => Backing::Path(path.clone()),
+                    None => Backing::Fd(FIRST_DISK_FD + 2 * i as RawFd),
+                },
+                format: d.format,
+                readonly: d.readonly,
+                serial: d.serial.clone(),
+            })
+            .collect();
     VmSpec {
         qemu: p.qemu.clone(),
         accel,
@@ -70,6 +94,13 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         channel_fd: CHANNEL_FD,
         shares,
         gdb_port: p.gdb_port,
+        monitors: Monitors {
+            private_fd: p.hw.vmcore.as_ref().map(|_| QMP_FD),
+            listen_fd: Some(QMP_LISTEN_FD),
+        },
+        vmcoreinfo: p.hw.vmcore.is_some(),
+        disks,
+        numa: p.hw.numa.clone(),
         extra: p.qemu_extra.clone(),
     }
 }

@@ -1,6 +1,9 @@
 //! The VM's processes as pure command lines (QEMU, virtiofsd), and the one
 //! table of what a kdf VM needs from its kernel.
 
+pub mod disk;
+pub mod numa;
+pub mod option;
 pub mod qemu;
 pub mod requirements;
 pub mod virtiofsd;

@@ -5,6 +5,10 @@ use std::ffi::OsString;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
+use super::disk::{self, DiskDevice};
+use super::numa::{self, Numa};
+use super::option::escape_os;
+
 /// CPU virtualisation backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -44,6 +48,15 @@ pub enum ShareDevice {
     NineP { tag: String, path: PathBuf, readonly: bool },
 }
 
+/// QEMU's QMP monitors, each a descriptor kdf hands over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Monitors {
+    /// One end of a socket pair that only kdf talks on (`--vmcore`).
+    pub private_fd: Option<RawFd>,
+    /// A listening socket for other clients, one at a time (`kdf qmp`, `kdf dump`).
+    pub listen_fd: Option<RawFd>,
+}
+
 /// Everything QEMU needs, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
@@ -64,6 +77,15 @@ pub struct VmSpec {
     pub shares: Vec<ShareDevice>,
     /// Listen for GDB on 127.0.0.1:port (never on other interfaces).
     pub gdb_port: Option<u16>,
+    /// QMP monitors: kdf's own and the one `kdf qmp`/`kdf dump` connect to.
+    pub monitors: Monitors,
+    /// `-device vmcoreinfo`: the guest tells QEMU where its vmcoreinfo note
+    /// is (through fw_cfg), and a dump carries it.
+    pub vmcoreinfo: bool,
+    /// `--disk`: virtio-blk devices, in order.
+    pub disks: Vec<DiskDevice>,
+    /// `--numa`: nodes, each with its own memory backend.
+    pub numa: Numa,
     /// `--qemu-arg` values, appended last.
     pub extra: Vec<OsString>,
 }
@@ -77,19 +99,36 @@ fn machine_args(spec: &VmSpec) -> Vec<String> {
         Machine::Q35 => "q35".to_string(),
         Machine::Microvm { acpi } => format!("microvm,acpi={}", if acpi { "on" } else { "off" }),
     };
-    vec![
+    // With NUMA nodes each has its own backend and `-machine memory-backend`
+    // must not be given (QEMU: "total memory for NUMA nodes (0x0) should
+    // equal RAM size").
+    let backend = if spec.numa.nodes.is_empty() { ",memory-backend=mem" } else { "" };
+    let mut out = vec![
         "-machine".into(),
-        format!("{machine},accel={accel},memory-backend=mem"),
+        format!("{machine},accel={accel}{backend}"),
         "-cpu".into(),
         cpu.into(),
         "-smp".into(),
-        spec.cpus.to_string(),
+        // QEMU makes CPUs cores of one socket, sharing a last-level cache:
+        // in two nodes, the guest warns ("CPU #1's llc-sibling CPU #0 is not
+        // on the same node", a splat in topology_sane). A socket per CPU
+        // fits any --numa layout.
+        match spec.numa.nodes.is_empty() {
+            true => spec.cpus.to_string(),
+            false => format!("{0},sockets={0},cores=1,threads=1", spec.cpus),
+        },
         "-m".into(),
         format!("{}M", spec.memory_mib),
+    ];
+    if spec.numa.nodes.is_empty() {
         // virtiofs needs guest RAM that virtiofsd can map: a shared memfd.
-        "-object".into(),
-        format!("memory-backend-memfd,id=mem,size={}M,share=on", spec.memory_mib),
-    ]
+        out.extend([
+            "-object".into(),
+            format!("memory-backend-memfd,id=mem,size={}M,share=on", spec.memory_mib),
+        ]);
+    }
+    out.extend(numa::args(&spec.numa));
+    out
 }
 
 fn base_args() -> Vec<String> {
@@ -166,17 +205,27 @@ fn share_args(machine: Machine, share: &ShareDevice, index: usize) -> Vec<OsStri
     }
 }
 
-/// QEMU's option syntax splits values on `,`; a literal comma is doubled.
-fn escape_os(value: &std::ffi::OsStr) -> OsString {
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let mut out = Vec::with_capacity(value.len());
-    for &b in value.as_bytes() {
-        out.push(b);
-        if b == b',' {
-            out.push(b',');
-        }
+fn monitor_args(spec: &VmSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut monitor = |id: &str, options: &str| {
+        out.extend([
+            "-chardev".into(),
+            format!("socket,id={id},{options}"),
+            "-mon".into(),
+            format!("chardev={id},mode=control"),
+        ]);
+    };
+    if let Some(fd) = spec.monitors.private_fd {
+        monitor("qmp", &format!("fd={fd}"));
     }
-    OsString::from_vec(out)
+    if let Some(fd) = spec.monitors.listen_fd {
+        // kdf bound the socket; QEMU accepts on it, one client at a time.
+        monitor("qmp-listen", &format!("fd={fd},server=on,wait=off"));
+    }
+    if spec.vmcoreinfo {
+        out.extend(["-device".into(), "vmcoreinfo".into()]);
+    }
+    out
 }
 
 fn gdb_args(spec: &VmSpec) -> Vec<String> {
@@ -198,6 +247,8 @@ pub fn argv(spec: &VmSpec) -> Vec<OsString> {
     for (i, share) in spec.shares.iter().enumerate() {
         out.extend(share_args(spec.machine, share, i));
     }
+    out.extend(disk::args(&spec.machine.device("virtio-blk"), &spec.disks));
+    out.extend(strings(monitor_args(spec)));
     out.extend(strings(gdb_args(spec)));
     out.extend(spec.extra.iter().cloned());
     out
@@ -276,6 +327,10 @@ mod tests {
                 ShareDevice::NineP { tag: "kdf1".into(), path: "/tmp/a,b c".into(), readonly: true },
             ],
             gdb_port: Some(1234),
+            monitors: Monitors { private_fd: Some(8), listen_fd: Some(9) },
+            vmcoreinfo: true,
+            disks: Vec::new(),
+            numa: Numa::default(),
             extra: vec!["-device".into(), "virtio-rng-pci".into()],
         }
     }
@@ -309,7 +364,14 @@ mod tests {
         let mut s = spec();
         s.machine = Machine::Microvm { acpi: false };
         s.extra.clear();
+        s.disks = vec![DiskDevice {
+            backing: disk::Backing::Path("/d.img".into()),
+            format: disk::Format::Raw,
+            readonly: false,
+            serial: "d.img".into(),
+        }];
         let j = joined(&s);
+        assert!(j.contains("-device virtio-blk-device,drive=disk0,serial=d.img"), "{j}");
         assert!(j.contains("-machine microvm,acpi=off,accel=tcg,memory-backend=mem"), "{j}");
         assert!(j.contains("virtio-serial-device,id=vser"), "{j}");
         assert!(j.contains("vhost-user-fs-device,chardev=fs0,tag=kdf0"), "{j}");
@@ -326,6 +388,37 @@ mod tests {
         let j = joined(&spec());
         assert!(j.contains("-m 512M"));
         assert!(j.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
+    }
+
+    #[test]
+    fn numa_nodes_replace_the_single_memory_backend() {
+        let mut s = spec();
+        s.numa = Numa {
+            nodes: vec![
+                numa::Node { memory_mib: 256, cpus: vec![(0, 0)] },
+                numa::Node { memory_mib: 256, cpus: vec![(1, 1)] },
+            ],
+            distances: Vec::new(),
+        };
+        let j = joined(&s);
+        assert!(j.contains("-machine q35,accel=tcg -cpu"), "no machine-wide backend: {j}");
+        assert!(j.contains("-smp 2,sockets=2,cores=1,threads=1"), "a socket per CPU: {j}");
+        assert!(!j.contains("id=mem,"), "{j}");
+        assert!(j.contains("memory-backend-memfd,id=mem1,size=256M,share=on -numa node,nodeid=1,memdev=mem1"));
+    }
+
+    #[test]
+    fn qmp_monitors_use_the_passed_descriptors_and_vmcoreinfo_is_a_device() {
+        let j = joined(&spec());
+        assert!(j.contains("-chardev socket,id=qmp,fd=8 -mon chardev=qmp,mode=control"), "{j}");
+        assert!(j.contains(
+            "-chardev socket,id=qmp-listen,fd=9,server=on,wait=off -mon chardev=qmp-listen,mode=control"
+        ));
+        assert!(j.contains("-device vmcoreinfo"));
+        let mut s = spec();
+        s.monitors = Monitors::default();
+        s.vmcoreinfo = false;
+        assert!(!joined(&s).contains("-mon") && !joined(&s).contains("vmcoreinfo"));
     }
 
     #[test]

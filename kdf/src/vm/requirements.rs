@@ -3,7 +3,8 @@
 //! pre-boot kernel check, the modules a run's plan loads, the modules kdf-init
 //! loads before it can reach the host (`kdf.preload`) and the initramfs's
 //! module set are all derived from [`TABLE`]; `configs/vm.config` sets every
-//! option in it (a unit test keeps them in step).
+//! strict option in it, and kdf's fast profile the ones `--disk`, `--numa`
+//! and `--vmcore` need (unit tests keep them in step).
 
 use crate::kconfig::config::KernelConfig;
 use crate::vm::qemu::Machine;
@@ -21,6 +22,12 @@ pub enum When {
     Shares(Transport),
     /// When a share is an overlay (`--virtiofs ...,overlay`).
     Overlay,
+    /// With `--disk`.
+    Disks,
+    /// With `--numa`.
+    Numa,
+    /// With `--vmcore`.
+    Vmcore,
 }
 
 /// When kdf-init loads the module, if the kernel has it as `=m`.
@@ -43,12 +50,37 @@ pub struct Requirement {
     pub why: &'static str,
     pub when: When,
     pub load: Load,
-    /// A run is refused before boot without it; else it is used where present.
+    /// Every kdf VM needs it: `kdf kernel config` makes sure it lands, and a
+    /// run is refused before boot without it.
     pub strict: bool,
+    /// A run that asked for it (`--disk`, `--numa`) is refused before boot
+    /// without it, though not every kdf kernel has it. A row neither strict
+    /// nor refusing is used where present.
+    pub refuses: bool,
 }
 
 const fn req(option: &'static str, why: &'static str) -> Requirement {
-    Requirement { option, module: None, why, when: When::Always, load: Load::Never, strict: true }
+    Requirement {
+        option,
+        module: None,
+        why,
+        when: When::Always,
+        load: Load::Never,
+        strict: true,
+        refuses: true,
+    }
+}
+
+/// A row for something a run asks for (`--disk`, ...): not in every kdf kernel.
+const fn asked(
+    option: &'static str,
+    module: Option<&'static str>,
+    why: &'static str,
+    when: When,
+    load: Load,
+    refuses: bool,
+) -> Requirement {
+    Requirement { option, module, why, when, load, strict: false, refuses }
 }
 
 const fn module(
@@ -58,7 +90,7 @@ const fn module(
     when: When,
     load: Load,
 ) -> Requirement {
-    Requirement { option, module: Some(module), why, when, load, strict: true }
+    Requirement { option, module: Some(module), why, when, load, strict: true, refuses: true }
 }
 
 /// Every requirement, in load order (dependencies first).
@@ -99,7 +131,27 @@ pub const TABLE: &[Requirement] = &[
         when: When::Always,
         load: Load::Plan,
         strict: false,
+        refuses: false,
     },
+    asked("CONFIG_VIRTIO_BLK", Some("virtio_blk"), "--disk needs virtio-blk", When::Disks, Load::Plan, true),
+    asked("CONFIG_NUMA", None, "--numa needs NUMA support", When::Numa, Load::Never, true),
+    asked(
+        "CONFIG_ACPI_NUMA",
+        None,
+        "the guest learns its NUMA nodes from QEMU's ACPI SRAT table; without it, it sees one node",
+        When::Numa,
+        Load::Never,
+        true,
+    ),
+    // Loaded at boot, so a panic before the plan arrives still has vmcoreinfo.
+    asked(
+        "CONFIG_FW_CFG_SYSFS",
+        Some("qemu_fw_cfg"),
+        "the kernel cannot tell QEMU where its vmcoreinfo is; the dump lacks it",
+        When::Vmcore,
+        Load::Boot,
+        false,
+    ),
 ];
 
 /// What about a run decides which requirements apply.
@@ -108,6 +160,16 @@ pub struct Vm {
     pub machine: Machine,
     pub transport: Transport,
     pub overlay: bool,
+    pub disks: bool,
+    pub numa: bool,
+    pub vmcore: bool,
+}
+
+impl Vm {
+    /// A VM without disks, NUMA nodes or a vmcore.
+    pub fn plain(machine: Machine, transport: Transport, overlay: bool) -> Vm {
+        Vm { machine, transport, overlay, disks: false, numa: false, vmcore: false }
+    }
 }
 
 impl When {
@@ -118,6 +180,9 @@ impl When {
             When::Microvm => matches!(vm.machine, Machine::Microvm { .. }),
             When::Shares(t) => vm.transport == t,
             When::Overlay => vm.overlay,
+            When::Disks => vm.disks,
+            When::Numa => vm.numa,
+            When::Vmcore => vm.vmcore,
         }
     }
 }
@@ -136,10 +201,10 @@ pub enum Miss {
     NoModules(&'static Requirement),
 }
 
-/// Checks a kernel's config against the run's strict requirements.
+/// Checks a kernel's config against the run's refusing requirements.
 /// `has_modules`: kdf found the kernel's module directory.
 pub fn check(config: &KernelConfig, vm: &Vm, has_modules: bool) -> Result<(), Miss> {
-    let strict: Vec<_> = of(vm).filter(|r| r.strict).collect();
+    let strict: Vec<_> = of(vm).filter(|r| r.strict || r.refuses).collect();
     if let Some(r) = strict.iter().find(|r| !config.enabled(r.option)) {
         return Err(Miss::Lacks(r));
     }
@@ -186,7 +251,8 @@ mod tests {
         for machine in MACHINES {
             for transport in [Transport::Virtiofs, Transport::NineP] {
                 for overlay in [false, true] {
-                    out.push(Vm { machine, transport, overlay });
+                    out.push(Vm::plain(machine, transport, overlay));
+                    out.push(Vm { disks: true, vmcore: true, ..Vm::plain(machine, transport, overlay) });
                 }
             }
         }
@@ -200,7 +266,7 @@ mod tests {
     #[test]
     fn vm_config_sets_every_option_in_the_table() {
         let vm = Fragment::parse(VM_CONFIG, "configs/vm.config").unwrap();
-        for r in TABLE {
+        for r in TABLE.iter().filter(|r| !matches!(r.when, When::Disks | When::Numa | When::Vmcore)) {
             assert_eq!(
                 *vm.value(r.option),
                 crate::kconfig::fragment::Value::Yes,
@@ -217,12 +283,40 @@ mod tests {
         for vm in every_vm() {
             assert_eq!(check(&fast, &vm, false), Ok(()), "{vm:?}");
         }
+        // It has CONFIG_NUMA but no ACPI: the guest could not see QEMU's nodes.
+        let numa = Vm { numa: true, ..Vm::plain(Machine::Q35, Transport::Virtiofs, false) };
+        match check(&fast, &numa, false) {
+            Err(Miss::Lacks(r)) => assert_eq!(r.option, "CONFIG_ACPI_NUMA"),
+            other => panic!("{other:?}"),
+        }
+        assert!(fast.enabled("CONFIG_FW_CFG_SYSFS_CMDLINE"), "--vmcore finds fw_cfg without ACPI");
+    }
+
+    #[test]
+    fn what_a_run_asks_for_is_not_what_every_kdf_kernel_needs() {
+        for r in TABLE.iter().filter(|r| matches!(r.when, When::Disks | When::Numa | When::Vmcore)) {
+            assert!(!r.strict, "{} would be forced into every kdf kernel", r.option);
+        }
+        let all: String = TABLE.iter().filter(|r| r.strict).map(|r| format!("{}=y\n", r.option)).collect();
+        let plain = Vm::plain(Machine::Q35, Transport::Virtiofs, false);
+        assert_eq!(check(&config(&all), &plain, false), Ok(()));
+        let disks = Vm { disks: true, ..plain };
+        match check(&config(&all), &disks, false) {
+            Err(Miss::Lacks(r)) => assert_eq!(r.option, "CONFIG_VIRTIO_BLK"),
+            other => panic!("{other:?}"),
+        }
+        let vmcore = Vm { vmcore: true, ..plain };
+        assert_eq!(check(&config(&all), &vmcore, false), Ok(()), "a dump without vmcoreinfo is still a dump");
+        let distro = config(&format!("{all}CONFIG_VIRTIO_BLK=m\nCONFIG_FW_CFG_SYSFS=m\n"));
+        assert_eq!(check(&distro, &Vm { vmcore: true, ..disks }, true), Ok(()));
+        assert_eq!(plan_modules(&disks), ["virtiofs", "configfs", "virtio_blk"]);
+        assert_eq!(boot_modules(&vmcore), ["virtio_pci", "virtio_console", "qemu_fw_cfg"]);
     }
 
     #[test]
     fn a_missing_option_is_named_in_table_order() {
         let all: String = TABLE.iter().map(|r| format!("{}=y\n", r.option)).collect();
-        let vm = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false };
+        let vm = Vm::plain(Machine::Q35, Transport::Virtiofs, false);
         assert_eq!(check(&config(&all), &vm, false), Ok(()));
         let without = all.replace("CONFIG_VIRTIO_CONSOLE=y\n", "").replace("CONFIG_VIRTIO_FS=y\n", "");
         match check(&config(&without), &vm, false) {
@@ -238,7 +332,7 @@ mod tests {
     fn a_modular_requirement_needs_the_kernels_modules() {
         let all: String = TABLE.iter().map(|r| format!("{}=y\n", r.option)).collect();
         let modular = config(&all.replace("CONFIG_VIRTIO_FS=y", "CONFIG_VIRTIO_FS=m"));
-        let vm = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false };
+        let vm = Vm::plain(Machine::Q35, Transport::Virtiofs, false);
         match check(&modular, &vm, false) {
             Err(Miss::NoModules(r)) => assert_eq!(r.option, "CONFIG_VIRTIO_FS"),
             other => panic!("{other:?}"),
@@ -251,11 +345,10 @@ mod tests {
 
     #[test]
     fn module_lists_follow_the_machine_transport_and_shares() {
-        let q35 = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false };
+        let q35 = Vm::plain(Machine::Q35, Transport::Virtiofs, false);
         assert_eq!(boot_modules(&q35), ["virtio_pci", "virtio_console"]);
         assert_eq!(plan_modules(&q35), ["virtiofs", "configfs"]);
-        let microvm =
-            Vm { machine: Machine::Microvm { acpi: false }, transport: Transport::NineP, overlay: true };
+        let microvm = Vm::plain(Machine::Microvm { acpi: false }, Transport::NineP, true);
         assert_eq!(boot_modules(&microvm), ["virtio_mmio", "virtio_console"]);
         assert_eq!(plan_modules(&microvm), ["9pnet_virtio", "9p", "overlay", "configfs"]);
     }

@@ -1,7 +1,11 @@
 //! One attempt's main loop: guest messages, signals, `--timeout`, the boot
 //! timeout and the deaths of QEMU or virtiofsd, each turned into the run's
-//! ending ([`Attempt`]) with its status and, for failures, the reason.
+//! ending ([`Attempt`]) with its status and, for failures, the reason
+//! ([`endings`]). With `--vmcore`, a panic is dumped before the VM ends.
 
+mod endings;
+
+use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,13 +15,13 @@ use signal_hook::iterator::Signals;
 
 use super::attempt::{default_boot_timeout, Attempt, Ending};
 use super::channel::{Credit, Writer};
-use super::console::{self, Tail};
+use super::console::Tail;
 use super::event::Event;
 use super::prepare::Prepared;
 use super::result::{self, Outcome};
 use super::timings::Timings;
 use super::verdict::KernelLog;
-use super::{stdin, terminal};
+use super::{stdin, terminal, vmcore};
 use crate::accel::{self, Decision};
 use crate::child::Guard;
 use crate::status;
@@ -62,6 +66,10 @@ pub struct Run<'a> {
     release: Option<String>,
     /// The command's own status, when it ended by itself.
     command_status: Option<i32>,
+    /// kdf's own QMP monitor (`--vmcore`), until a dump takes it.
+    pub(super) qmp: Option<UnixStream>,
+    /// A dump is being written: the deadlines wait for it.
+    dumping: bool,
 }
 
 impl<'a> Run<'a> {
@@ -97,6 +105,8 @@ impl<'a> Run<'a> {
             kernel: KernelLog::new(p.allow_splats.clone()),
             release: None,
             command_status: None,
+            qmp: None,
+            dumping: false,
         }
     }
 
@@ -114,6 +124,11 @@ impl<'a> Run<'a> {
             }
         };
         self.stop();
+        if let Some(v) = self.p.hw.vmcore.as_ref().filter(|_| self.dumping) {
+            // Stopped mid-dump (a signal): half a dump is no dump.
+            let _ = std::fs::remove_file(&v.path);
+            self.note(&format!("the vmcore {} was not finished", v.path.display()));
+        }
         let end = match (end, self.write_error.take()) {
             (Attempt::Finished(_), Some((stream, error))) => {
                 self.note(&format!("failed to write {stream}: {error}"));
@@ -229,7 +244,37 @@ impl<'a> Run<'a> {
                 self.write_error.get_or_insert((stream, error));
                 None
             }
+            Event::Panicked => {
+                self.on_panicked();
+                None
+            }
+            Event::Dumped(result) => Some(self.on_dumped(result)),
         }
+    }
+
+    /// The guest kernel panicked. With `--vmcore` it waits (`panic=0`) while
+    /// QEMU writes its memory; otherwise it resets by itself (`panic=-1`).
+    fn on_panicked(&mut self) {
+        let (Some(vmcore), Some(qmp)) = (&self.p.hw.vmcore, self.qmp.take()) else { return };
+        if self.p.verbose {
+            say(&format!("the guest kernel panicked; writing its memory to {}", vmcore.path.display()));
+        }
+        self.dumping = true;
+        self.timings.mark("panicked");
+        let events = self.events.clone();
+        vmcore::start(qmp, vmcore.path.clone(), move |result| drop(events.send(Event::Dumped(result))));
+    }
+
+    /// The dump is done: the panic is reported as without `--vmcore`, then
+    /// where the dump is.
+    fn on_dumped(&mut self, result: Result<vmcore::Written, String>) -> Attempt {
+        self.dumping = false;
+        self.timings.mark("vmcore written");
+        let end = self.fail("the VM stopped before the command finished");
+        if let Some(v) = &self.p.hw.vmcore {
+            self.report.extend(vmcore::report(v, &result));
+        }
+        end
     }
 
     fn on_hello(&mut self, version: u32, release: &str) -> Option<Attempt> {
@@ -268,38 +313,6 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Under tentative KVM, a guest that ends before `Hello` with nothing else
-    /// to blame (no panic or BUG on the console, no QEMU error but its KVM
-    /// messages) is KVM failing.
-    fn kvm_to_blame(&self) -> bool {
-        let qemu = self.qemu.stderr_tail();
-        let qemu_error = qemu.lines().any(|l| !l.trim().is_empty() && !accel::is_kvm_failure(l));
-        let booted = self.release.is_some();
-        self.decision.tentative
-            && !booted
-            && console::diagnose(&self.tail.evidence()).is_none()
-            && !qemu_error
-    }
-
-    /// The channel ended without an exit status: the VM died.
-    fn vm_ended(&mut self, why: Option<String>) -> Attempt {
-        if let Some(ending) = self.ending.filter(|_| self.kill_at.is_some()) {
-            return Attempt::Finished(self.ended_early(ending));
-        }
-        // The channel closes as QEMU dies: give it a moment to be reaped, and
-        // the console's reader a moment to take its last lines.
-        let status = self.qemu.wait_for(Duration::from_millis(500));
-        self.tail.wait_end(Duration::from_millis(500));
-        if self.kvm_to_blame() {
-            return Attempt::KvmFailed(why.unwrap_or_else(|| "the guest stopped during boot".into()));
-        }
-        let what = match status {
-            Some(s) if !s.success() => format!("QEMU exited ({s}) before the command finished"),
-            _ => "the VM stopped before the command finished".to_string(),
-        };
-        self.fail(&why.map(|w| format!("{what} ({w})")).unwrap_or(what))
-    }
-
     fn on_signals(&mut self, signals: &mut Signals) -> Option<Attempt> {
         for sig in signals.pending() {
             if sig == SIGWINCH {
@@ -324,6 +337,10 @@ impl<'a> Run<'a> {
         if self.kill_at.is_some_and(|at| now >= at) {
             let ending = self.ending.unwrap_or(Ending::TimedOut);
             return Some(Attempt::Finished(self.ended_early(ending)));
+        }
+        if self.dumping {
+            // The kernel is dead; the dump is what is left to wait for.
+            return None;
         }
         if self.timeout_at.is_some_and(|at| now >= at) && self.ending.is_none() {
             self.ending = Some(Ending::TimedOut);
@@ -359,42 +376,5 @@ impl<'a> Run<'a> {
             }
         }
         None
-    }
-
-    fn timed_out(&mut self) -> i32 {
-        self.ended_early(Ending::TimedOut)
-    }
-
-    fn ended_early(&mut self, ending: Ending) -> i32 {
-        let (status, why) = ending.report(self.p.timeout);
-        self.note(&why);
-        status
-    }
-
-    /// The console's, QEMU's and virtiofsd's last lines, for the report.
-    fn print_tails(&mut self) {
-        let mut children = vec![("[qemu]", self.qemu.stderr_tail())];
-        children.extend(self.daemons.iter().map(|d| ("[virtiofsd]", d.stderr_tail())));
-        let lines = console::tails(&self.tail, !self.p.verbose, &children);
-        self.report.extend(lines);
-    }
-
-    /// The VM failed: the console's last lines, then one line saying why.
-    fn fail(&mut self, what: &str) -> Attempt {
-        Attempt::Finished(self.failed(what))
-    }
-
-    /// [`Self::fail`]'s status: a kernel that panicked or hit a BUG is the
-    /// kernel's failure (120), the rest kdf's (125).
-    fn failed(&mut self, what: &str) -> i32 {
-        self.print_tails();
-        let diagnosis = console::diagnose(&self.tail.evidence());
-        let kernel = diagnosis.as_deref().is_some_and(|d| d.starts_with("kernel "));
-        self.note(&diagnosis.map_or_else(|| what.to_string(), |d| format!("{what}: {d}")));
-        if kernel {
-            status::KERNEL
-        } else {
-            status::FAILURE
-        }
     }
 }
