@@ -59,6 +59,16 @@ if ! command -v virtiofsd >/dev/null && [ ! -x /usr/libexec/virtiofsd ]; then
   fi
 fi
 
+# drgn reads kdf's vmcores (README, "Post-mortem"; the tests open one with
+# it): from PyPI into a venv of its own (Debian's Python refuses a system-wide
+# pip install), once.
+drgn_venv=${XDG_CACHE_HOME:-$HOME/.cache}/kdf/drgn
+if [ ! -x "$drgn_venv/bin/drgn" ]; then
+  log "installing drgn into $drgn_venv (pip install drgn)"
+  python3 -m venv "$drgn_venv"
+  "$drgn_venv/bin/pip" install --quiet drgn
+fi
+
 log "building and installing kdf and kdf-init"
 cargo install --locked --quiet --path kdf --target-dir target
 cargo install --locked --quiet --path kdf-init --target x86_64-unknown-linux-musl --target-dir target
@@ -66,4 +76,4 @@ cargo install --locked --quiet --path kdf-init --target x86_64-unknown-linux-mus
 for k in /boot/vmlinuz-*; do
   [ -r "$k" ] || log "note: $k is not readable by $(id -un); kdf needs to read it (sudo chmod 0644 $k)"
 done
-log "done: try 'kdf run -- uname -a'"
+log "done: try 'kdf run -- uname -a' (drgn: $drgn_venv/bin/drgn)"

@@ -17,16 +17,106 @@ use kdf_proto::{read_frame, Outcome, ToGuest, ToHost, PROTOCOL_VERSION};
 /// What kdf handed this process.
 struct Machine {
     kvm: bool,
+    /// kdf's own QMP monitor, with `--vmcore`.
+    qmp: Option<i32>,
     console: File,
     channel: File,
 }
 
 fn fd_of(argv: &[String], id: &str) -> i32 {
+    try_fd_of(argv, id).unwrap_or_else(|| panic!("fake qemu: no -chardev socket,id={id},fd=N in {argv:?}"))
+}
+
+fn try_fd_of(argv: &[String], id: &str) -> Option<i32> {
     let key = format!("socket,id={id},fd=");
-    argv.iter()
-        .find_map(|a| a.strip_prefix(&key))
-        .and_then(|fd| fd.split(',').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("fake qemu: no -chardev {key}N in {argv:?}"))
+    argv.iter().find_map(|a| a.strip_prefix(&key)).and_then(|fd| fd.split(',').next()?.parse().ok())
+}
+
+/// Plays QEMU's side of kdf's own QMP monitor (`--vmcore`): `dump` writes a
+/// small flattened kdump (a header and a vmcoreinfo note) into the descriptor
+/// `getfd` passed; `refuse` refuses the dump.
+fn serve_qmp(fd: i32, mode: &str) {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::AsRawFd;
+    // SAFETY: kdf handed this descriptor over under this number (-chardev qmp).
+    let socket = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    let mut out = socket.try_clone().expect("clone");
+    let reply = |out: &mut std::os::unix::net::UnixStream, line: &str| {
+        let _ = writeln!(out, "{line}");
+    };
+    reply(&mut out, r#"{"QMP": {"version": {}, "capabilities": []}}"#);
+    let mut passed: Option<File> = None;
+    let mut reader = BufReader::new(socket);
+    loop {
+        let mut line = String::new();
+        // getfd's descriptor comes with its line (SCM_RIGHTS): read it with recvmsg.
+        if passed.is_none() {
+            let mut buf = [0u8; 4096];
+            let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let fd = reader.get_ref().as_raw_fd();
+            let Ok(msg) = nix::sys::socket::recvmsg::<()>(
+                fd,
+                &mut iov,
+                Some(&mut cmsg),
+                nix::sys::socket::MsgFlags::empty(),
+            ) else {
+                return;
+            };
+            let n = msg.bytes;
+            for c in msg.cmsgs().into_iter().flatten() {
+                if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                    // SAFETY: the descriptor just arrived and is ours alone.
+                    passed = fds.first().map(|&f| unsafe { File::from_raw_fd(f) });
+                }
+            }
+            if n == 0 {
+                return;
+            }
+            line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        } else if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        for command in line.lines().filter(|l| !l.trim().is_empty()) {
+            log(&format!("qmp {command}"));
+            if command.contains("query-dump-guest-memory-capability") {
+                reply(&mut out, r#"{"return": {"formats": ["elf", "kdump-zlib"]}}"#);
+            } else if command.contains("\"dump-guest-memory\"") && mode == "refuse" {
+                reply(&mut out, r#"{"error": {"class": "GenericError", "desc": "fake: no dump"}}"#);
+            } else if command.contains("\"dump-guest-memory\"") {
+                let mut file = passed.take().expect("a descriptor from getfd");
+                let _ = file.write_all(&flattened_kdump());
+                drop(file);
+                reply(&mut out, r#"{"return": {}}"#);
+            } else {
+                if command.contains("\"closefd\"") {
+                    passed = None;
+                }
+                reply(&mut out, r#"{"return": {}}"#);
+            }
+        }
+    }
+}
+
+/// makedumpfile's flattened format: a kdump header at 0, a note at 4096.
+fn flattened_kdump() -> Vec<u8> {
+    let mut out = b"makedumpfile\0".to_vec();
+    out.resize(16, 0);
+    out.extend(1i64.to_be_bytes());
+    out.extend(1i64.to_be_bytes());
+    out.resize(4096, 0);
+    let mut header = b"KDUMP   ".to_vec();
+    header.extend(6i32.to_le_bytes());
+    header.resize(512, 0);
+    let note = b"VMCOREINFO\0OSRELEASE=0.0.0-fake\nPAGESIZE=4096\n".to_vec();
+    for (offset, data) in [(0i64, header), (4096, note)] {
+        out.extend(offset.to_be_bytes());
+        out.extend((data.len() as i64).to_be_bytes());
+        out.extend(data);
+    }
+    out.extend((-1i64).to_be_bytes());
+    out.extend((-1i64).to_be_bytes());
+    out
 }
 
 fn log(what: &str) {
@@ -161,6 +251,19 @@ fn play(m: &mut Machine, guest: &str) -> ! {
             m.send(&ToHost::Failed { step: "mount the host's files".into(), message: "ENODEV".into() });
             m.await_ack()
         }
+        // The command panics the kernel, which waits (`panic=0`) while QMP
+        // serves kdf's dump (`dump` or `refuse`, see serve_qmp).
+        "panic-wait" => {
+            m.boot();
+            m.console("Kernel panic - not syncing: sysrq triggered crash");
+            m.console("---[ end Kernel panic - not syncing: sysrq triggered crash ]---");
+            if let Some(fd) = m.qmp {
+                serve_qmp(fd, arg);
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
         // The kernel panics before init runs.
         "panic" => {
             m.console("Kernel panic - not syncing: No working init found.");
@@ -246,7 +349,7 @@ fn main() {
     // -chardev arguments name them); nothing else in this process owns them.
     let (console, channel) =
         unsafe { (File::from_raw_fd(fd_of(&argv, "console")), File::from_raw_fd(fd_of(&argv, "channel"))) };
-    let mut m = Machine { kvm, console, channel };
+    let mut m = Machine { kvm, console, channel, qmp: try_fd_of(&argv, "qmp") };
     let guest = match (m.kvm, std::env::var("KDF_FAKE_GUEST_KVM")) {
         (true, Ok(g)) => g,
         _ => std::env::var("KDF_FAKE_GUEST").unwrap_or_else(|_| "exit:0".into()),

@@ -191,8 +191,13 @@ impl Client {
             drop(write_end);
             self.execute("dump-guest-memory", Some(dump_arguments("kdf-vmcore", format)))
         });
+        if let Err(e) = asked {
+            // QEMU keeps a descriptor it did not use: its copy of the pipe
+            // goes, and the writer sees the end (it is not waited for).
+            let _ = self.execute("closefd", Some(json!({ "fdname": "kdf-vmcore" })));
+            return Err(e);
+        }
         let written = writer.join().map_err(|_| anyhow::anyhow!("the dump writer panicked"))?;
-        asked?;
         written.context("failed to write the dump")?;
         Ok(format)
     }

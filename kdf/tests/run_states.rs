@@ -309,6 +309,34 @@ fn a_panic_is_diagnosed_from_the_console() {
 }
 
 #[test]
+fn a_panic_with_vmcore_is_dumped_then_reported() {
+    let fake = Fake::new("panic-wait:dump").args(&["--vmcore", "core"]);
+    let out = fake.run();
+    assert_eq!(out.status, 120, "{}", out.stderr);
+    assert!(out.stderr.contains("kernel panic: sysrq triggered crash"), "{}", out.stderr);
+    let core = fake.dir.path().join("work/core");
+    assert!(out.stderr.contains(&format!("is in {} (kdump-zlib", core.display())), "{}", out.stderr);
+    let dump = std::fs::read(&core).unwrap();
+    assert_eq!(&dump[..8], b"KDUMP   ", "unflattened: the header at 0");
+    assert_eq!(&dump[12..18], b"Linux\0", "the utsname filled in");
+    assert_eq!(&dump[4096..4106], b"VMCOREINFO");
+    let log = fake.log();
+    assert!(log.contains("panic=0") && log.contains("-device vmcoreinfo"), "{log}");
+    assert!(log.contains("\"execute\":\"dump-guest-memory\""), "{log}");
+    assert_no_fake_left(&fake);
+}
+
+#[test]
+fn a_refused_dump_is_said_and_leaves_no_file() {
+    let fake = Fake::new("panic-wait:refuse").args(&["--vmcore", "core"]);
+    let out = fake.run();
+    assert_eq!(out.status, 120, "the panic is still the kernel's: {}", out.stderr);
+    assert!(out.stderr.contains("could not write a vmcore to"), "{}", out.stderr);
+    assert!(out.stderr.contains("fake: no dump"), "{}", out.stderr);
+    assert!(!fake.dir.path().join("work/core").exists());
+}
+
+#[test]
 fn qemu_dying_is_reported_with_its_stderr() {
     let out = Fake::new("die:-append: bad option").run();
     assert_eq!(out.status, 125);

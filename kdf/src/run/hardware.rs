@@ -111,21 +111,22 @@ fn qmp_socket(path: &Path) -> Result<PathBuf> {
     Ok(path.to_path_buf())
 }
 
-/// The kernel arguments these need: with `--vmcore` a panic waits for kdf
-/// (`panic=0`, after kdf's `panic=-1`: the later one wins) instead of
-/// resetting, and a kernel without ACPI is told where fw_cfg is, so it
-/// writes its vmcoreinfo address there.
+/// The kernel arguments these need: a kernel without ACPI is told where
+/// fw_cfg is, so it writes its vmcoreinfo address there (every run: a dump
+/// of any run carries it, for about 1 ms of boot); with `--vmcore` a panic
+/// waits for kdf (`panic=0`, after kdf's `panic=-1`: the later one wins)
+/// instead of resetting.
 pub fn kernel_args(hw: &Hardware, kernel: &Kernel) -> Vec<String> {
     let mut out = Vec::new();
+    let cmdline_fw_cfg = kernel
+        .config
+        .as_ref()
+        .is_some_and(|c| c.builtin("CONFIG_FW_CFG_SYSFS_CMDLINE") && !c.builtin("CONFIG_ACPI"));
+    if cmdline_fw_cfg {
+        out.push(FW_CFG_IOPORT.to_string());
+    }
     if hw.vmcore.is_some() {
         out.push("panic=0".to_string());
-        let cmdline_fw_cfg = kernel
-            .config
-            .as_ref()
-            .is_some_and(|c| c.builtin("CONFIG_FW_CFG_SYSFS_CMDLINE") && !c.builtin("CONFIG_ACPI"));
-        if cmdline_fw_cfg {
-            out.push(FW_CFG_IOPORT.to_string());
-        }
     }
     out
 }
@@ -161,16 +162,17 @@ mod tests {
     }
 
     #[test]
-    fn a_vmcore_run_waits_on_a_panic_and_finds_fw_cfg_without_acpi() {
+    fn a_vmcore_run_waits_on_a_panic_and_every_run_finds_fw_cfg_without_acpi() {
         let hw = Hardware {
             vmcore: Some(Vmcore { path: "/w/core".into(), symbols: None, no_vmcoreinfo: None }),
             ..Default::default()
         };
         let fast = kernel("CONFIG_FW_CFG_SYSFS=y\nCONFIG_FW_CFG_SYSFS_CMDLINE=y\n");
-        assert_eq!(kernel_args(&hw, &fast), ["panic=0", FW_CFG_IOPORT]);
+        assert_eq!(kernel_args(&hw, &fast), [FW_CFG_IOPORT, "panic=0"]);
         let distro = kernel("CONFIG_ACPI=y\nCONFIG_FW_CFG_SYSFS=m\n");
         assert_eq!(kernel_args(&hw, &distro), ["panic=0"]);
-        assert!(kernel_args(&Hardware::default(), &fast).is_empty());
+        assert_eq!(kernel_args(&Hardware::default(), &fast), [FW_CFG_IOPORT]);
+        assert!(kernel_args(&Hardware::default(), &distro).is_empty());
     }
 
     #[test]

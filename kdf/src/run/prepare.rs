@@ -97,7 +97,6 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     let vm = Vm {
         disks: !hw.disks.is_empty(),
         numa: !hw.numa.nodes.is_empty(),
-        vmcore: hw.vmcore.is_some(),
         ..Vm::plain(machine, transport, shares.iter().any(|s| s.overlay))
     };
     check_kernel(&kernel, &vm)?;

@@ -98,7 +98,6 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
             private_fd: p.hw.vmcore.as_ref().map(|_| QMP_FD),
             listen_fd: Some(QMP_LISTEN_FD),
         },
-        vmcoreinfo: p.hw.vmcore.is_some(),
         disks,
         numa: p.hw.numa.clone(),
         extra: p.qemu_extra.clone(),

@@ -79,9 +79,6 @@ pub struct VmSpec {
     pub gdb_port: Option<u16>,
     /// QMP monitors: kdf's own and the one `kdf qmp`/`kdf dump` connect to.
     pub monitors: Monitors,
-    /// `-device vmcoreinfo`: the guest tells QEMU where its vmcoreinfo note
-    /// is (through fw_cfg), and a dump carries it.
-    pub vmcoreinfo: bool,
     /// `--disk`: virtio-blk devices, in order.
     pub disks: Vec<DiskDevice>,
     /// `--numa`: nodes, each with its own memory backend.
@@ -222,9 +219,9 @@ fn monitor_args(spec: &VmSpec) -> Vec<String> {
         // kdf bound the socket; QEMU accepts on it, one client at a time.
         monitor("qmp-listen", &format!("fd={fd},server=on,wait=off"));
     }
-    if spec.vmcoreinfo {
-        out.extend(["-device".into(), "vmcoreinfo".into()]);
-    }
+    // The guest tells QEMU (through fw_cfg) where its vmcoreinfo note is, so
+    // a dump (--vmcore, kdf dump) carries it; drgn cannot do without it.
+    out.extend(["-device".into(), "vmcoreinfo".into()]);
     out
 }
 
@@ -328,7 +325,6 @@ mod tests {
             ],
             gdb_port: Some(1234),
             monitors: Monitors { private_fd: Some(8), listen_fd: Some(9) },
-            vmcoreinfo: true,
             disks: Vec::new(),
             numa: Numa::default(),
             extra: vec!["-device".into(), "virtio-rng-pci".into()],
@@ -408,7 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn qmp_monitors_use_the_passed_descriptors_and_vmcoreinfo_is_a_device() {
+    fn qmp_monitors_use_the_passed_descriptors_and_every_vm_has_vmcoreinfo() {
         let j = joined(&spec());
         assert!(j.contains("-chardev socket,id=qmp,fd=8 -mon chardev=qmp,mode=control"), "{j}");
         assert!(j.contains(
@@ -417,8 +413,7 @@ mod tests {
         assert!(j.contains("-device vmcoreinfo"));
         let mut s = spec();
         s.monitors = Monitors::default();
-        s.vmcoreinfo = false;
-        assert!(!joined(&s).contains("-mon") && !joined(&s).contains("vmcoreinfo"));
+        assert!(!joined(&s).contains("-mon") && joined(&s).contains("vmcoreinfo"));
     }
 
     #[test]
