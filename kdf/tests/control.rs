@@ -90,7 +90,7 @@ fn a_panic_with_vmcore_leaves_a_dump_drgn_reads() {
 }
 
 #[test]
-fn without_vmcore_a_panic_leaves_nothing_and_ends_at_once() {
+fn without_vmcore_a_panic_leaves_no_dump() {
     let dir = tempfile::tempdir().unwrap();
     let kernel = test_kernel_build();
     let out = run_in(
