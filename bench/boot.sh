@@ -54,7 +54,8 @@ Options:
       --stress          instead of timing: ROUNDS rounds of PARALLEL
                         `kdf run -- true` at once (default 50 x 8 = 400
                         boots); every boot must exit 0 within --timeout with
-                        no "Unable to calibrate" on its console. Prints the
+                        no "Unable to calibrate" on its console (booted with
+                        loglevel=5 so warnings reach it). Prints the
                         failures by kind; exits 1 on any
       --rounds N, --parallel N
                         the stress run's shape (default 50, 8)
@@ -313,7 +314,7 @@ stress_one() { # ROUND SLOT
     local out=$work/stress.$1.$2 rc=0 why=""
     env -C "$work/cwd" KDF_BENCH_RUN="$id/stress/$1/$2/" timeout -k 5 "$run_timeout" \
         "$kdf_bin" run --accel "$accel" --kernel "$kdf_kernel" "${kdf_args[@]}" \
-        --console-log "$out.console" -- true </dev/null >"$out.out" 2>"$out.err" || rc=$?
+        --console-log "$out.console" --cmdline loglevel=5 -- true </dev/null >"$out.out" 2>"$out.err" || rc=$?
     if ((rc == 124 || rc == 137)); then why="hang (over --timeout $run_timeout s)"
     elif grep -q "did not finish booting within" "$out.err"; then why="boot timeout"
     elif ((rc != 0)); then why="exit status $rc"
