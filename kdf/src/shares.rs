@@ -412,7 +412,10 @@ f\u{e9},dst=/mnt/x,ro,cache=never",
             link.path().join("current/../current/bin"),
         ];
         let out = tmpfs_hidden(&dirs, &[ShareSpec::same_path("/".into(), true)]);
-        assert_eq!(out, [ShareSpec { host: real, ..ShareSpec::same_path(link.path().join("current/bin"), true) }]);
+        assert_eq!(
+            out,
+            [ShareSpec { host: real, ..ShareSpec::same_path(link.path().join("current/bin"), true) }]
+        );
     }
 
     #[test]

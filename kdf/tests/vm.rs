@@ -520,10 +520,12 @@ fn a_shell_and_path_entries_under_run_reach_the_guest() {
         std::fs::write(path, text).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
     };
-    let base = if nix::unistd::access("/run", nix::unistd::AccessFlags::W_OK).is_ok() { "/run" } else { "/dev/shm" };
+    let base =
+        if nix::unistd::access("/run", nix::unistd::AccessFlags::W_OK).is_ok() { "/run" } else { "/dev/shm" };
     let run = tempfile::Builder::new().prefix("kdf-test-nixos-").tempdir_in(base).unwrap();
     // The "store" is outside every guest tmpfs, so the guest sees it through the root share.
-    let store = tempfile::Builder::new().prefix("kdf-test-store-").tempdir_in(workspace().join("target")).unwrap();
+    let store =
+        tempfile::Builder::new().prefix("kdf-test-store-").tempdir_in(workspace().join("target")).unwrap();
     std::fs::create_dir_all(store.path().join("sw/bin")).unwrap();
     script(&store.path().join("sw/bin/tsh"), "#!/bin/sh\necho \"tsh $0\"\nexec /bin/sh \"$@\"\n");
     script(&store.path().join("sw/bin/from-store"), "#!/bin/sh\necho store\n");
