@@ -82,7 +82,7 @@ writeShellApplication {
     kernel = lib.escapeShellArg "${kernel}/${kernel.target or "bzImage"}";
     initramfs = lib.escapeShellArg "${initramfs}/initrd";
     workdir = lib.escapeShellArg "${workdir}";
-    preload = lib.boolToString preload;
+    preload = if preload then "true" else "false";
   };
   passthru = {
     inherit

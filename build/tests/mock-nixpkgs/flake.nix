@@ -13,7 +13,6 @@
       optionals = c: xs: if c then xs else [ ];
       optionalString = c: s: if c then s else "";
       optionalAttrs = c: a: if c then a else { };
-      boolToString = b: if b then "true" else "false";
       # lib/kernel.nix
       kernel = {
         yes = { tristate = "y"; optional = false; };
