@@ -57,6 +57,15 @@ pub fn environment(
     env
 }
 
+/// The directories named in an environment's `PATH`, in order.
+pub fn path_dirs(env: &[(Vec<u8>, Vec<u8>)]) -> Vec<PathBuf> {
+    let Some((_, path)) = env.iter().find(|(k, _)| k == b"PATH") else { return Vec::new() };
+    path.split(|&b| b == b':')
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(OsStr::from_bytes(d)))
+        .collect()
+}
+
 /// The login shell of `uid` as the system's user database (NSS: files, LDAP,
 /// systemd-homed...) records it; none for an unknown user or an empty field.
 pub fn login_shell(uid: u32) -> Option<PathBuf> {
@@ -108,6 +117,16 @@ mod tests {
                 (b"A".to_vec(), b"b=c".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn path_dirs_are_the_nonempty_path_entries() {
+        let env = [
+            (b"HOME".to_vec(), b"/root".to_vec()),
+            (b"PATH".to_vec(), b"/run/wrappers/bin::rel:/usr/bin".to_vec()),
+        ];
+        assert_eq!(path_dirs(&env), [PathBuf::from("/run/wrappers/bin"), "rel".into(), "/usr/bin".into()]);
+        assert!(path_dirs(&[]).is_empty());
     }
 
     #[test]

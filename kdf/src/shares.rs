@@ -1,6 +1,7 @@
 //! The host directories a guest sees: the root (read-only), the working
-//! directory (read-write), `--rw`/`--ro`/`--virtiofs` shares and a kernel's
-//! modules, checked, ordered parent-first, and turned into guest mounts.
+//! directory (read-write), `--rw`/`--ro`/`--virtiofs` shares, a kernel's
+//! modules and the PATH and shell directories a guest tmpfs would hide,
+//! checked, ordered parent-first, and turned into guest mounts.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -175,6 +176,51 @@ fn guest_dir_exists(path: &Path, mounted: &[ShareSpec]) -> bool {
     }
 }
 
+/// Read-only shares, each at its own path, of the host directories in `dirs`
+/// (PATH's, the shell's) that the guest would otherwise look for on one of
+/// its own tmpfs mounts ([`kdf_proto::GUEST_TMPFS`]), where they do not
+/// exist: NixOS keeps root's login shell and the system PATH under
+/// /run/current-system and /run/wrappers. Each is resolved on the host
+/// (/run/current-system is a symlink into /nix/store); directories the host
+/// lacks, relative entries, kernel filesystems and the tmpfs mount points
+/// themselves (`/tmp` in PATH) are left out.
+pub fn tmpfs_hidden(dirs: &[PathBuf], shares: &[ShareSpec]) -> Vec<ShareSpec> {
+    let found = dirs
+        .iter()
+        .filter_map(|dir| {
+            let guest = lexical(dir)?;
+            let host = guest.canonicalize().ok().filter(|h| h.is_dir() && !is_kernel_fs(h))?;
+            Some(ShareSpec { host, ..ShareSpec::same_path(guest, true) })
+        })
+        .collect();
+    uncovered(found, shares)
+}
+
+/// An absolute path without `.` components or trailing slashes; none for a
+/// relative one or one with `..` (which only the host could resolve).
+fn lexical(path: &Path) -> Option<PathBuf> {
+    let ok = path.is_absolute() && !path.components().any(|c| c == Component::ParentDir);
+    ok.then(|| path.components().collect())
+}
+
+/// The shares of `found` whose guest path lies on a guest tmpfs once
+/// `shares` and the earlier ones of `found` are mounted: parents first, one
+/// per path, none inside another one (the outer share shows it already).
+fn uncovered(mut found: Vec<ShareSpec>, shares: &[ShareSpec]) -> Vec<ShareSpec> {
+    found.sort_by_key(|s| depth(&s.guest));
+    let mut mounted = shares.to_vec();
+    let mut out = Vec::new();
+    for share in found {
+        // A mount point itself (/tmp in PATH) stays the guest's writable tmpfs.
+        let mount_point = kdf_proto::GUEST_TMPFS.iter().any(|t| share.guest == Path::new(t));
+        if !mount_point && matches!(guest_fs(&share.guest, &mounted), GuestFs::Tmpfs) {
+            mounted.push(share.clone());
+            out.push(share);
+        }
+    }
+    out
+}
+
 /// Refuses, before anything boots, a share whose mount point kdf-init would
 /// have to create on a read-only share (it creates missing ones with mkdir).
 pub fn check_mount_points(shares: &[ShareSpec]) -> Result<()> {
@@ -328,6 +374,48 @@ f\u{e9},dst=/mnt/x,ro,cache=never",
             vec![root.clone(), share(h, "/mnt", false), share(Path::new("/"), "/mnt/missing", false)];
         writable.sort_by_key(|s| depth(&s.guest));
         assert!(check_mount_points(&writable).is_ok(), "mkdir works on a writable share");
+    }
+
+    #[test]
+    fn only_directories_a_guest_tmpfs_would_hide_are_shared_parents_first() {
+        let root = ShareSpec::same_path("/".into(), true);
+        let cwd = ShareSpec::same_path("/run/user/1000/src".into(), false);
+        let ro = |p: &str| ShareSpec::same_path(p.into(), true);
+        let found = vec![
+            ro("/run/current-system/sw/bin"),
+            ro("/usr/bin"),
+            ro("/run/wrappers/bin"),
+            ro("/run/current-system"),
+            ro("/run/wrappers/bin"),
+            ro("/run/user/1000/src/bin"),
+            ro("/tmp"),
+            ro("/dev/shm/x"),
+        ];
+        let out = uncovered(found, &[root, cwd]);
+        let guests: Vec<_> = out.iter().map(|s| s.guest.to_str().unwrap()).collect();
+        assert_eq!(guests, ["/run/current-system", "/run/wrappers/bin", "/dev/shm/x"]);
+        assert!(out.iter().all(|s| s.readonly && !s.overlay));
+    }
+
+    #[test]
+    fn hidden_directories_are_resolved_on_the_host() {
+        let store = tempfile::tempdir().unwrap();
+        std::fs::create_dir(store.path().join("bin")).unwrap();
+        let real = store.path().canonicalize().unwrap().join("bin");
+        // /dev/shm stands in for /run: a guest tmpfs path any user can write here.
+        let link = tempfile::Builder::new().prefix("kdf-unit-").tempdir_in("/dev/shm").unwrap();
+        std::os::unix::fs::symlink(store.path(), link.path().join("current")).unwrap();
+        let dirs = [
+            link.path().join("current/./bin/"),
+            link.path().join("missing"),
+            PathBuf::from("relative/bin"),
+            link.path().join("current/../current/bin"),
+        ];
+        let out = tmpfs_hidden(&dirs, &[ShareSpec::same_path("/".into(), true)]);
+        assert_eq!(
+            out,
+            [ShareSpec { host: real, ..ShareSpec::same_path(link.path().join("current/bin"), true) }]
+        );
     }
 
     #[test]

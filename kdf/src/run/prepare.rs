@@ -89,20 +89,28 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     let machine = machine(args.machine, &kernel);
     let cwd = working_dir()?;
     let modules = module::prepare(&args.modules, kernel.release.as_deref())?;
-    let shares = share_list(args, &kernel, &cwd, modules.as_ref().map(|(dir, _)| dir.as_path()))?;
-    let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay) };
-    check_kernel(&kernel, &vm)?;
-    let workdir = match &args.chdir {
-        Some(dir) => cwd.join(dir),
-        None => cwd.clone(),
-    };
     let nix_bins: Vec<PathBuf> = if args.nix.is_empty() {
         Vec::new()
     } else {
         let installables: Vec<String> = args.nix.iter().map(|p| format!("nixpkgs#{p}")).collect();
         crate::nix::build(&installables)?.into_iter().map(|p| p.join("bin")).collect()
     };
-    let argv = plan::argv(&args.command, args.script.as_deref(), &shell(args));
+    let env = plan::environment(|k| std::env::var_os(k), &nix_bins, &args.env);
+    let shell = shell(args);
+    let argv = plan::argv(&args.command, args.script.as_deref(), &shell);
+    let shares = share_list(
+        args,
+        &kernel,
+        &cwd,
+        modules.as_ref().map(|(dir, _)| dir.as_path()),
+        &command_dirs(&env, args.command.is_empty().then_some(shell.as_path())),
+    )?;
+    let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay) };
+    check_kernel(&kernel, &vm)?;
+    let workdir = match &args.chdir {
+        Some(dir) => cwd.join(dir),
+        None => cwd.clone(),
+    };
     let program = String::from_utf8_lossy(&argv[0]).into_owned();
     let tty = tty_size(args);
     let accel = accel::decide(args.accel.map(|a| match a {
@@ -117,7 +125,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     let plan = Plan {
         version: PROTOCOL_VERSION,
         argv,
-        env: plan::environment(|k| std::env::var_os(k), &nix_bins, &args.env),
+        env,
         cwd: workdir.as_os_str().as_bytes().to_vec(),
         user: user(args),
         shares: shares::to_proto(&shares, transport),
@@ -271,7 +279,24 @@ fn working_dir() -> Result<PathBuf> {
     Ok(cwd)
 }
 
-fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path, modules: Option<&Path>) -> Result<Vec<ShareSpec>> {
+/// The directories the command is looked up in: PATH's, and the shell's
+/// (as named and as resolved) when the shell runs.
+fn command_dirs(env: &[(Vec<u8>, Vec<u8>)], shell: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = plan::path_dirs(env);
+    if let Some(shell) = shell {
+        dirs.extend(shell.parent().map(Path::to_path_buf));
+        dirs.extend(shell.canonicalize().ok().and_then(|s| s.parent().map(Path::to_path_buf)));
+    }
+    dirs
+}
+
+fn share_list(
+    args: &RunArgs,
+    kernel: &Kernel,
+    cwd: &Path,
+    modules: Option<&Path>,
+    command_dirs: &[PathBuf],
+) -> Result<Vec<ShareSpec>> {
     let mut rest = Vec::new();
     if cwd != Path::new("/") {
         rest.push(ShareSpec::same_path(cwd.to_path_buf(), false));
@@ -297,6 +322,10 @@ fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path, modules: Option<&Path
         let guest = if v.guest == v.host { host.clone() } else { v.guest.clone() };
         rest.push(ShareSpec { host, guest, ..v.clone() });
     }
+    // After every other share: a PATH entry under a shared directory is there already.
+    let root = ShareSpec::same_path("/".into(), true);
+    let mounted: Vec<ShareSpec> = std::iter::once(root.clone()).chain(rest.iter().cloned()).collect();
+    rest.extend(shares::tmpfs_hidden(command_dirs, &mounted));
     if rest.len() >= MAX_SHARES {
         return Err(usage(format!(
             "too many shares ({}); kdf shares at most {}",
@@ -304,7 +333,7 @@ fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path, modules: Option<&Path
             MAX_SHARES
         )));
     }
-    let shares = shares::order(ShareSpec::same_path("/".into(), true), rest)?;
+    let shares = shares::order(root, rest)?;
     shares::check_mount_points(&shares)?;
     Ok(shares)
 }
