@@ -23,6 +23,7 @@ mod runtime;
 mod shares;
 mod status;
 mod tools;
+mod tsc;
 mod ui;
 mod vm;
 

@@ -62,9 +62,11 @@ pub enum TtyMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MachineArg {
-    /// PCI machine; reliable everywhere
+    /// microvm where the kernel can find its devices there, else q35
+    Auto,
+    /// PCI machine with firmware: boots any x86 kernel, takes --qemu-arg devices
     Q35,
-    /// No PCI or firmware: faster, but its TSC calibration can fail on a loaded host (TCG)
+    /// No PCI or firmware, virtio-mmio devices: the fastest boot
     Microvm,
 }
 
@@ -167,7 +169,7 @@ pub struct RunArgs {
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_args: Vec<OsString>,
     /// QEMU machine type
-    #[arg(long, value_enum, default_value_t = MachineArg::Q35)]
+    #[arg(long, value_enum, default_value_t = MachineArg::Auto)]
     pub machine: MachineArg,
     /// Force an accelerator (default: KVM where it really boots Linux, else TCG)
     #[arg(long, value_enum)]

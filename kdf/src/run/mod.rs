@@ -11,6 +11,7 @@ mod console;
 mod dry_run;
 mod event;
 mod ktap;
+mod machine;
 mod prepare;
 mod result;
 mod sandbox;

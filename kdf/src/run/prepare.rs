@@ -13,9 +13,9 @@ use anyhow::Result;
 use kdf_proto::{ModuleFile, Plan, User, Winsize, PROTOCOL_VERSION};
 
 use super::verdict::KunitInterest;
-use super::{sandbox, terminal};
+use super::{machine, sandbox, terminal};
 use crate::accel::{self, Decision};
-use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
+use crate::cli::{AccelArg, RunArgs, TtyMode};
 use crate::errors::{hinted, usage};
 use crate::initramfs;
 use crate::kernel::choice::Choice;
@@ -76,6 +76,8 @@ pub struct Prepared {
     /// The descriptor limit passed on to virtiofsd.
     pub nofile: u64,
     pub sandbox: Sandbox,
+    /// The host's TSC rate, given to TCG guests (`tsc.rs`).
+    pub tsc_khz: Option<u32>,
 }
 
 pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
@@ -86,7 +88,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     })?;
     let qemu = tools::qemu()?;
     let (transport, virtiofsd) = transport(args, &kernel);
-    let machine = machine(args.machine, &kernel);
+    let machine = machine::choose(args.machine, kernel.config.as_ref(), !args.qemu_args.is_empty());
     let cwd = working_dir()?;
     let modules = module::prepare(&args.modules, kernel.release.as_deref())?;
     let nix_bins: Vec<PathBuf> = if args.nix.is_empty() {
@@ -182,6 +184,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         timings: args.timings,
         nofile,
         sandbox: sandbox::choose(args.verbose),
+        tsc_khz: crate::tsc::host_khz(),
         allow_splats: args
             .allow_splats
             .iter()
@@ -210,20 +213,6 @@ fn transport(args: &RunArgs, kernel: &Kernel) -> (Transport, Option<PathBuf>) {
             say("virtiofsd not found; sharing files over 9p (slower). Install virtiofsd: scripts/setup.sh");
             (Transport::NineP, None)
         }
-    }
-}
-
-/// q35 unless `--machine microvm` (no PCI, no firmware: ~0.2 s faster under
-/// TCG). microvm is opt-in: without an HPET or ACPI PM timer the kernel
-/// calibrates its TSC against the PIT alone, and on a loaded host that failed
-/// and the guest hung in 4 of 4 parallel boots (Debian 6.1, TCG). Its devices
-/// are found through ACPI when the kernel has it, else through the
-/// `virtio_mmio.device=` arguments QEMU adds (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
-fn machine(choice: MachineArg, kernel: &Kernel) -> Machine {
-    let acpi = kernel.config.as_ref().is_some_and(|c| c.builtin("CONFIG_ACPI"));
-    match choice {
-        MachineArg::Q35 => Machine::Q35,
-        MachineArg::Microvm => Machine::Microvm { acpi },
     }
 }
 

@@ -65,11 +65,19 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         firmware: if p.machine == Machine::Q35 { p.firmware.clone() } else { None },
         kernel: p.kernel.boot.clone(),
         initramfs: p.initramfs.clone(),
-        cmdline: qemu::cmdline(p.verbose, p.debug, accel, &p.preload, &p.cmdline),
+        cmdline: qemu::cmdline(p.verbose, p.debug, accel, &p.preload, &with_clock_args(p, accel)),
         console_fd: CONSOLE_FD,
         channel_fd: CHANNEL_FD,
         shares,
         gdb_port: p.gdb_port,
         extra: p.qemu_extra.clone(),
     }
+}
+
+/// kdf's clock arguments for this machine and accelerator, then the user's
+/// `--cmdline` (later arguments win).
+fn with_clock_args(p: &Prepared, accel: Accel) -> Vec<String> {
+    let mut args = qemu::clock_args(accel, p.machine, p.tsc_khz);
+    args.extend(p.cmdline.iter().cloned());
+    args
 }

@@ -230,11 +230,6 @@ pub fn cmdline(verbose: bool, debug: bool, accel: Accel, preload: &[String], ext
         args.push("nokaslr");
     }
     if accel == Accel::Tcg {
-        // Under TCG, calibrating the local APIC timer against the PIT takes
-        // ~0.15-0.23 s of every boot (measured: Debian 6.1 and kdf's 7.3
-        // fast kernel). Without it the kernel keeps time with the HPET (q35
-        // has one) as the broadcast clock event.
-        args.push("noapictimer");
         // A guest starved of CPU (TCG on a loaded host) reports RCU stalls,
         // soft lockups and hung tasks that are not bugs, and kdf fails a run
         // on those: give it the most slack the kernel allows.
@@ -252,6 +247,34 @@ pub fn cmdline(verbose: bool, debug: bool, accel: Accel, preload: &[String], ext
         line.push_str(e);
     }
     line
+}
+
+/// The kernel's clocks under TCG (none of this applies under KVM, where
+/// kvmclock gives the guest its frequencies): the host's TSC rate when known
+/// (`tsc_khz`), so the kernel neither calibrates the TSC against the PIT nor
+/// later distrusts it; on q35, no local APIC timer.
+pub fn clock_args(accel: Accel, machine: Machine, tsc_khz: Option<u32>) -> Vec<String> {
+    let mut args = Vec::new();
+    if accel != Accel::Tcg {
+        return args;
+    }
+    if let Some(khz) = tsc_khz {
+        // A starved vCPU fails the PIT calibration ("tsc: Unable to calibrate
+        // against PIT"); the TSC is then unusable and, on microvm, the
+        // kernel is left without a working clock. The guest reads the host's
+        // TSC, which the caller checked runs at a constant rate.
+        args.push(format!("tsc_early_khz={khz}"));
+        args.push("tsc=reliable".to_string());
+    }
+    if machine == Machine::Q35 {
+        // Calibrating the local APIC timer against the PIT takes ~0.15-0.23 s
+        // of a TCG boot (Debian 6.1, kdf's 7.3 fast kernel); without it the
+        // HPET is the broadcast clock event. microvm has no HPET, and under
+        // ACPI its PIT interrupt is not routed: there the local APIC timer
+        // is the only clock event, and `noapictimer` stalls the first sleep.
+        args.push("noapictimer".to_string());
+    }
+    args
 }
 
 #[cfg(test)]
@@ -361,10 +384,25 @@ mod tests {
         assert!(j.contains("-nodefaults"));
         let c = cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]);
         assert!(cmdline(false, true, Accel::Kvm, &preload("virtio_pci"), &[]).contains("nokaslr"));
-        assert!(c.contains("noapictimer"), "TCG skips the APIC timer calibration");
-        assert!(!cmdline(false, false, Accel::Kvm, &preload("virtio_pci"), &[]).contains("noapictimer"));
+
         assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
         assert!(c.contains("no_timer_check"), "a starved vCPU must not fail the IO-APIC timer check");
+    }
+
+    #[test]
+    fn tcg_clocks_use_the_hosts_tsc_rate_and_q35_skips_the_apic_timer() {
+        let microvm = Machine::Microvm { acpi: true };
+        assert_eq!(
+            clock_args(Accel::Tcg, Machine::Q35, Some(2_596_136)),
+            ["tsc_early_khz=2596136", "tsc=reliable", "noapictimer"]
+        );
+        assert_eq!(clock_args(Accel::Tcg, Machine::Q35, None), ["noapictimer"]);
+        assert_eq!(
+            clock_args(Accel::Tcg, microvm, Some(1_000_000)),
+            ["tsc_early_khz=1000000", "tsc=reliable"]
+        );
+        assert!(clock_args(Accel::Tcg, microvm, None).is_empty(), "microvm keeps its only clock event");
+        assert!(clock_args(Accel::Kvm, Machine::Q35, Some(1)).is_empty(), "kvmclock under KVM");
     }
 
     #[test]
