@@ -2,6 +2,7 @@
 //! status 2 on usage errors, shell completions. `kdf kernel`'s arguments
 //! are in [`kernel`].
 
+pub mod gdb;
 pub mod kernel;
 
 use std::ffi::OsString;
@@ -37,6 +38,9 @@ pub enum Command {
     /// Configure and build minimal debug kernels from a source tree
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// Attach gdb to the VM started with `kdf run -d` from this directory:
+    /// vmlinux, sources, the kernel's gdb scripts, module symbols
+    Gdb(gdb::GdbArgs),
     /// List this user's running VMs (what `kdf gdb` and `kdf attach` find)
     Ps,
     /// Print a shell completion script
@@ -172,9 +176,13 @@ pub struct RunArgs {
     /// Force an accelerator (default: KVM where it really boots Linux, else TCG)
     #[arg(long, value_enum)]
     pub accel: Option<AccelArg>,
-    /// Start a GDB stub on 127.0.0.1:PORT
-    #[arg(short = 'd', long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
-    pub debug: Option<u16>,
+    /// Start a GDB stub on 127.0.0.1 (a free port, printed, unless PORT is
+    /// given) for `kdf gdb`; also boots with nokaslr and no boot timeout
+    #[arg(short = 'd', long, value_name = "PORT", num_args = 0..=1, require_equals = true)]
+    pub debug: Option<Option<u16>>,
+    /// Stop the CPU at its first instruction until a debugger continues (implies -d)
+    #[arg(long)]
+    pub debug_wait: bool,
     /// Print the QEMU and virtiofsd command lines instead of running them
     #[arg(long)]
     pub dry_run: bool,
@@ -203,7 +211,8 @@ pub struct RunArgs {
     /// Stop the command after SECS (status 124)
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<Duration>,
-    /// Give up when the guest has not booted after SECS (default: 60 under TCG, 20 under KVM)
+    /// Give up when the guest has not booted after SECS (default: 60 under TCG,
+    /// 20 under KVM, none with -d)
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub boot_timeout: Option<Duration>,
 
@@ -297,9 +306,33 @@ mod tests {
     fn optional_values_and_equals_forms() {
         assert_eq!(run(&["-r"]).kernel.release.as_deref(), Some(""));
         assert_eq!(run(&["--release=6.1"]).kernel.release.as_deref(), Some("6.1"));
-        assert_eq!(run(&["-d"]).debug, Some(1234));
-        assert_eq!(run(&["--debug=4321"]).debug, Some(4321));
+        assert_eq!(run(&["-d"]).debug, Some(None));
+        assert_eq!(run(&["--debug=4321"]).debug, Some(Some(4321)));
+        assert_eq!(run(&["-d=4321"]).debug, Some(Some(4321)));
+        assert_eq!(run(&[]).debug, None);
+        // A bare -d never swallows the next word.
+        assert_eq!(run(&["-d", "--", "true"]).command, ["true"]);
         assert_eq!(run(&["--memory=2G"]).memory, 2048);
+    }
+
+    #[test]
+    fn gdb_takes_its_own_arguments_and_passes_the_rest_to_gdb() {
+        let cli = Cli::try_parse_from([
+            "kdf",
+            "gdb",
+            "--module-dir",
+            "m",
+            "--port",
+            "4",
+            "--",
+            "-batch",
+            "-ex",
+            "bt",
+        ]);
+        let Command::Gdb(g) = cli.unwrap().command else { panic!("not gdb") };
+        let o = g.options();
+        assert_eq!((o.port, o.module_dirs.len(), o.wait), (Some(4), 1, Duration::from_secs(30)));
+        assert_eq!(o.gdb_args, ["-batch", "-ex", "bt"]);
     }
 
     #[test]
