@@ -18,8 +18,9 @@ case "${ID:-} ${ID_LIKE:-}" in
 esac
 
 # rsync: kselftest's `make install` (README, "Kernel selftests") copies with it.
+# gdb: `kdf gdb` (README, "Debugging").
 pkgs=(qemu-system-x86 qemu-utils kmod cpio busybox-static gcc make libc6-dev pkg-config
-  libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd nix-bin rsync)
+  libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd nix-bin rsync gdb)
 if ! compgen -G '/boot/vmlinuz-*' >/dev/null; then
   pkgs+=("$kernel_pkg")
 fi
