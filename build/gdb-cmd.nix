@@ -4,13 +4,15 @@
 # ...) and `lx-symbols-nix`, which runs lx-symbols over the Nix-built modules'
 # store paths so their symbols load once they are in the guest.
 #
-#   rungdb                     attach to :1234 (KDF_GDB_PORT=PORT for another)
+#   rungdb                     attach to the VM `runvm -d` started from this
+#                              directory (KDF_GDB_PORT=PORT for another stub)
 #   rungdb -ex 'b do_sys_openat2'   extra gdb arguments come after
 {
   lib,
   writeText,
   writeShellApplication,
   gdb,
+  kdf,
 }:
 
 {
@@ -56,9 +58,13 @@ let
 in
 writeShellApplication {
   name = "rungdb";
-  runtimeInputs = [ gdb ];
+  runtimeInputs = [
+    gdb
+    kdf
+  ];
   text = ''
-    port="''${KDF_GDB_PORT:-1234}"
+    # `runvm -d` listens on a free port; its run's record names it.
+    port="''${KDF_GDB_PORT:-$(kdf gdb --print-port)}"
     exec gdb -q -x ${gdbinit} -ex "target remote :$port" "$@"
   '';
   passthru = {

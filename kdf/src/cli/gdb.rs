@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse_secs;
+use super::values::parse_secs;
 use crate::gdb::Options;
 
 #[derive(Debug, Args)]
