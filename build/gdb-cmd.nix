@@ -15,6 +15,7 @@
   lib,
   writeText,
   writeShellApplication,
+  gdb,
   kdf,
 }:
 
@@ -56,6 +57,8 @@ let
 in
 writeShellApplication {
   name = "rungdb";
+  # kdf gdb runs the gdb on PATH.
+  runtimeInputs = [ gdb ];
   text = fill ./templates/rungdb.sh {
     kdf = lib.escapeShellArg (lib.getExe kdf);
     kernel = lib.escapeShellArg kdir;

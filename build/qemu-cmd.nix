@@ -7,7 +7,8 @@
 # local paths); the working directory is build/lib/vm-workdir.sh.
 #
 #   runvm                      an interactive shell in the VM
-#   runvm -d                   the same, with a GDB stub on :1234 (see rungdb)
+#   runvm -d                   the same, with a GDB stub on a free port (it
+#                              prints it; rungdb or `kdf gdb` finds it)
 #   runvm -- uname -r          one command; runvm exits with its status
 {
   lib,

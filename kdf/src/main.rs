@@ -9,6 +9,7 @@ mod cli;
 mod compress;
 mod elf;
 mod errors;
+mod gdb;
 mod initramfs;
 mod kbuild;
 mod kconfig;
@@ -75,6 +76,7 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
         Command::Kernel(KernelCommand::Build(args)) => {
             kbuild::build::run(args.tree.src.as_deref(), args.tree.build.as_deref(), &args.options())
         }
+        Command::Gdb(args) => gdb::run(&args.options()),
         Command::Ps => {
             for record in runs::live()? {
                 println!("{}\t{}", record.cwd.display(), record.describe());

@@ -26,6 +26,10 @@ pub struct Record {
     pub dir: PathBuf,
     /// The gdb stub's TCP port on 127.0.0.1 (`-d`).
     pub gdb_port: Option<u16>,
+    /// The kernel's unstripped `vmlinux`, where one was found (`-d`).
+    pub vmlinux: Option<PathBuf>,
+    /// The `--module` files on the host: (module name, file).
+    pub modules: Vec<(String, PathBuf)>,
 }
 
 impl Record {
@@ -37,6 +41,8 @@ impl Record {
             "release": self.release,
             "dir": self.dir,
             "gdb_port": self.gdb_port,
+            "vmlinux": self.vmlinux,
+            "modules": self.modules.iter().map(|(name, file)| json!({"name": name, "file": file})).collect::<Vec<_>>(),
         })
     }
 
@@ -49,6 +55,16 @@ impl Record {
             release: v.get("release").and_then(Value::as_str).map(str::to_owned),
             dir: path("dir")?,
             gdb_port: v.get("gdb_port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()),
+            vmlinux: path("vmlinux"),
+            modules: v
+                .get("modules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| {
+                    Some((m.get("name")?.as_str()?.to_owned(), PathBuf::from(m.get("file")?.as_str()?)))
+                })
+                .collect(),
         })
     }
 
@@ -98,12 +114,16 @@ pub fn choose(records: Vec<Record>, cwd: &Path, pid: Option<u32>) -> Result<Reco
     }
 }
 
-/// The run started from the current directory, or the one `pid` names.
-#[allow(dead_code)] // for kdf gdb (issue 10), kdf attach and kdf dump (issue 17)
-pub fn find(pid: Option<u32>) -> Result<Record> {
+/// The current directory as records name it (canonical).
+pub fn this_dir() -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("failed to read the current directory")?;
-    let cwd = cwd.canonicalize().unwrap_or(cwd);
-    choose(live()?, &cwd, pid)
+    Ok(cwd.canonicalize().unwrap_or(cwd))
+}
+
+/// The run started from the current directory, or the one `pid` names.
+#[allow(dead_code)] // for kdf attach and kdf dump (issue 17)
+pub fn find(pid: Option<u32>) -> Result<Record> {
+    choose(live()?, &this_dir()?, pid)
 }
 
 #[cfg(test)]
@@ -118,6 +138,8 @@ mod tests {
             release: Some("6.1".into()),
             dir: format!("/run/user/0/kdf/run-{pid}-0").into(),
             gdb_port: Some(40000 + pid as u16),
+            vmlinux: Some("/usr/lib/debug/boot/vmlinux-6.1".into()),
+            modules: vec![("hello".into(), "/src/m/hello.ko".into())],
         }
     }
 
@@ -125,7 +147,7 @@ mod tests {
     fn a_record_survives_its_json() {
         let r = record(7, "/src/linux");
         assert_eq!(Record::from_json(&r.to_json()), Some(r.clone()));
-        let bare = Record { release: None, gdb_port: None, ..r };
+        let bare = Record { release: None, gdb_port: None, vmlinux: None, modules: Vec::new(), ..r };
         assert_eq!(Record::from_json(&bare.to_json()), Some(bare));
         assert_eq!(Record::from_json(&json!({"pid": 1})), None);
     }

@@ -11,12 +11,12 @@ use std::process::Command;
 use common::*;
 
 /// A fake program that records its argv (NUL-separated) and what its fds
-/// 3..8 are into `DIR/NAME.<pid>.{argv,fds}`, then runs `then`.
+/// 3..8 and 69 (the gdb stub's) are into `DIR/NAME.<pid>.{argv,fds}`, then runs `then`.
 fn fake(dir: &Path, name: &str, then: &str) -> std::path::PathBuf {
     let path = dir.join(format!("fake-{name}"));
     let script = format!(
         "#!/bin/sh\nout={dir}/{name}.$$\nprintf '%s\\0' \"$0\" \"$@\" > \"$out.argv\"\n\
-         for fd in 3 4 5 6 7 8; do echo \"$fd $(readlink /proc/$$/fd/$fd)\"; done > \"$out.fds\"\n{then}\n",
+         for fd in 3 4 5 6 7 8 69; do echo \"$fd $(readlink /proc/$$/fd/$fd)\"; done > \"$out.fds\"\n{then}\n",
         dir = dir.display()
     );
     std::fs::write(&path, script).unwrap();
@@ -99,6 +99,7 @@ fn check(extra: &[&str], shares: usize) {
         assert!(socket(5 + i), "share {i}: {fds}");
     }
     assert!(!socket(5 + daemons.len()), "no other sockets leak into QEMU: {fds}");
+    assert_eq!(socket(69), extra.contains(&"-d"), "the gdb stub's listening socket with -d: {fds}");
     for f in recorded(rec.path(), "virtiofsd", ".fds") {
         let f = String::from_utf8(f).unwrap();
         assert!(f.lines().any(|l| l.starts_with("3 socket:")) && !f.contains("4 socket:"), "{f}");

@@ -1,8 +1,10 @@
 //! The command line, declared with clap: `--opt=value`, optional values,
 //! status 2 on usage errors, shell completions. `kdf kernel`'s arguments
-//! are in [`kernel`].
+//! are in [`kernel`], `kdf gdb`'s in [`gdb`], value parsers in `values`.
 
+pub mod gdb;
 pub mod kernel;
+mod values;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ use self::kernel::KernelCommand;
 use crate::kernel as kernel_source;
 use crate::shares::{parse_virtiofs, ShareSpec};
 use crate::status;
+use values::{parse_memory, parse_secs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +40,9 @@ pub enum Command {
     /// Configure and build minimal debug kernels from a source tree
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// Attach gdb to the VM started with `kdf run -d` from this directory:
+    /// vmlinux, sources, the kernel's gdb scripts, module symbols
+    Gdb(gdb::GdbArgs),
     /// List this user's running VMs (what `kdf gdb` and `kdf attach` find)
     Ps,
     /// Print a shell completion script
@@ -174,9 +180,13 @@ pub struct RunArgs {
     /// Force an accelerator (default: KVM where it really boots Linux, else TCG)
     #[arg(long, value_enum)]
     pub accel: Option<AccelArg>,
-    /// Start a GDB stub on 127.0.0.1:PORT
-    #[arg(short = 'd', long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
-    pub debug: Option<u16>,
+    /// Start a GDB stub on 127.0.0.1 (a free port, printed, unless PORT is
+    /// given) for `kdf gdb`; also boots with nokaslr and no boot timeout
+    #[arg(short = 'd', long, value_name = "PORT", num_args = 0..=1, require_equals = true)]
+    pub debug: Option<Option<u16>>,
+    /// Stop the CPU at its first instruction until a debugger continues (implies -d)
+    #[arg(long)]
+    pub debug_wait: bool,
     /// Print the QEMU and virtiofsd command lines instead of running them
     #[arg(long)]
     pub dry_run: bool,
@@ -205,7 +215,8 @@ pub struct RunArgs {
     /// Stop the command after SECS (status 124)
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<Duration>,
-    /// Give up when the guest has not booted after SECS (default: 60 under TCG, 20 under KVM)
+    /// Give up when the guest has not booted after SECS (default: 60 under TCG,
+    /// 20 under KVM, none with -d)
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub boot_timeout: Option<Duration>,
 
@@ -233,32 +244,6 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
-/// `512`, `512M`, `1G`, `1048576K` -> MiB.
-pub fn parse_memory(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult_kib) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 1),
-        Some((i, 'M' | 'm')) => (&s[..i], 1024),
-        Some((i, 'G' | 'g')) => (&s[..i], 1024 * 1024),
-        _ => (s, 1024),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 512M, 2G)"))?;
-    let mib = n.saturating_mul(mult_kib) / 1024;
-    if !(64..=1024 * 1024).contains(&mib) {
-        return Err(format!("{s} is out of range (64M to 1024G)"));
-    }
-    Ok(mib)
-}
-
-/// Seconds, fractions allowed: `30`, `1.5`.
-pub fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(secs > 0.0 && secs < 1e9) {
-        return Err(format!("{s} must be a positive number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,25 +252,6 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn memory_sizes() {
-        assert_eq!(parse_memory("512"), Ok(512));
-        assert_eq!(parse_memory("512M"), Ok(512));
-        assert_eq!(parse_memory("2G"), Ok(2048));
-        assert_eq!(parse_memory("1048576K"), Ok(1024));
-        assert!(parse_memory("lots").is_err());
-        assert!(parse_memory("1K").is_err());
-        assert!(parse_memory("-5").is_err());
-    }
-
-    #[test]
-    fn seconds() {
-        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_secs("0").is_err());
-        assert!(parse_secs("-1").is_err());
-        assert!(parse_secs("soon").is_err());
     }
 
     fn run(args: &[&str]) -> RunArgs {
@@ -299,9 +265,33 @@ mod tests {
     fn optional_values_and_equals_forms() {
         assert_eq!(run(&["-r"]).kernel.release.as_deref(), Some(""));
         assert_eq!(run(&["--release=6.1"]).kernel.release.as_deref(), Some("6.1"));
-        assert_eq!(run(&["-d"]).debug, Some(1234));
-        assert_eq!(run(&["--debug=4321"]).debug, Some(4321));
+        assert_eq!(run(&["-d"]).debug, Some(None));
+        assert_eq!(run(&["--debug=4321"]).debug, Some(Some(4321)));
+        assert_eq!(run(&["-d=4321"]).debug, Some(Some(4321)));
+        assert_eq!(run(&[]).debug, None);
+        // A bare -d never swallows the next word.
+        assert_eq!(run(&["-d", "--", "true"]).command, ["true"]);
         assert_eq!(run(&["--memory=2G"]).memory, 2048);
+    }
+
+    #[test]
+    fn gdb_takes_its_own_arguments_and_passes_the_rest_to_gdb() {
+        let cli = Cli::try_parse_from([
+            "kdf",
+            "gdb",
+            "--module-dir",
+            "m",
+            "--port",
+            "4",
+            "--",
+            "-batch",
+            "-ex",
+            "bt",
+        ]);
+        let Command::Gdb(g) = cli.unwrap().command else { panic!("not gdb") };
+        let o = g.options();
+        assert_eq!((o.port, o.module_dirs.len(), o.wait), (Some(4), 1, Duration::from_secs(30)));
+        assert_eq!(o.gdb_args, ["-batch", "-ex", "bt"]);
     }
 
     #[test]

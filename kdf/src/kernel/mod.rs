@@ -8,6 +8,7 @@ pub mod file;
 pub mod image;
 pub mod installed;
 pub mod nix_kernel;
+pub mod vmlinux;
 
 use std::path::PathBuf;
 

@@ -8,6 +8,7 @@ mod attempt;
 mod build_first;
 mod channel;
 mod console;
+mod debug;
 mod dry_run;
 mod event;
 mod ktap;

@@ -51,17 +51,23 @@ pub struct Prepared {
     pub cmdline: Vec<String>,
     /// Modules kdf-init loads before it reaches the host (`kdf.preload`).
     pub preload: Vec<String>,
-    pub debug: bool,
+    /// `-d`: the gdb stub.
+    pub debug: Option<Debug>,
+    /// The kernel's unstripped vmlinux, for `kdf gdb` (with `-d`).
+    pub vmlinux: Option<PathBuf>,
+    /// The `--module` files: (module name, host file), for `kdf gdb`.
+    pub module_files: Vec<(String, PathBuf)>,
     pub machine: Machine,
     /// `-bios` on q35.
     pub firmware: Option<PathBuf>,
     pub cpus: u32,
     pub memory_mib: u64,
-    pub gdb_port: Option<u16>,
     pub qemu_extra: Vec<OsString>,
     pub tty: bool,
     pub timeout: Option<Duration>,
-    pub boot_timeout: Option<Duration>,
+    /// `--boot-timeout`, else the accelerator's default; none with `-d`
+    /// unless given (a person at a debugger takes their time).
+    pub boot_timeout: BootTimeout,
     pub console_log: Option<PathBuf>,
     /// `--result`: where the JSON outcome goes.
     pub result: Option<PathBuf>,
@@ -78,6 +84,34 @@ pub struct Prepared {
     pub sandbox: Sandbox,
     /// The host's TSC rate, given to TCG guests (`tsc.rs`).
     pub tsc_khz: Option<u32>,
+}
+
+/// `-d[=PORT]` and `--debug-wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Debug {
+    /// The port kdf listens on; 0: a free one.
+    pub port: u16,
+    /// Stop the CPU at its first instruction (`--debug-wait`).
+    pub wait: bool,
+}
+
+/// How long the guest may take to boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootTimeout {
+    /// The accelerator's default.
+    Default,
+    Given(Duration),
+    Off,
+}
+
+impl BootTimeout {
+    pub fn of(given: Option<Duration>, debug: bool) -> BootTimeout {
+        match (given, debug) {
+            (Some(t), _) => BootTimeout::Given(t),
+            (None, true) => BootTimeout::Off,
+            (None, false) => BootTimeout::Default,
+        }
+    }
 }
 
 pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
@@ -151,13 +185,24 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         unload: !args.no_unload,
         kmsg: true,
     };
+    let debug = match (args.debug, args.debug_wait) {
+        (None, false) => None,
+        (port, wait) => Some(Debug { port: port.flatten().unwrap_or(0), wait }),
+    };
+    let module_files = modules
+        .iter()
+        .flat_map(|(_, m)| m)
+        .map(|m| (m.name.clone(), m.source.canonicalize().unwrap_or_else(|_| cwd.join(&m.source))))
+        .collect();
     let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(_, hard)| hard.min(1 << 20))
         .unwrap_or(1024);
     Ok(Prepared {
         cmdline: kernel_args(args, &kernel),
         preload: requirements::boot_modules(&vm),
-        debug: args.debug.is_some(),
+        debug,
+        vmlinux: debug.and_then(|_| kernel::vmlinux::find(&kernel.image, kernel.release.as_deref())),
+        module_files,
         firmware: firmware(&kernel),
         kernel,
         qemu,
@@ -171,11 +216,10 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         machine,
         cpus: args.cpus,
         memory_mib: args.memory,
-        gdb_port: args.debug,
         qemu_extra: args.qemu_args.clone(),
         tty: tty.is_some(),
         timeout: args.timeout,
-        boot_timeout: args.boot_timeout,
+        boot_timeout: BootTimeout::of(args.boot_timeout, debug.is_some()),
         console_log: args.console_log.clone(),
         result: args.result.clone(),
         ktap: args.ktap.clone(),

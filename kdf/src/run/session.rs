@@ -5,6 +5,7 @@
 //! [`super::supervise`]'s main loop.
 
 use std::fs::File;
+use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Command;
@@ -18,6 +19,7 @@ use signal_hook::iterator::Signals;
 use super::attempt::Attempt;
 use super::channel::{self, Credit, Writer};
 use super::console::{self, Tail};
+use super::debug;
 use super::event::Event;
 use super::prepare::Prepared;
 use super::spec;
@@ -34,7 +36,13 @@ use crate::vm::virtiofsd;
 
 pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
     let runtime = runtime::create()?;
-    runs::publish(&runtime, &record(p, &runtime)?)?;
+    let gdb = p.debug.map(|d| debug::listen(d.port)).transpose()?;
+    let gdb_port = gdb.as_ref().map(debug::port).transpose()?;
+    runs::publish(&runtime, &record(p, &runtime, gdb_port)?)?;
+    if let (Some(port), Some(d)) = (gdb_port, p.debug) {
+        // The one line kdf prints without -v: the port is the point of -d.
+        say(&debug::announce(port, d.wait));
+    }
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).context("failed to set up signal handling")?;
     let mut accel = p.accel.clone();
@@ -50,7 +58,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
         say(&format!("interactive session ({})", terminal::ESCAPE_HELP));
     }
     let result = loop {
-        match attempt(p, &accel, &runtime, &mut signals, started) {
+        match attempt(p, &accel, &runtime, gdb.as_ref(), &mut signals, started) {
             Ok(Attempt::Finished(status)) => break Ok(status),
             Ok(Attempt::KvmFailed(why)) => {
                 say(&format!("KVM cannot boot Linux on this machine ({why}); retrying under TCG (slower)"));
@@ -65,7 +73,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
 }
 
 /// What `kdf gdb` and friends need to find this run.
-fn record(p: &Prepared, runtime: &RuntimeDir) -> Result<Record> {
+fn record(p: &Prepared, runtime: &RuntimeDir, gdb_port: Option<u16>) -> Result<Record> {
     let cwd = crate::shares::current_dir()?;
     Ok(Record {
         pid: std::process::id(),
@@ -73,7 +81,9 @@ fn record(p: &Prepared, runtime: &RuntimeDir) -> Result<Record> {
         kernel: p.kernel.image.clone(),
         release: p.kernel.release.clone(),
         dir: runtime.path().to_path_buf(),
-        gdb_port: p.gdb_port,
+        gdb_port,
+        vmlinux: p.vmlinux.clone(),
+        modules: p.module_files.clone(),
     })
 }
 
@@ -105,6 +115,7 @@ fn attempt(
     p: &Prepared,
     decision: &Decision,
     runtime: &RuntimeDir,
+    gdb: Option<&TcpListener>,
     signals: &mut Signals,
     started: Instant,
 ) -> Result<Attempt> {
@@ -116,6 +127,9 @@ fn attempt(
     let mut fds = vec![(console_vm.as_fd(), vm.console_fd), (channel_vm.as_fd(), vm.channel_fd)];
     for (i, c) in connections.iter().enumerate() {
         fds.push((c.as_fd(), spec::FIRST_SHARE_FD + i as i32));
+    }
+    if let Some(listener) = gdb {
+        fds.push((listener.as_fd(), spec::GDB_FD));
     }
     let argv = qemu::argv(&vm);
     let (tx, rx) = mpsc::channel();

@@ -5,8 +5,8 @@
 
 use std::os::fd::RawFd;
 
-use super::prepare::Prepared;
-use crate::vm::qemu::{self, Accel, Machine, ShareDevice, VmSpec};
+use super::prepare::{Prepared, MAX_SHARES};
+use crate::vm::qemu::{self, Accel, GdbStub, Machine, ShareDevice, VmSpec};
 use crate::vm::virtiofsd::Virtiofsd;
 use crate::vm::Transport;
 
@@ -16,6 +16,9 @@ pub const CONSOLE_FD: RawFd = 3;
 pub const CHANNEL_FD: RawFd = 4;
 /// QEMU's end of share `i`'s connection to its virtiofsd is `FIRST_SHARE_FD + i`.
 pub const FIRST_SHARE_FD: RawFd = 5;
+/// QEMU's gdb stub's listening socket (`-d`): after the last share's.
+pub const GDB_FD: RawFd = FIRST_SHARE_FD + MAX_SHARES as RawFd;
+const _: () = assert!(GDB_FD < crate::child::FIRST_SPARE_FD);
 /// Where each virtiofsd finds its listening socket.
 pub const VIRTIOFSD_FD: RawFd = 3;
 
@@ -65,11 +68,11 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         firmware: if p.machine == Machine::Q35 { p.firmware.clone() } else { None },
         kernel: p.kernel.boot.clone(),
         initramfs: p.initramfs.clone(),
-        cmdline: qemu::cmdline(p.verbose, p.debug, accel, &p.preload, &with_clock_args(p, accel)),
+        cmdline: qemu::cmdline(p.verbose, p.debug.is_some(), accel, &p.preload, &with_clock_args(p, accel)),
         console_fd: CONSOLE_FD,
         channel_fd: CHANNEL_FD,
         shares,
-        gdb_port: p.gdb_port,
+        gdb: p.debug.map(|d| GdbStub { fd: GDB_FD, wait: d.wait }),
         extra: p.qemu_extra.clone(),
     }
 }

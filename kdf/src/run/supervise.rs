@@ -9,7 +9,7 @@ use kdf_proto::{ToGuest, ToHost, PROTOCOL_VERSION};
 use signal_hook::consts::SIGWINCH;
 use signal_hook::iterator::Signals;
 
-use super::attempt::{default_boot_timeout, Attempt, Ending};
+use super::attempt::{boot_limit, Attempt, Ending};
 use super::channel::{Credit, Writer};
 use super::console::{self, Tail};
 use super::event::Event;
@@ -49,7 +49,8 @@ pub struct Run<'a> {
     /// When to kill the VM if the command has not ended by then.
     kill_at: Option<Instant>,
     qemu_gone: Option<Instant>,
-    boot_deadline: Instant,
+    /// None: no boot timeout (`-d`).
+    boot_deadline: Option<Instant>,
     timeout_at: Option<Instant>,
     /// The first failure to write the command's output: `(stream, error)`.
     write_error: Option<(&'static str, String)>,
@@ -90,7 +91,7 @@ impl<'a> Run<'a> {
             ending: None,
             kill_at: None,
             qemu_gone: None,
-            boot_deadline: Instant::now() + p.boot_timeout.unwrap_or(default_boot_timeout(decision.accel)),
+            boot_deadline: boot_limit(p.boot_timeout, decision.accel).map(|t| Instant::now() + t),
             timeout_at: p.timeout.map(|t| started + t),
             write_error: None,
             report: Vec::new(),
@@ -183,7 +184,7 @@ impl<'a> Run<'a> {
                 let (status, report) = self.kernel.verdict(status, self.p.verbose, &self.p.kunit);
                 self.report.extend(report);
                 Some(Attempt::Finished(match self.ending {
-                    Some(Ending::TimedOut) => self.timed_out(),
+                    Some(Ending::TimedOut) => self.ended_early(Ending::TimedOut),
                     _ => status,
                 }))
             }
@@ -328,16 +329,16 @@ impl<'a> Run<'a> {
         if self.timeout_at.is_some_and(|at| now >= at) && self.ending.is_none() {
             self.ending = Some(Ending::TimedOut);
             if !self.ready {
-                return Some(Attempt::Finished(self.timed_out()));
+                return Some(Attempt::Finished(self.ended_early(Ending::TimedOut)));
             }
             self.writer.send(&ToGuest::Signal(libc::SIGTERM));
             self.kill_at = Some(now + GRACE);
         }
-        if self.release.is_none() && now >= self.boot_deadline {
+        if self.release.is_none() && self.boot_deadline.is_some_and(|at| now >= at) {
             if self.kvm_to_blame() {
                 return Some(Attempt::KvmFailed("no boot within the KVM boot timeout".into()));
             }
-            let secs = self.p.boot_timeout.unwrap_or(default_boot_timeout(self.decision.accel)).as_secs_f64();
+            let secs = boot_limit(self.p.boot_timeout, self.decision.accel).unwrap_or_default().as_secs_f64();
             let why =
                 format!("the guest did not finish booting within {secs}s (raise it with --boot-timeout)");
             // kdf-init never said hello: the kernel did not reach init.
@@ -359,10 +360,6 @@ impl<'a> Run<'a> {
             }
         }
         None
-    }
-
-    fn timed_out(&mut self) -> i32 {
-        self.ended_early(Ending::TimedOut)
     }
 
     fn ended_early(&mut self, ending: Ending) -> i32 {

@@ -44,6 +44,15 @@ pub enum ShareDevice {
     NineP { tag: String, path: PathBuf, readonly: bool },
 }
 
+/// QEMU's gdb stub on a socket kdf listens on (bound to 127.0.0.1 only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GdbStub {
+    /// The listening socket, passed as this descriptor.
+    pub fd: RawFd,
+    /// Stop the CPU before its first instruction until a debugger continues.
+    pub wait: bool,
+}
+
 /// Everything QEMU needs, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
@@ -62,8 +71,8 @@ pub struct VmSpec {
     /// One end of a socketpair for kdf's virtio-serial channel.
     pub channel_fd: RawFd,
     pub shares: Vec<ShareDevice>,
-    /// Listen for GDB on 127.0.0.1:port (never on other interfaces).
-    pub gdb_port: Option<u16>,
+    /// The gdb stub (`-d`).
+    pub gdb: Option<GdbStub>,
     /// `--qemu-arg` values, appended last.
     pub extra: Vec<OsString>,
 }
@@ -179,11 +188,24 @@ fn escape_os(value: &std::ffi::OsStr) -> OsString {
     OsString::from_vec(out)
 }
 
+/// kdf binds the stub's socket itself (port 0: the kernel picks a free one)
+/// and QEMU serves on it: with `-gdb tcp::PORT` two parallel runs would race
+/// for a port, and kdf could not tell which one a run got. `wait=off`: QEMU
+/// starts without a debugger; `-S` stops the CPU instead. `nodelay=on`, as
+/// `-gdb tcp:` sets it: without it every packet waited for a delayed ACK, and
+/// `lx-dmesg` took 33 s instead of ~1.
 fn gdb_args(spec: &VmSpec) -> Vec<String> {
-    match spec.gdb_port {
-        Some(port) => vec!["-gdb".into(), format!("tcp:127.0.0.1:{port}")],
-        None => Vec::new(),
+    let Some(gdb) = spec.gdb else { return Vec::new() };
+    let mut out = vec![
+        "-chardev".into(),
+        format!("socket,id=gdb,fd={},server=on,wait=off,nodelay=on", gdb.fd),
+        "-gdb".into(),
+        "chardev:gdb".into(),
+    ];
+    if gdb.wait {
+        out.push("-S".into());
     }
+    out
 }
 
 /// The complete argv, program first.
@@ -298,7 +320,7 @@ mod tests {
                 ShareDevice::Virtiofs { tag: "kdf0".into(), fd: 7 },
                 ShareDevice::NineP { tag: "kdf1".into(), path: "/tmp/a,b c".into(), readonly: true },
             ],
-            gdb_port: Some(1234),
+            gdb: Some(GdbStub { fd: 69, wait: false }),
             extra: vec!["-device".into(), "virtio-rng-pci".into()],
         }
     }
@@ -370,11 +392,20 @@ mod tests {
     }
 
     #[test]
-    fn gdb_listens_on_loopback_only_and_extra_args_come_last() {
-        let a = argv(&spec());
-        let j = joined(&spec());
-        assert!(j.contains("-gdb tcp:127.0.0.1:1234"));
+    fn gdb_serves_on_kdfs_socket_and_extra_args_come_last() {
+        let mut s = spec();
+        let a = argv(&s);
+        let j = joined(&s);
+        assert!(
+            j.contains("-chardev socket,id=gdb,fd=69,server=on,wait=off,nodelay=on -gdb chardev:gdb"),
+            "{j}"
+        );
+        assert!(!j.contains(" -S"), "the CPU runs: {j}");
         assert_eq!(a[a.len() - 2..], [OsString::from("-device"), OsString::from("virtio-rng-pci")]);
+        s.gdb = Some(GdbStub { fd: 69, wait: true });
+        assert!(joined(&s).contains("-gdb chardev:gdb -S"));
+        s.gdb = None;
+        assert!(!joined(&s).contains("gdb"));
     }
 
     #[test]
