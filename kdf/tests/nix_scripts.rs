@@ -406,7 +406,6 @@ fn rungdb_is_a_clean_shell_program() {
 /// and lx-symbols-nix loads the loaded module's symbols, so a variable of
 /// it reads from the guest's memory.
 #[test]
-#[ignore = "needs kdf gdb (issue 10)"]
 fn runvm_d_and_rungdb_attach_and_load_a_modules_symbols() {
     use std::io::{BufRead, Write};
     let (runvm, rungdb) = (runvm("runvm-gdb", false), rungdb("rungdb"));
