@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::cache;
+use crate::errors::hinted;
 use crate::runtime::{self, RuntimeDir};
 
 const FILE: &str = "record.json";
@@ -26,6 +27,8 @@ pub struct Record {
     pub dir: PathBuf,
     /// The gdb stub's TCP port on 127.0.0.1 (`-d`).
     pub gdb_port: Option<u16>,
+    /// The attach channel's socket (`kdf attach`, `kdf sysrq`).
+    pub attach: Option<PathBuf>,
 }
 
 impl Record {
@@ -37,6 +40,7 @@ impl Record {
             "release": self.release,
             "dir": self.dir,
             "gdb_port": self.gdb_port,
+            "attach": self.attach,
         })
     }
 
@@ -49,6 +53,7 @@ impl Record {
             release: v.get("release").and_then(Value::as_str).map(str::to_owned),
             dir: path("dir")?,
             gdb_port: v.get("gdb_port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()),
+            attach: v.get("attach").and_then(Value::as_str).map(PathBuf::from),
         })
     }
 
@@ -84,8 +89,11 @@ pub fn choose(records: Vec<Record>, cwd: &Path, pid: Option<u32>) -> Result<Reco
     };
     match (mine.len(), pid) {
         (1, _) => Ok(mine.remove(0)),
-        (0, Some(pid)) => bail!("no kdf run with pid {pid} is running"),
-        (0, None) => bail!("no kdf run started from {} is running", cwd.display()),
+        (0, Some(pid)) => Err(hinted(format!("no kdf run with pid {pid} is running"), "`kdf ps` lists them")),
+        (0, None) => Err(hinted(
+            format!("no kdf run started from {} is running", cwd.display()),
+            "start one here with `kdf run`, or pick one with --pid (`kdf ps` lists them)",
+        )),
         _ => {
             let list: Vec<String> = mine.iter().map(|r| format!("  {}", r.describe())).collect();
             bail!(
@@ -99,7 +107,6 @@ pub fn choose(records: Vec<Record>, cwd: &Path, pid: Option<u32>) -> Result<Reco
 }
 
 /// The run started from the current directory, or the one `pid` names.
-#[allow(dead_code)] // for kdf gdb (issue 10), kdf attach and kdf dump (issue 17)
 pub fn find(pid: Option<u32>) -> Result<Record> {
     let cwd = std::env::current_dir().context("failed to read the current directory")?;
     let cwd = cwd.canonicalize().unwrap_or(cwd);
@@ -118,6 +125,7 @@ mod tests {
             release: Some("6.1".into()),
             dir: format!("/run/user/0/kdf/run-{pid}-0").into(),
             gdb_port: Some(40000 + pid as u16),
+            attach: Some(format!("/run/user/0/kdf/run-{pid}-0/attach.sock").into()),
         }
     }
 
@@ -125,7 +133,7 @@ mod tests {
     fn a_record_survives_its_json() {
         let r = record(7, "/src/linux");
         assert_eq!(Record::from_json(&r.to_json()), Some(r.clone()));
-        let bare = Record { release: None, gdb_port: None, ..r };
+        let bare = Record { release: None, gdb_port: None, attach: None, ..r };
         assert_eq!(Record::from_json(&bare.to_json()), Some(bare));
         assert_eq!(Record::from_json(&json!({"pid": 1})), None);
     }

@@ -4,15 +4,15 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use kdf_proto::{Outcome, Plan, ToGuest, ToHost, MAX_DATA};
+use kdf_proto::{Exec, Outcome, ToGuest, ToHost, MAX_DATA};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::unistd::{read, write, Pid};
 
-use super::{until_exit, Relay};
+use super::{until_exit, Relay, Waiter};
 use crate::command::{self, Child};
 use crate::testing::{
-    channel, credit, input_pipe, output, output_pipe, plan, processes, set_nonblocking, Host,
+    channel, credit, exec, input_pipe, output, output_pipe, processes, set_nonblocking, Host,
 };
 
 fn child() -> Child {
@@ -175,20 +175,20 @@ fn the_drain_after_exit_is_bounded_when_a_background_writer_keeps_writing() {
     assert!(output(&frames, false).len() <= 64 * MAX_DATA);
 }
 
-/// Runs `plan` through the whole relay loop (polling for the exit, as init
+/// Runs `exec` through the whole relay loop (polling for the exit, as init
 /// does without a signalfd), the host side in a thread driven by `host`.
-fn run(plan: &Plan, host: impl FnOnce(Host) -> Vec<ToHost> + Send + 'static) -> (Outcome, Vec<ToHost>) {
+fn run(exec: &Exec, host: impl FnOnce(Host) -> Vec<ToHost> + Send + 'static) -> (Outcome, Vec<ToHost>) {
     let _lock = processes();
     let (mut port, host_end) = channel();
     let host = std::thread::spawn(move || host(host_end));
-    let child = command::spawn(plan).expect("spawn");
-    let outcome = until_exit(&mut port, child, None);
+    let child = command::spawn(exec).expect("spawn");
+    let outcome = until_exit(&mut port, child, &Waiter::Sigchld(None));
     drop(port);
     (outcome, host.join().unwrap())
 }
 
-fn sh(script: &str) -> Plan {
-    plan(&["/bin/sh", "-c", script])
+fn sh(script: &str) -> Exec {
+    exec(&["/bin/sh", "-c", script])
 }
 
 #[test]
@@ -201,9 +201,9 @@ fn the_commands_output_and_exit_status_reach_the_host() {
 
 #[test]
 fn stdin_reaches_the_command_and_its_end_lets_the_command_finish() {
-    let mut plan = sh("exec cat");
-    plan.stdin = true;
-    let (outcome, got) = run(&plan, |mut h| {
+    let mut exec = sh("exec cat");
+    exec.stdin = true;
+    let (outcome, got) = run(&exec, |mut h| {
         h.send(&ToGuest::Stdin(b"hello ".to_vec()));
         h.send(&ToGuest::Stdin(b"world".to_vec()));
         h.send(&ToGuest::StdinEof);

@@ -44,7 +44,12 @@ pub fn lines(p: &Prepared, choice: &Choice) -> Vec<String> {
         ));
         out.push(line(&virtiofsd::argv(daemon)));
     }
-    out.push(format!("# QEMU (fd {}: console, fd {}: kdf channel)", spec::CONSOLE_FD, spec::CHANNEL_FD));
+    out.push(format!(
+        "# QEMU (fd {}: console, fd {}: kdf channel, fd {}: attach channel)",
+        spec::CONSOLE_FD,
+        spec::CHANNEL_FD,
+        spec::ATTACH_FD
+    ));
     out.push(line(&qemu::argv(&spec::vm(p, p.accel.accel))));
     out
 }

@@ -6,10 +6,8 @@
 
 mod attempt;
 mod build_first;
-mod channel;
 mod console;
 mod dry_run;
-mod event;
 mod ktap;
 mod prepare;
 mod result;
@@ -17,9 +15,7 @@ mod sandbox;
 mod session;
 mod spec;
 mod splat;
-mod stdin;
 mod supervise;
-mod terminal;
 mod timings;
 mod verdict;
 

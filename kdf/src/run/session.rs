@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -16,16 +17,17 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::Signals;
 
 use super::attempt::Attempt;
-use super::channel::{self, Credit, Writer};
 use super::console::{self, Tail};
-use super::event::Event;
 use super::prepare::Prepared;
 use super::spec;
 use super::supervise::Run;
-use super::terminal::{self, RawMode};
 use super::timings::Timings;
 use crate::accel::{self, Decision};
+use crate::attach::router::Router;
 use crate::child::Guard;
+use crate::relay::channel::{self, Credit, Writer};
+use crate::relay::event::Event;
+use crate::relay::terminal::{self, RawMode};
 use crate::runs::{self, Record};
 use crate::runtime::{self, RuntimeDir};
 use crate::ui::{self, say};
@@ -34,7 +36,9 @@ use crate::vm::virtiofsd;
 
 pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
     let runtime = runtime::create()?;
-    runs::publish(&runtime, &record(p, &runtime)?)?;
+    let attach = runtime.path().join("attach.sock");
+    let router = Router::listen(&attach)?;
+    runs::publish(&runtime, &record(p, &runtime, attach)?)?;
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).context("failed to set up signal handling")?;
     let mut accel = p.accel.clone();
@@ -50,7 +54,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
         say(&format!("interactive session ({})", terminal::ESCAPE_HELP));
     }
     let result = loop {
-        match attempt(p, &accel, &runtime, &mut signals, started) {
+        match attempt(p, &accel, &runtime, &router, &mut signals, started) {
             Ok(Attempt::Finished(status)) => break Ok(status),
             Ok(Attempt::KvmFailed(why)) => {
                 say(&format!("KVM cannot boot Linux on this machine ({why}); retrying under TCG (slower)"));
@@ -65,7 +69,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
 }
 
 /// What `kdf gdb` and friends need to find this run.
-fn record(p: &Prepared, runtime: &RuntimeDir) -> Result<Record> {
+fn record(p: &Prepared, runtime: &RuntimeDir, attach: PathBuf) -> Result<Record> {
     let cwd = crate::shares::current_dir()?;
     Ok(Record {
         pid: std::process::id(),
@@ -74,6 +78,7 @@ fn record(p: &Prepared, runtime: &RuntimeDir) -> Result<Record> {
         release: p.kernel.release.clone(),
         dir: runtime.path().to_path_buf(),
         gdb_port: p.gdb_port,
+        attach: Some(attach),
     })
 }
 
@@ -105,6 +110,7 @@ fn attempt(
     p: &Prepared,
     decision: &Decision,
     runtime: &RuntimeDir,
+    router: &Router,
     signals: &mut Signals,
     started: Instant,
 ) -> Result<Attempt> {
@@ -112,8 +118,13 @@ fn attempt(
     let (daemons, connections) = start_daemons(p, runtime)?;
     let (console_host, console_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let (channel_host, channel_vm) = UnixStream::pair().context("failed to create a socket pair")?;
+    let (attach_host, attach_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let vm = spec::vm(p, decision.accel);
-    let mut fds = vec![(console_vm.as_fd(), vm.console_fd), (channel_vm.as_fd(), vm.channel_fd)];
+    let mut fds = vec![
+        (console_vm.as_fd(), vm.console_fd),
+        (channel_vm.as_fd(), vm.channel_fd),
+        (attach_vm.as_fd(), vm.attach_fd),
+    ];
     for (i, c) in connections.iter().enumerate() {
         fds.push((c.as_fd(), spec::FIRST_SHARE_FD + i as i32));
     }
@@ -130,7 +141,8 @@ fn attempt(
     let qemu = Guard::spawn("QEMU", cmd, &fds, Some(Box::new(hook)))
         .map_err(|e| e.context(format!("failed to start {}", p.qemu.display())))?;
     drop(fds);
-    drop((console_vm, channel_vm, connections));
+    drop((console_vm, channel_vm, attach_vm, connections));
+    router.guest(attach_host)?;
     timings.mark("qemu started");
 
     let tail = Tail::default();

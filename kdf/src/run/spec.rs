@@ -14,8 +14,10 @@ use crate::vm::Transport;
 pub const CONSOLE_FD: RawFd = 3;
 /// QEMU's end of the kdf channel's socket pair.
 pub const CHANNEL_FD: RawFd = 4;
+/// QEMU's end of the attach channel's socket pair.
+pub const ATTACH_FD: RawFd = 5;
 /// QEMU's end of share `i`'s connection to its virtiofsd is `FIRST_SHARE_FD + i`.
-pub const FIRST_SHARE_FD: RawFd = 5;
+pub const FIRST_SHARE_FD: RawFd = 6;
 /// Where each virtiofsd finds its listening socket.
 pub const VIRTIOFSD_FD: RawFd = 3;
 
@@ -68,6 +70,7 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         cmdline: qemu::cmdline(p.verbose, p.debug, accel, &p.preload, &p.cmdline),
         console_fd: CONSOLE_FD,
         channel_fd: CHANNEL_FD,
+        attach_fd: ATTACH_FD,
         shares,
         gdb_port: p.gdb_port,
         extra: p.qemu_extra.clone(),

@@ -1,0 +1,238 @@
+//! `kdf run`'s end of the attach channel: a unix socket in the run's
+//! runtime directory where `kdf attach` and `kdf sysrq` connect, and the
+//! guest's attach port (a socket pair QEMU holds, as for the run's channel).
+//! Whole frames go each way, so the guest always knows where a session
+//! begins and ends: a client's departure becomes `Hangup`, frames of a
+//! session that has ended are dropped, and a second session is refused while
+//! one runs. `kdf sysrq` is served beside a session; answers come back in
+//! the order the keys went.
+//!
+//! Threads of their own, apart from the run's supervisor: a client that
+//! stops reading stalls only its own session, and nothing here delays the
+//! run's ending (the process exits under them).
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use anyhow::{Context, Result};
+use kdf_proto::{read_frame, ToGuest, ToHost, MAX_FRAME, MAX_TO_HOST};
+
+/// Accepts clients for the life of the run; [`Router::guest`] connects each
+/// attempt's VM.
+#[derive(Debug, Clone)]
+pub struct Router {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when the guest says hello.
+    hello: Condvar,
+    /// Frames to the guest are written whole under this lock.
+    guest: Mutex<Option<UnixStream>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The guest's `Hello` on the attach port: clients wait for it.
+    hello: Option<ToHost>,
+    /// Which guest connection is current (a KVM failure starts another VM).
+    generation: u64,
+    session: Option<Session>,
+    next_session: u64,
+    /// The clients of the keys sent, in order.
+    sysrq: VecDeque<UnixStream>,
+}
+
+#[derive(Debug)]
+struct Session {
+    id: u64,
+    /// Where its output goes; `None` once the client left (its frames are dropped).
+    client: Option<UnixStream>,
+    /// The client's pid, for the refusal of a second session.
+    pid: Option<i32>,
+}
+
+/// A message for a client that asked for something the channel does not serve.
+const NOT_A_REQUEST: &str = "not an attach or sysrq request (is this kdf from the same build as the run's?)";
+
+impl Router {
+    /// Listens on `path` (in the run's private runtime directory).
+    pub fn listen(path: &Path) -> Result<Router> {
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("failed to listen on {}", path.display()))?;
+        let router = Router { shared: Arc::new(Shared::default()) };
+        let shared = Arc::clone(&router.shared);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || serve_client(&shared, stream));
+            }
+        });
+        Ok(router)
+    }
+
+    /// Connects this attempt's VM: `stream` is kdf's end of the attach port.
+    pub fn guest(&self, stream: UnixStream) -> Result<()> {
+        let writer = stream.try_clone().context("failed to clone a socket")?;
+        let generation = {
+            let mut state = self.shared.lock();
+            state.generation += 1;
+            state.hello = None;
+            state.session = None;
+            state.sysrq.clear();
+            state.generation
+        };
+        *self.shared.guest.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
+        let shared = Arc::clone(&self.shared);
+        std::thread::spawn(move || route_guest(&shared, stream, generation));
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends one frame to the guest; `before` runs under the same lock, so
+    /// what it records is in the order the frames go.
+    fn send(&self, msg: &ToGuest, before: impl FnOnce(&mut State)) {
+        let mut guest = self.guest.lock().unwrap_or_else(|e| e.into_inner());
+        before(&mut self.lock());
+        if let Some(stream) = guest.as_mut() {
+            // A failed write means the VM is gone; the run notices that itself.
+            let _ = stream.write_all(&msg.encode());
+        }
+    }
+}
+
+fn send_to(client: &mut UnixStream, msg: &ToHost) -> bool {
+    client.write_all(&msg.encode()).is_ok()
+}
+
+/// Reads one client's frames as `ToGuest` messages; `None` at its end.
+fn next_request(stream: &mut UnixStream) -> Option<ToGuest> {
+    let (tag, payload) = read_frame(stream, MAX_FRAME).ok()??;
+    ToGuest::decode(tag, &payload).ok()
+}
+
+/// One client: the guest's hello, then its request, then (a session) its
+/// frames until it leaves.
+fn serve_client(shared: &Shared, mut stream: UnixStream) {
+    let hello = {
+        let mut state = shared.lock();
+        while state.hello.is_none() {
+            state = shared.hello.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.hello.clone().expect("checked above")
+    };
+    if !send_to(&mut stream, &hello) {
+        return;
+    }
+    match next_request(&mut stream) {
+        Some(key @ ToGuest::Sysrq(_)) => {
+            let Ok(reply_to) = stream.try_clone() else { return };
+            shared.send(&key, |state| state.sysrq.push_back(reply_to));
+        }
+        Some(attach @ ToGuest::Attach(_)) => session(shared, stream, &attach),
+        Some(_) => {
+            send_to(&mut stream, &ToHost::Refused(NOT_A_REQUEST.into()));
+        }
+        None => {}
+    }
+}
+
+fn session(shared: &Shared, mut stream: UnixStream, attach: &ToGuest) {
+    let pid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .ok()
+        .map(|c| c.pid());
+    let Ok(client) = stream.try_clone() else { return };
+    let id = {
+        let mut state = shared.lock();
+        if let Some(other) = &state.session {
+            let who = other.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            drop(state);
+            let why = format!("another kdf attach{who} is attached to this VM: one session at a time");
+            send_to(&mut stream, &ToHost::Refused(why));
+            return;
+        }
+        state.next_session += 1;
+        let id = state.next_session;
+        state.session = Some(Session { id, client: Some(client), pid });
+        id
+    };
+    shared.send(attach, |_| {});
+    let current = |state: &State| state.session.as_ref().is_some_and(|s| s.id == id);
+    while let Some(msg) = next_request(&mut stream) {
+        let forward = matches!(
+            msg,
+            ToGuest::Stdin(_)
+                | ToGuest::StdinEof
+                | ToGuest::Signal(_)
+                | ToGuest::Winsize(_)
+                | ToGuest::StdoutClosed
+                | ToGuest::StderrClosed
+        );
+        if !current(&shared.lock()) {
+            return;
+        }
+        if forward {
+            shared.send(&msg, |_| {});
+        }
+    }
+    // The client left: if its command still runs, the guest hangs it up.
+    let mut hung_up = false;
+    {
+        let mut state = shared.lock();
+        if let Some(s) = state.session.as_mut().filter(|s| s.id == id) {
+            s.client = None;
+            hung_up = true;
+        }
+    }
+    if hung_up {
+        shared.send(&ToGuest::Hangup, |_| {});
+    }
+}
+
+/// Routes the guest's frames: its hello, sysrq answers, and the session's
+/// output to the session's client, up to its `Exit` (or `Refused`).
+fn route_guest(shared: &Shared, mut stream: UnixStream, generation: u64) {
+    while let Ok(Some((tag, payload))) = read_frame(&mut stream, MAX_TO_HOST) {
+        let Ok(msg) = ToHost::decode(tag, &payload) else { break };
+        let mut state = shared.lock();
+        if state.generation != generation {
+            return;
+        }
+        match msg {
+            ToHost::Hello { .. } => {
+                state.hello = Some(msg);
+                shared.hello.notify_all();
+            }
+            ToHost::SysrqDone { .. } => {
+                if let Some(mut client) = state.sysrq.pop_front() {
+                    drop(state);
+                    send_to(&mut client, &msg);
+                }
+            }
+            ToHost::Exit(_) | ToHost::Refused(_) => {
+                let session = state.session.take();
+                drop(state);
+                if let Some(mut client) = session.and_then(|s| s.client) {
+                    send_to(&mut client, &msg);
+                }
+            }
+            _ => {
+                let client = state.session.as_ref().and_then(|s| s.client.as_ref()?.try_clone().ok());
+                drop(state);
+                if let Some(mut client) = client {
+                    send_to(&mut client, &msg);
+                }
+            }
+        }
+    }
+}
