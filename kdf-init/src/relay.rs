@@ -101,6 +101,9 @@ pub fn run_session(port: &mut Port, child: Child) -> Outcome {
 fn until_exit(port: &mut Port, child: Child, waiter: &Waiter) -> Outcome {
     let pid = child.pid;
     let mut relay = Relay::new(port, child);
+    // The port may have read frames past the request that started the
+    // command (stdin typed at once); no poll would announce them.
+    relay.handle_messages();
     let status = loop {
         if let Some(status) = waiter.status(pid) {
             break status;

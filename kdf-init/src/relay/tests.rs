@@ -215,6 +215,28 @@ fn stdin_reaches_the_command_and_its_end_lets_the_command_finish() {
 }
 
 #[test]
+fn stdin_the_port_read_before_the_command_started_is_not_left_waiting() {
+    let _lock = processes();
+    let (mut port, mut host) = channel();
+    // One read takes the request and the stdin after it (kdf attach sends both at once).
+    host.send(&ToGuest::Stdin(b"early".to_vec()));
+    host.send(&ToGuest::StdinEof);
+    port.fill();
+    let mut exec = sh("exec cat");
+    exec.stdin = true;
+    let child = command::spawn(&exec).expect("spawn");
+    let pid = child.pid;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(until_exit(&mut port, child, &Waiter::Sigchld(None))));
+    let outcome = rx.recv_timeout(Duration::from_secs(20));
+    if outcome.is_err() {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+    }
+    assert_eq!(outcome, Ok(Outcome::Exited(0)), "cat never saw its stdin end");
+    assert_eq!(output(&host.received(), false), b"early");
+}
+
+#[test]
 fn a_signal_from_the_host_ends_the_command() {
     let (outcome, _) = run(&sh("echo ready; exec sleep 30"), |mut h| {
         let mut signals = h.try_clone();
