@@ -1,6 +1,7 @@
 //! kdf-init: PID 1 of a kdf VM. Reads like a table of contents: set up the
 //! guest, fetch the plan from the host, switch to the host's files, run one
-//! command, relay its I/O, report its exact status and stop the VM.
+//! command (and `kdf attach` sessions beside it, in a thread), relay its
+//! I/O, report its exact status and stop the VM.
 //!
 //! Two phases (as in catatonit): until the command starts, a failing required
 //! step is reported (console + host) and ends the VM; once it runs, nothing

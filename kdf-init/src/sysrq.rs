@@ -27,14 +27,16 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record's fields; continuation lines (` KEY=VALUE`) are dropped.
+    /// The record's fields; continuation lines (` KEY=VALUE`) are dropped,
+    /// and the kernel's `\xNN` escapes (a multi-line message's newlines)
+    /// decoded.
     pub fn parse(raw: &[u8]) -> Option<Record> {
         let raw = String::from_utf8_lossy(raw);
         let (head, text) = raw.split_once(';')?;
         let mut fields = head.split(',');
         let pri: u32 = fields.next()?.parse().ok()?;
         let usec: u64 = fields.nth(1)?.parse().ok()?;
-        let text = text.lines().next().unwrap_or_default().to_string();
+        let text = unescape(text.lines().next().unwrap_or_default());
         Some(Record { level: pri & 7, usec, text })
     }
 
@@ -42,6 +44,29 @@ impl Record {
     pub fn console_line(&self) -> String {
         format!("[{:5}.{:06}] {}", self.usec / 1_000_000, self.usec % 1_000_000, self.text)
     }
+}
+
+/// `/dev/kmsg` writes bytes below 32 (but tab), 127 and a backslash as
+/// `\xNN`.
+fn unescape(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex =
+            bytes.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], bytes.get(i + 1), hex) {
+            (b'\\', Some(b'x'), Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The console's loglevel: the first field of `/proc/sys/kernel/printk`.
@@ -112,6 +137,8 @@ mod tests {
         assert_eq!(Record::parse(b"0,1,0,c;").unwrap().text, "");
         assert_eq!(Record::parse(b"garbage"), None);
         assert_eq!(Record::parse(b"x,1,2,-;t"), None);
+        let multi = Record::parse(b"4,9,1,-;Mem-Info:\\x0a active_anon:63 a\\x5cb \\xzz").unwrap();
+        assert_eq!(multi.text, "Mem-Info:\n active_anon:63 a\\b \\xzz");
     }
 
     #[test]

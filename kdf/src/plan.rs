@@ -154,6 +154,38 @@ mod tests {
         );
     }
 
+    fn args(argv: &[&str]) -> CommandArgs {
+        CommandArgs {
+            env: vec![("KDF_X".into(), "1".into())],
+            user: false,
+            chdir: None,
+            no_stdin: false,
+            shell: Some("/bin/sh".into()),
+            script: None,
+            tty: TtyMode::Never,
+            argv: argv.iter().map(OsString::from).collect(),
+        }
+    }
+
+    #[test]
+    fn an_exec_runs_in_the_directory_given_or_below_it_with_the_streams_asked_for() {
+        let e = exec(&args(&["ls", "-l"]), Path::new("/src/linux"), &[]);
+        assert_eq!(e.argv, [b"ls".to_vec(), b"-l".to_vec()]);
+        assert_eq!(e.cwd, b"/src/linux");
+        assert!(e.env.contains(&(b"KDF_X".to_vec(), b"1".to_vec())));
+        assert_eq!((e.user, e.tty, e.stdin), (None, None, true));
+        let e = exec(
+            &CommandArgs { chdir: Some("drivers".into()), no_stdin: true, ..args(&[]) },
+            Path::new("/src/linux"),
+            &[],
+        );
+        assert_eq!((e.cwd.as_slice(), e.stdin), (&b"/src/linux/drivers"[..], false));
+        assert_eq!(e.argv, [b"/bin/sh".to_vec()], "no command: the shell");
+        let e =
+            exec(&CommandArgs { chdir: Some("/elsewhere".into()), ..args(&["true"]) }, Path::new("/a"), &[]);
+        assert_eq!(e.cwd, b"/elsewhere");
+    }
+
     #[test]
     fn shell_comes_from_the_user_database() {
         // root has a shell on any system these tests run on; no one has this uid.

@@ -236,3 +236,165 @@ fn route_guest(shared: &Shared, mut stream: UnixStream, generation: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kdf_proto::{Exec, Outcome, PROTOCOL_VERSION};
+
+    use super::*;
+
+    /// A router on a temporary socket, and the guest's end of its port.
+    fn router() -> (tempfile::TempDir, std::path::PathBuf, UnixStream) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attach.sock");
+        let router = Router::listen(&path).unwrap();
+        let (host, guest) = UnixStream::pair().unwrap();
+        router.guest(host).unwrap();
+        (dir, path, guest)
+    }
+
+    fn send(stream: &mut UnixStream, frame: Vec<u8>) {
+        stream.write_all(&frame).unwrap();
+    }
+
+    fn to_client(stream: &mut UnixStream) -> Option<ToHost> {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (tag, payload) = read_frame(stream, MAX_TO_HOST).unwrap()?;
+        Some(ToHost::decode(tag, &payload).unwrap())
+    }
+
+    fn to_guest(stream: &mut UnixStream) -> ToGuest {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (tag, payload) = read_frame(stream, MAX_FRAME).unwrap().unwrap();
+        ToGuest::decode(tag, &payload).unwrap()
+    }
+
+    fn hello() -> ToHost {
+        ToHost::Hello { version: PROTOCOL_VERSION, release: "7.3".into() }
+    }
+
+    fn exec(argv0: &str) -> Exec {
+        Exec {
+            argv: vec![argv0.into()],
+            env: Vec::new(),
+            cwd: b"/".to_vec(),
+            user: None,
+            tty: None,
+            stdin: true,
+        }
+    }
+
+    /// A client past the hello that has asked for `argv0`.
+    fn attach(path: &Path, argv0: &str) -> UnixStream {
+        let mut client = UnixStream::connect(path).unwrap();
+        assert_eq!(to_client(&mut client), Some(hello()));
+        send(&mut client, ToGuest::Attach(exec(argv0)).encode());
+        client
+    }
+
+    #[test]
+    fn a_session_gets_its_output_up_to_its_exit_and_the_next_one_may_start() {
+        let (_dir, path, mut guest) = router();
+        // A client that comes before the guest is up waits for its hello.
+        let early = std::thread::spawn({
+            let path = path.clone();
+            move || attach(&path, "first")
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        send(&mut guest, hello().encode());
+        let mut client = early.join().unwrap();
+        assert_eq!(to_guest(&mut guest), ToGuest::Attach(exec("first")));
+        send(&mut client, ToGuest::Stdin(b"in".to_vec()).encode());
+        assert_eq!(to_guest(&mut guest), ToGuest::Stdin(b"in".to_vec()));
+        send(&mut guest, ToHost::Stdout(b"out".to_vec()).encode());
+        send(&mut guest, ToHost::Exit(Outcome::Exited(4)).encode());
+        assert_eq!(to_client(&mut client), Some(ToHost::Stdout(b"out".to_vec())));
+        assert_eq!(to_client(&mut client), Some(ToHost::Exit(Outcome::Exited(4))));
+        // Frames of an ended session go nowhere; its end sends no hangup.
+        send(&mut client, ToGuest::Winsize(kdf_proto::Winsize { rows: 1, cols: 1 }).encode());
+        drop(client);
+        let mut next = attach(&path, "second");
+        assert_eq!(to_guest(&mut guest), ToGuest::Attach(exec("second")));
+        send(&mut guest, ToHost::Exit(Outcome::Exited(0)).encode());
+        assert_eq!(to_client(&mut next), Some(ToHost::Exit(Outcome::Exited(0))));
+    }
+
+    #[test]
+    fn a_second_session_is_refused_while_one_runs() {
+        let (_dir, path, mut guest) = router();
+        send(&mut guest, hello().encode());
+        let _first = attach(&path, "first");
+        assert_eq!(to_guest(&mut guest), ToGuest::Attach(exec("first")));
+        let mut second = attach(&path, "second");
+        let refusal = to_client(&mut second);
+        let pid = std::process::id();
+        assert!(
+            matches!(&refusal, Some(ToHost::Refused(why)) if why.contains(&format!("another kdf attach (pid {pid})"))),
+            "{refusal:?}"
+        );
+        assert_eq!(to_client(&mut second), None, "and closed");
+    }
+
+    #[test]
+    fn a_client_that_leaves_is_hung_up_and_its_sessions_stragglers_are_dropped() {
+        let (_dir, path, mut guest) = router();
+        send(&mut guest, hello().encode());
+        let client = attach(&path, "first");
+        assert_eq!(to_guest(&mut guest), ToGuest::Attach(exec("first")));
+        drop(client);
+        assert_eq!(to_guest(&mut guest), ToGuest::Hangup);
+        // Until the guest has ended the session, another is refused.
+        let mut refused = attach(&path, "second");
+        assert!(matches!(to_client(&mut refused), Some(ToHost::Refused(_))));
+        send(&mut guest, ToHost::Stdout(b"late".to_vec()).encode());
+        send(&mut guest, ToHost::Exit(Outcome::Signaled(1)).encode());
+        // A sysrq round trip: the router has routed everything before its answer.
+        let mut barrier = UnixStream::connect(&path).unwrap();
+        assert_eq!(to_client(&mut barrier), Some(hello()));
+        send(&mut barrier, ToGuest::Sysrq(b'w').encode());
+        assert_eq!(to_guest(&mut guest), ToGuest::Sysrq(b'w'));
+        send(&mut guest, ToHost::SysrqDone { log: Vec::new(), error: None }.encode());
+        assert!(matches!(to_client(&mut barrier), Some(ToHost::SysrqDone { .. })));
+        let mut next = attach(&path, "third");
+        assert_eq!(to_guest(&mut guest), ToGuest::Attach(exec("third")));
+        send(&mut guest, ToHost::Stdout(b"mine".to_vec()).encode());
+        assert_eq!(to_client(&mut next), Some(ToHost::Stdout(b"mine".to_vec())), "none of the first's");
+    }
+
+    #[test]
+    fn sysrq_answers_go_to_their_clients_in_order_beside_a_session() {
+        let (_dir, path, mut guest) = router();
+        send(&mut guest, hello().encode());
+        let mut session = attach(&path, "shell");
+        assert_eq!(to_guest(&mut guest), ToGuest::Attach(exec("shell")));
+        let key = |k: u8| {
+            let mut c = UnixStream::connect(&path).unwrap();
+            assert_eq!(to_client(&mut c), Some(hello()));
+            send(&mut c, ToGuest::Sysrq(k).encode());
+            c
+        };
+        let mut w = key(b'w');
+        assert_eq!(to_guest(&mut guest), ToGuest::Sysrq(b'w'));
+        let mut t = key(b't');
+        assert_eq!(to_guest(&mut guest), ToGuest::Sysrq(b't'));
+        let answer = |line: &str| ToHost::SysrqDone { log: vec![line.into()], error: None };
+        send(&mut guest, answer("blocked").encode());
+        send(&mut guest, ToHost::Stdout(b"$ ".to_vec()).encode());
+        send(&mut guest, answer("tasks").encode());
+        assert_eq!(to_client(&mut w), Some(answer("blocked")));
+        assert_eq!(to_client(&mut t), Some(answer("tasks")));
+        assert_eq!(to_client(&mut session), Some(ToHost::Stdout(b"$ ".to_vec())));
+    }
+
+    #[test]
+    fn a_request_that_is_neither_is_refused() {
+        let (_dir, path, mut guest) = router();
+        send(&mut guest, hello().encode());
+        let mut c = UnixStream::connect(&path).unwrap();
+        assert_eq!(to_client(&mut c), Some(hello()));
+        send(&mut c, ToGuest::Ack.encode());
+        assert!(matches!(to_client(&mut c), Some(ToHost::Refused(why)) if why.contains("not an attach")));
+    }
+}

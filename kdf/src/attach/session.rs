@@ -157,7 +157,63 @@ fn refused(why: String) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use kdf_proto::Outcome;
+
     use super::*;
+
+    /// The loop's ending for these events (no signals), and its report.
+    fn ending(events: Vec<Event>) -> (Result<i32>, Vec<String>) {
+        let (_guest, host) = UnixStream::pair().unwrap();
+        let mut session = Session {
+            writer: Writer::new(host),
+            tty: false,
+            program: "prog".into(),
+            report: Vec::new(),
+            write_error: None,
+        };
+        let (tx, rx) = mpsc::channel();
+        for e in events {
+            tx.send(e).unwrap();
+        }
+        let mut signals = Signals::new::<[i32; 0], i32>([]).unwrap();
+        let end = session.main_loop(&rx, &mut signals, 42);
+        (end, session.report)
+    }
+
+    #[test]
+    fn the_commands_status_is_the_sessions() {
+        let (end, report) = ending(vec![Event::Guest(ToHost::Exit(Outcome::Exited(3)))]);
+        assert_eq!((end.unwrap(), report.len()), (3, 0));
+        let (end, report) = ending(vec![Event::Guest(ToHost::Exit(Outcome::NotFound))]);
+        assert_eq!(end.unwrap(), 127);
+        assert_eq!(report, ["kdf: prog: command not found"]);
+    }
+
+    #[test]
+    fn a_failed_write_of_the_output_fails_the_session() {
+        let failed = Event::WriteFailed { stream: "stdout", error: "No space left on device".into() };
+        let (end, report) = ending(vec![failed, Event::Guest(ToHost::Exit(Outcome::Exited(0)))]);
+        assert_eq!(end.unwrap(), status::FAILURE);
+        assert_eq!(report, ["kdf: failed to write stdout: No space left on device"]);
+    }
+
+    #[test]
+    fn the_runs_end_and_the_escape_end_the_session_with_125() {
+        let (end, report) = ending(vec![Event::Closed(None)]);
+        assert_eq!(end.unwrap(), status::FAILURE);
+        assert!(report[0].contains("kdf run pid 42 ended"), "{report:?}");
+        let (end, report) = ending(vec![Event::Escape]);
+        assert_eq!(end.unwrap(), status::FAILURE);
+        assert!(report[0].contains("hung up"), "{report:?}");
+    }
+
+    #[test]
+    fn a_refusal_is_an_error() {
+        let (end, _) = ending(vec![Event::Guest(ToHost::Refused("cannot enter /x: gone".into()))]);
+        assert!(end.unwrap_err().to_string().contains("cannot enter /x"));
+    }
 
     #[test]
     fn a_missing_directory_in_the_guest_says_what_the_guest_sees() {
