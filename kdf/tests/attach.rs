@@ -163,6 +163,18 @@ fn attach_on_a_terminal_runs_an_interactive_shell_with_job_control() {
     let after = tcgetattr(&slave).unwrap();
     assert!(after.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO), "terminal restored");
     assert_eq!(before.local_flags, after.local_flags);
+
+    // Enter ~ . leaves a session whose command would never end; the command
+    // is hung up, so the next session may start.
+    let mut cmd = kdf(dir.path());
+    cmd.args(["attach", "--", "sh", "-c", "echo wedged; exec sleep 600"]);
+    let mut s = common::pty::start(cmd);
+    s.expect(0, "wedged");
+    s.type_("\r~.");
+    s.expect(0, "left the session");
+    assert_eq!(s.wait().0, 125);
+    let out = attach(dir.path(), &["--", "true"], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
     assert_first_run_unaffected(dir.path(), run);
 }
 
