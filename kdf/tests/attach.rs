@@ -183,11 +183,14 @@ fn sysrq_w_shows_blocked_tasks_on_the_runs_console() {
     let dir = tempfile::tempdir().unwrap();
     let console = dir.path().join("console.log");
     // A task in D state: a vfork parent (posix_spawn) whose child blocks
-    // opening a FIFO before it can exec.
+    // opening a FIFO before it can exec. (Reading files over virtiofs puts
+    // a task in D state too, briefly: wait for the child.)
     let blocked = "import os; os.mkfifo('/run/fifo'); os.posix_spawn('/bin/true', ['true'], os.environ, \
                    file_actions=[(os.POSIX_SPAWN_OPEN, 0, '/run/fifo', os.O_RDONLY, 0)])";
     let script = format!(
-        "/usr/bin/python3 -c \"{blocked}\" & while ! grep -q 'State:.D' /proc/$!/status; do sleep 0.1; done; {WAIT_FOR_STOP}"
+        r#"/usr/bin/python3 -c "{blocked}" & p=$!
+           until grep -qs "^PPid:.$p\$" /proc/[0-9]*/status && grep -q 'State:.D' /proc/$p/status; do sleep 0.1; done
+           {WAIT_FOR_STOP}"#
     );
     let run = FirstRun::start(dir.path(), &["--console-log", console.to_str().unwrap()], &script);
     let mut cmd = kdf(dir.path());

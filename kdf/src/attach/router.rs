@@ -4,7 +4,7 @@
 //! Whole frames go each way, so the guest always knows where a session
 //! begins and ends: a client's departure becomes `Hangup`, frames of a
 //! session that has ended are dropped, and a second session is refused while
-//! one runs. `kdf sysrq` is served beside a session; answers come back in
+//! one runs (one whose client has left is waited for: it ends at once). `kdf sysrq` is served beside a session; answers come back in
 //! the order the keys went.
 //!
 //! Threads of their own, apart from the run's supervisor: a client that
@@ -30,8 +30,8 @@ pub struct Router {
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
-    /// Signalled when the guest says hello.
-    hello: Condvar,
+    /// Signalled when the guest says hello and when a session ends.
+    changed: Condvar,
     /// Frames to the guest are written whole under this lock.
     guest: Mutex<Option<UnixStream>>,
 }
@@ -85,6 +85,7 @@ impl Router {
             state.hello = None;
             state.session = None;
             state.sysrq.clear();
+            self.shared.changed.notify_all();
             state.generation
         };
         *self.shared.guest.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
@@ -127,7 +128,7 @@ fn serve_client(shared: &Shared, mut stream: UnixStream) {
     let hello = {
         let mut state = shared.lock();
         while state.hello.is_none() {
-            state = shared.hello.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = shared.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         state.hello.clone().expect("checked above")
     };
@@ -154,7 +155,12 @@ fn session(shared: &Shared, mut stream: UnixStream, attach: &ToGuest) {
     let Ok(client) = stream.try_clone() else { return };
     let id = {
         let mut state = shared.lock();
-        if let Some(other) = &state.session {
+        while let Some(other) = &state.session {
+            if other.client.is_none() {
+                // Its client left and the guest is hanging it up.
+                state = shared.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
             let who = other.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
             drop(state);
             let why = format!("another kdf attach{who} is attached to this VM: one session at a time");
@@ -211,7 +217,7 @@ fn route_guest(shared: &Shared, mut stream: UnixStream, generation: u64) {
         match msg {
             ToHost::Hello { .. } => {
                 state.hello = Some(msg);
-                shared.hello.notify_all();
+                shared.changed.notify_all();
             }
             ToHost::SysrqDone { .. } => {
                 if let Some(mut client) = state.sysrq.pop_front() {
@@ -221,6 +227,7 @@ fn route_guest(shared: &Shared, mut stream: UnixStream, generation: u64) {
             }
             ToHost::Exit(_) | ToHost::Refused(_) => {
                 let session = state.session.take();
+                shared.changed.notify_all();
                 drop(state);
                 if let Some(mut client) = session.and_then(|s| s.client) {
                     send_to(&mut client, &msg);
@@ -345,20 +352,11 @@ mod tests {
         assert_eq!(to_guest(&mut guest), ToGuest::Attach(exec("first")));
         drop(client);
         assert_eq!(to_guest(&mut guest), ToGuest::Hangup);
-        // Until the guest has ended the session, another is refused.
-        let mut refused = attach(&path, "second");
-        assert!(matches!(to_client(&mut refused), Some(ToHost::Refused(_))));
+        // The next session waits for the guest to end the one hung up.
+        let mut next = attach(&path, "second");
         send(&mut guest, ToHost::Stdout(b"late".to_vec()).encode());
         send(&mut guest, ToHost::Exit(Outcome::Signaled(1)).encode());
-        // A sysrq round trip: the router has routed everything before its answer.
-        let mut barrier = UnixStream::connect(&path).unwrap();
-        assert_eq!(to_client(&mut barrier), Some(hello()));
-        send(&mut barrier, ToGuest::Sysrq(b'w').encode());
-        assert_eq!(to_guest(&mut guest), ToGuest::Sysrq(b'w'));
-        send(&mut guest, ToHost::SysrqDone { log: Vec::new(), error: None }.encode());
-        assert!(matches!(to_client(&mut barrier), Some(ToHost::SysrqDone { .. })));
-        let mut next = attach(&path, "third");
-        assert_eq!(to_guest(&mut guest), ToGuest::Attach(exec("third")));
+        assert_eq!(to_guest(&mut guest), ToGuest::Attach(exec("second")));
         send(&mut guest, ToHost::Stdout(b"mine".to_vec()).encode());
         assert_eq!(to_client(&mut next), Some(ToHost::Stdout(b"mine".to_vec())), "none of the first's");
     }
