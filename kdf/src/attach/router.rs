@@ -16,6 +16,7 @@ use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kdf_proto::{read_frame, ToGuest, ToHost, MAX_FRAME, MAX_TO_HOST};
@@ -56,6 +57,9 @@ struct Session {
     /// The client's pid, for the refusal of a second session.
     pid: Option<i32>,
 }
+
+/// How long a new session waits for the guest to end one whose client left.
+const HANGUP: Duration = Duration::from_secs(10);
 
 /// A message for a client that asked for something the channel does not serve.
 const NOT_A_REQUEST: &str = "not an attach or sysrq request (is this kdf from the same build as the run's?)";
@@ -155,15 +159,23 @@ fn session(shared: &Shared, mut stream: UnixStream, attach: &ToGuest) {
     let Ok(client) = stream.try_clone() else { return };
     let id = {
         let mut state = shared.lock();
+        let deadline = Instant::now() + HANGUP;
         while let Some(other) = &state.session {
-            if other.client.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if other.client.is_none() && !left.is_zero() {
                 // Its client left and the guest is hanging it up.
-                state = shared.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                state = shared.changed.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
                 continue;
             }
-            let who = other.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            let one = "is attached to this VM: one session at a time";
+            let why = match (&other.client, other.pid) {
+                (Some(_), Some(pid)) => format!("another kdf attach (pid {pid}) {one}"),
+                (Some(_), None) => format!("another kdf attach {one}"),
+                (None, _) => {
+                    format!("the guest has not ended the last session {}s after its hangup", HANGUP.as_secs())
+                }
+            };
             drop(state);
-            let why = format!("another kdf attach{who} is attached to this VM: one session at a time");
             send_to(&mut stream, &ToHost::Refused(why));
             return;
         }
@@ -246,8 +258,6 @@ fn route_guest(shared: &Shared, mut stream: UnixStream, generation: u64) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use kdf_proto::{Exec, Outcome, PROTOCOL_VERSION};
 
     use super::*;
