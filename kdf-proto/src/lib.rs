@@ -1,9 +1,12 @@
 //! The wire protocol between `kdf` (host) and `kdf-init` (guest PID 1), plus the
 //! small pure helpers both sides need (`modules.dep` parsing).
 //!
-//! One virtio-serial port carries every message in both directions, framed as
-//! `u32 payload length (LE) | u8 tag | payload`. The host speaks only after the guest's
-//! [`ToHost::Hello`], so nothing is lost while the port is still closed.
+//! One virtio-serial port carries every message of the run in both
+//! directions, framed as `u32 payload length (LE) | u8 tag | payload`. The
+//! host speaks only after the guest's [`ToHost::Hello`], so nothing is lost
+//! while the port is still closed. A second port ([`ATTACH_PORT_NAME`])
+//! carries `kdf attach` and `kdf sysrq` sessions, one after another, in the
+//! same frames.
 
 pub mod codec;
 pub mod frame_buffer;
@@ -13,13 +16,16 @@ pub mod plan;
 
 pub use frame_buffer::FrameBuffer;
 pub use message::{read_frame, write_frame, Outcome, ToGuest, ToHost};
-pub use plan::{ModuleFile, Plan, Share, User, Winsize};
+pub use plan::{Exec, ModuleFile, Plan, Share, User, Winsize};
 
 /// Bumped whenever a message changes shape; both sides refuse a mismatch.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The virtio-serial port name kdf-init looks for in `/sys/class/virtio-ports`.
 pub const PORT_NAME: &str = "org.kdf.ctl";
+
+/// The port of `kdf attach` and `kdf sysrq` (see [`ToGuest::Attach`]).
+pub const ATTACH_PORT_NAME: &str = "org.kdf.attach";
 
 /// Where kdf puts the list of extra modules (`kdf build initramfs --module`)
 /// kdf-init loads at boot.

@@ -1,5 +1,6 @@
-//! The plan the host sends once after `Hello`, and its parts (user, shares,
-//! terminal size, `--module` files), with their encoding.
+//! The plan the host sends once after `Hello`, and its parts (the command as
+//! [`Exec`], user, shares, terminal size, `--module` files), with their
+//! encoding. `kdf attach` sends an [`Exec`] of its own.
 
 use crate::codec::{DecodeError, Reader, Writer};
 
@@ -35,15 +36,26 @@ pub struct Share {
     pub overlay: bool,
 }
 
-/// Everything kdf-init needs to run one command, sent once after `Hello`.
+/// One command to start: what `execve` gets, where, as whom, and with which
+/// streams. The run's command is the plan's; each `kdf attach` sends one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub version: u32,
+pub struct Exec {
     /// Exactly what `execve` gets; never empty.
     pub argv: Vec<Vec<u8>>,
     pub env: Vec<(Vec<u8>, Vec<u8>)>,
     pub cwd: Vec<u8>,
     pub user: Option<User>,
+    /// A pseudo-terminal of this size for the command, or plain pipes.
+    pub tty: Option<Winsize>,
+    /// Forward stdin; otherwise the command reads `/dev/null`.
+    pub stdin: bool,
+}
+
+/// Everything kdf-init needs to run one command, sent once after `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub version: u32,
+    pub command: Exec,
     /// `shares[0]` is the new root; the rest are mounted in order after the
     /// guest's own filesystems (so a share below `/tmp` stays the host's).
     pub shares: Vec<Share>,
@@ -52,10 +64,6 @@ pub struct Plan {
     pub hostname: String,
     /// Host wall clock (ns since the Unix epoch) when the plan was sent.
     pub clock_ns: u64,
-    /// A pseudo-terminal of this size for the command, or plain pipes.
-    pub tty: Option<Winsize>,
-    /// Forward stdin; otherwise the command reads `/dev/null`.
-    pub stdin: bool,
     /// Modules given with `--module`, loaded in this order after the shares
     /// are mounted (their dependencies from the kernel are in `modules`).
     pub user_modules: Vec<ModuleFile>,
@@ -100,7 +108,7 @@ fn get_share(r: &mut Reader) -> Result<Share, DecodeError> {
     })
 }
 
-fn put_option<T>(w: &mut Writer, v: &Option<T>, put: impl FnOnce(&mut Writer, &T)) {
+pub(crate) fn put_option<T>(w: &mut Writer, v: &Option<T>, put: impl FnOnce(&mut Writer, &T)) {
     match v {
         None => {
             w.bool(false);
@@ -112,7 +120,7 @@ fn put_option<T>(w: &mut Writer, v: &Option<T>, put: impl FnOnce(&mut Writer, &T
     }
 }
 
-fn get_option<T>(
+pub(crate) fn get_option<T>(
     r: &mut Reader,
     get: impl FnOnce(&mut Reader) -> Result<T, DecodeError>,
 ) -> Result<Option<T>, DecodeError> {
@@ -123,9 +131,8 @@ fn get_option<T>(
     }
 }
 
-impl Plan {
+impl Exec {
     pub(crate) fn put(&self, w: &mut Writer) {
-        w.u32(self.version);
         w.list(&self.argv, |w, a| {
             w.bytes(a);
         });
@@ -138,13 +145,35 @@ impl Plan {
                 w.u32(*g);
             });
         });
+        put_option(w, &self.tty, put_winsize);
+        w.bool(self.stdin);
+    }
+
+    pub(crate) fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let argv: Vec<Vec<u8>> = r.list(|r| Ok(r.bytes()?.to_vec()))?;
+        if argv.is_empty() {
+            return Err(DecodeError("command with an empty argv"));
+        }
+        Ok(Exec {
+            argv,
+            env: r.list(|r| Ok((r.bytes()?.to_vec(), r.bytes()?.to_vec())))?,
+            cwd: r.bytes()?.to_vec(),
+            user: get_option(r, |r| Ok(User { uid: r.u32()?, gid: r.u32()?, groups: r.list(|r| r.u32())? }))?,
+            tty: get_option(r, get_winsize)?,
+            stdin: r.bool()?,
+        })
+    }
+}
+
+impl Plan {
+    pub(crate) fn put(&self, w: &mut Writer) {
+        w.u32(self.version);
+        self.command.put(w);
         w.list(&self.shares, put_share);
         w.list(&self.modules, |w, m| {
             w.str(m);
         });
         w.str(&self.hostname).u64(self.clock_ns);
-        put_option(w, &self.tty, put_winsize);
-        w.bool(self.stdin);
         w.list(&self.user_modules, |w, m| {
             w.str(&m.name).bytes(&m.path).str(&m.params);
         });
@@ -157,22 +186,13 @@ impl Plan {
             // Nothing after the version can be trusted to have the same shape.
             return Err(DecodeError("plan from a different protocol version"));
         }
-        let argv: Vec<Vec<u8>> = r.list(|r| Ok(r.bytes()?.to_vec()))?;
-        if argv.is_empty() {
-            return Err(DecodeError("plan with an empty argv"));
-        }
         Ok(Plan {
             version,
-            argv,
-            env: r.list(|r| Ok((r.bytes()?.to_vec(), r.bytes()?.to_vec())))?,
-            cwd: r.bytes()?.to_vec(),
-            user: get_option(r, |r| Ok(User { uid: r.u32()?, gid: r.u32()?, groups: r.list(|r| r.u32())? }))?,
+            command: Exec::get(r)?,
             shares: r.list(get_share)?,
             modules: r.list(|r| r.string())?,
             hostname: r.string()?,
             clock_ns: r.u64()?,
-            tty: get_option(r, get_winsize)?,
-            stdin: r.bool()?,
             user_modules: r.list(|r| {
                 Ok(ModuleFile { name: r.string()?, path: r.bytes()?.to_vec(), params: r.string()? })
             })?,

@@ -3,6 +3,7 @@
 //! documented exit status.
 
 mod accel;
+mod attach;
 mod cache;
 mod child;
 mod cli;
@@ -17,6 +18,7 @@ mod kernel;
 mod module;
 mod nix;
 mod plan;
+mod relay;
 mod ring;
 mod run;
 mod runs;
@@ -77,6 +79,8 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
             kbuild::build::run(args.tree.src.as_deref(), args.tree.build.as_deref(), &args.options())
         }
         Command::Gdb(args) => gdb::run(&args.options()),
+        Command::Attach(args) => attach::session::run(&args),
+        Command::Sysrq(args) => attach::sysrq::run(&args),
         Command::Ps => {
             for record in runs::live()? {
                 println!("{}\t{}", record.cwd.display(), record.describe());

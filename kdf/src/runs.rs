@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::cache;
+use crate::errors::hinted;
 use crate::runtime::{self, RuntimeDir};
 
 const FILE: &str = "record.json";
@@ -30,6 +31,8 @@ pub struct Record {
     pub vmlinux: Option<PathBuf>,
     /// The `--module` files on the host: (module name, file).
     pub modules: Vec<(String, PathBuf)>,
+    /// The attach channel's socket (`kdf attach`, `kdf sysrq`).
+    pub attach: Option<PathBuf>,
 }
 
 impl Record {
@@ -43,6 +46,7 @@ impl Record {
             "gdb_port": self.gdb_port,
             "vmlinux": self.vmlinux,
             "modules": self.modules.iter().map(|(name, file)| json!({"name": name, "file": file})).collect::<Vec<_>>(),
+            "attach": self.attach,
         })
     }
 
@@ -65,6 +69,7 @@ impl Record {
                     Some((m.get("name")?.as_str()?.to_owned(), PathBuf::from(m.get("file")?.as_str()?)))
                 })
                 .collect(),
+            attach: v.get("attach").and_then(Value::as_str).map(PathBuf::from),
         })
     }
 
@@ -100,8 +105,11 @@ pub fn choose(records: Vec<Record>, cwd: &Path, pid: Option<u32>) -> Result<Reco
     };
     match (mine.len(), pid) {
         (1, _) => Ok(mine.remove(0)),
-        (0, Some(pid)) => bail!("no kdf run with pid {pid} is running"),
-        (0, None) => bail!("no kdf run started from {} is running", cwd.display()),
+        (0, Some(pid)) => Err(hinted(format!("no kdf run with pid {pid} is running"), "`kdf ps` lists them")),
+        (0, None) => Err(hinted(
+            format!("no kdf run started from {} is running", cwd.display()),
+            "start one here with `kdf run`, or pick one with --pid (`kdf ps` lists them)",
+        )),
         _ => {
             let list: Vec<String> = mine.iter().map(|r| format!("  {}", r.describe())).collect();
             bail!(
@@ -121,7 +129,6 @@ pub fn this_dir() -> Result<PathBuf> {
 }
 
 /// The run started from the current directory, or the one `pid` names.
-#[allow(dead_code)] // for kdf attach and kdf dump (issue 17)
 pub fn find(pid: Option<u32>) -> Result<Record> {
     choose(live()?, &this_dir()?, pid)
 }
@@ -140,6 +147,7 @@ mod tests {
             gdb_port: Some(40000 + pid as u16),
             vmlinux: Some("/usr/lib/debug/boot/vmlinux-6.1".into()),
             modules: vec![("hello".into(), "/src/m/hello.ko".into())],
+            attach: Some(format!("/run/user/0/kdf/run-{pid}-0/attach.sock").into()),
         }
     }
 
@@ -147,7 +155,8 @@ mod tests {
     fn a_record_survives_its_json() {
         let r = record(7, "/src/linux");
         assert_eq!(Record::from_json(&r.to_json()), Some(r.clone()));
-        let bare = Record { release: None, gdb_port: None, vmlinux: None, modules: Vec::new(), ..r };
+        let bare =
+            Record { release: None, gdb_port: None, vmlinux: None, modules: Vec::new(), attach: None, ..r };
         assert_eq!(Record::from_json(&bare.to_json()), Some(bare));
         assert_eq!(Record::from_json(&json!({"pid": 1})), None);
     }

@@ -94,12 +94,12 @@ fn check(extra: &[&str], shares: usize) {
     // The numbers on the command lines are the descriptors the children got.
     let fds = String::from_utf8(recorded(rec.path(), "qemu", ".fds").remove(0)).unwrap();
     let socket = |n: usize| fds.lines().any(|l| l.starts_with(&format!("{n} socket:")));
-    assert!(socket(3) && socket(4), "console and channel: {fds}");
+    assert!(socket(3) && socket(4) && socket(5), "console, channel and attach channel: {fds}");
     for i in 0..daemons.len() {
-        assert!(socket(5 + i), "share {i}: {fds}");
+        assert!(socket(6 + i), "share {i}: {fds}");
     }
-    assert!(!socket(5 + daemons.len()), "no other sockets leak into QEMU: {fds}");
-    assert_eq!(socket(69), extra.contains(&"-d"), "the gdb stub's listening socket with -d: {fds}");
+    assert!(!socket(6 + daemons.len()), "no other sockets leak into QEMU: {fds}");
+    assert_eq!(socket(70), extra.contains(&"-d"), "the gdb stub's listening socket with -d: {fds}");
     for f in recorded(rec.path(), "virtiofsd", ".fds") {
         let f = String::from_utf8(f).unwrap();
         assert!(f.lines().any(|l| l.starts_with("3 socket:")) && !f.contains("4 socket:"), "{f}");

@@ -43,6 +43,11 @@ pub enum Command {
     /// Attach gdb to the VM started with `kdf run -d` from this directory:
     /// vmlinux, sources, the kernel's gdb scripts, module symbols
     Gdb(gdb::GdbArgs),
+    /// Run a second command, or a shell, in the VM of a running `kdf run`
+    #[command(after_help = ATTACH_HELP)]
+    Attach(AttachArgs),
+    /// Send a SysRq key to the VM of a running `kdf run` and print what it logged
+    Sysrq(SysrqArgs),
     /// List this user's running VMs (what `kdf gdb` and `kdf attach` find)
     Ps,
     /// Print a shell completion script
@@ -51,6 +56,13 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 }
+
+const ATTACH_HELP: &str = "\
+The VM is the one `kdf run` started from this directory (or --pid). One
+attach session at a time; ending it (exit, Enter ~ ., a signal) never ends
+the VM. Exit status: the command's own, 125 when kdf or the VM failed (the
+run ended first, the directory is missing in the guest), 126/127 as for
+`kdf run`.";
 
 #[derive(Debug, Subcommand)]
 pub enum BuildCommand {
@@ -191,27 +203,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Set an environment variable for the command (repeatable)
-    #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = crate::plan::parse_env)]
-    pub env: Vec<(OsString, OsString)>,
-    /// Run as the invoking user instead of root
-    #[arg(long)]
-    pub user: bool,
-    /// Start the command in DIR instead of the working directory
-    #[arg(long, value_name = "DIR")]
-    pub chdir: Option<PathBuf>,
-    /// Do not forward stdin (the command reads /dev/null)
-    #[arg(short = 'n', long = "no-stdin")]
-    pub no_stdin: bool,
-    /// Shell for the interactive session and -c (default: your login shell, else /bin/sh)
-    #[arg(short = 's', long, value_name = "PATH")]
-    pub shell: Option<PathBuf>,
-    /// Run SCRIPT with the shell (`$SHELL -c SCRIPT`)
-    #[arg(short = 'c', long = "script", value_name = "SCRIPT", conflicts_with = "command")]
-    pub script: Option<OsString>,
-    /// Give the command a pseudo-terminal
-    #[arg(long, value_enum, default_value_t = TtyMode::Auto)]
-    pub tty: TtyMode,
+    #[command(flatten)]
+    pub command: CommandArgs,
     /// Stop the command after SECS (status 124)
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<Duration>,
@@ -238,10 +231,72 @@ pub struct RunArgs {
     /// Print where the time went
     #[arg(long)]
     pub timings: bool,
+}
+
+/// The command and how it runs in the guest: `run`'s and `attach`'s.
+#[derive(Debug, Clone, Args)]
+pub struct CommandArgs {
+    /// Set an environment variable for the command (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(OsString, OsString)>,
+    /// Run as the invoking user instead of root
+    #[arg(long)]
+    pub user: bool,
+    /// Start the command in DIR instead of the working directory
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Do not forward stdin (the command reads /dev/null)
+    #[arg(short = 'n', long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Shell for the interactive session and -c (default: your login shell, else /bin/sh)
+    #[arg(short = 's', long, value_name = "PATH")]
+    pub shell: Option<PathBuf>,
+    /// Run SCRIPT with the shell (`$SHELL -c SCRIPT`)
+    #[arg(short = 'c', long = "script", value_name = "SCRIPT", conflicts_with = "argv")]
+    pub script: Option<OsString>,
+    /// Give the command a pseudo-terminal
+    #[arg(long, value_enum, default_value_t = TtyMode::Auto)]
+    pub tty: TtyMode,
 
     /// The command and its arguments, after `--`
     #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<OsString>,
+    pub argv: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The kdf run to attach to (see `kdf ps`) [default: the one started here]
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    #[command(flatten)]
+    pub command: CommandArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SysrqArgs {
+    /// The kdf run whose VM gets the key (see `kdf ps`) [default: the one started here]
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// The SysRq key, e.g. `w` (blocked tasks), `t` (all tasks), `m` (memory),
+    /// `l` (backtraces), `c` (crash)
+    #[arg(value_name = "KEY", value_parser = parse_sysrq_key)]
+    pub key: u8,
+}
+
+/// `K=V` from `-e`: the first `=` splits, so values may contain `=`.
+pub fn parse_env(s: &str) -> Result<(OsString, OsString), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
+}
+
+/// One printable ASCII character, as `/proc/sysrq-trigger` takes it.
+pub fn parse_sysrq_key(s: &str) -> Result<u8, String> {
+    match s.as_bytes() {
+        [key] if key.is_ascii_graphic() => Ok(*key),
+        _ => Err(format!("{s:?} is not a SysRq key: give one character, e.g. w, t or m")),
+    }
 }
 
 #[cfg(test)]
@@ -270,7 +325,7 @@ mod tests {
         assert_eq!(run(&["-d=4321"]).debug, Some(Some(4321)));
         assert_eq!(run(&[]).debug, None);
         // A bare -d never swallows the next word.
-        assert_eq!(run(&["-d", "--", "true"]).command, ["true"]);
+        assert_eq!(run(&["-d", "--", "true"]).command.argv, ["true"]);
         assert_eq!(run(&["--memory=2G"]).memory, 2048);
     }
 
@@ -297,7 +352,46 @@ mod tests {
     #[test]
     fn the_command_after_dashes_is_taken_whole() {
         let r = run(&["--", "sh", "-c", "echo a; exit 3", "", "--rw"]);
-        assert_eq!(r.command, ["sh", "-c", "echo a; exit 3", "", "--rw"]);
+        assert_eq!(r.command.argv, ["sh", "-c", "echo a; exit 3", "", "--rw"]);
+    }
+
+    #[test]
+    fn attach_takes_the_run_command_options_and_a_pid() {
+        let parsed = Cli::try_parse_from([
+            "kdf", "attach", "--pid", "42", "-e", "A=b=c", "--tty", "never", "--", "ls",
+        ]);
+        let Command::Attach(a) = parsed.unwrap().command else { panic!("not attach") };
+        assert_eq!(a.pid, Some(42));
+        assert_eq!(a.command.env, [("A".into(), "b=c".into())]);
+        assert_eq!(a.command.tty, TtyMode::Never);
+        assert_eq!(a.command.argv, ["ls"]);
+        let Command::Attach(a) = Cli::try_parse_from(["kdf", "attach"]).unwrap().command else { panic!() };
+        assert!(a.pid.is_none() && a.command.argv.is_empty(), "a shell in the VM of this directory");
+    }
+
+    #[test]
+    fn a_sysrq_key_is_one_printable_character() {
+        assert_eq!(parse_sysrq_key("w"), Ok(b'w'));
+        assert_eq!(parse_sysrq_key("9"), Ok(b'9'));
+        assert!(parse_sysrq_key("").is_err());
+        assert!(parse_sysrq_key("wt").is_err());
+        assert!(parse_sysrq_key(" ").is_err());
+        assert!(parse_sysrq_key("\u{e9}").is_err());
+        let err = Cli::try_parse_from(["kdf", "sysrq", "ww"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let Command::Sysrq(s) = Cli::try_parse_from(["kdf", "sysrq", "--pid", "7", "t"]).unwrap().command
+        else {
+            panic!("not sysrq")
+        };
+        assert_eq!((s.pid, s.key), (Some(7), b't'));
+    }
+
+    #[test]
+    fn env_values_split_at_the_first_equals() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env("A=").unwrap(), ("A".into(), "".into()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("noequals").is_err());
     }
 
     #[test]

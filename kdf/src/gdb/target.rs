@@ -98,6 +98,7 @@ mod tests {
             gdb_port: port,
             vmlinux: None,
             modules: Vec::new(),
+            attach: None,
         }
     }
 

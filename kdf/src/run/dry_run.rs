@@ -44,7 +44,12 @@ pub fn lines(p: &Prepared, choice: &Choice) -> Vec<String> {
         ));
         out.push(line(&virtiofsd::argv(daemon)));
     }
-    out.push(format!("# QEMU (fd {}: console, fd {}: kdf channel)", spec::CONSOLE_FD, spec::CHANNEL_FD));
+    out.push(format!(
+        "# QEMU (fd {}: console, fd {}: kdf channel, fd {}: attach channel)",
+        spec::CONSOLE_FD,
+        spec::CHANNEL_FD,
+        spec::ATTACH_FD
+    ));
     if let Some(d) = p.debug {
         let port = if d.port == 0 { "a free port".to_string() } else { d.port.to_string() };
         out.push(format!("# gdb stub (fd {}: kdf's socket listening on 127.0.0.1, {port})", spec::GDB_FD));

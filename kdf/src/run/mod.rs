@@ -6,11 +6,9 @@
 
 mod attempt;
 mod build_first;
-mod channel;
 mod console;
 mod debug;
 mod dry_run;
-mod event;
 mod ktap;
 mod machine;
 mod prepare;
@@ -19,9 +17,7 @@ mod sandbox;
 mod session;
 mod spec;
 mod splat;
-mod stdin;
 mod supervise;
-mod terminal;
 mod timings;
 mod verdict;
 

@@ -3,19 +3,19 @@
 //! accelerator. Everything that probes the host happens here; executing a
 //! prepared run only starts processes.
 
-use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use kdf_proto::{ModuleFile, Plan, User, Winsize, PROTOCOL_VERSION};
+use kdf_proto::{ModuleFile, Plan, PROTOCOL_VERSION};
 
+use super::machine;
+use super::sandbox;
 use super::verdict::KunitInterest;
-use super::{machine, sandbox, terminal};
 use crate::accel::{self, Decision};
-use crate::cli::{AccelArg, RunArgs, TtyMode};
+use crate::cli::{AccelArg, RunArgs};
 use crate::errors::{hinted, usage};
 use crate::initramfs;
 use crate::kernel::choice::Choice;
@@ -131,24 +131,20 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         let installables: Vec<String> = args.nix.iter().map(|p| format!("nixpkgs#{p}")).collect();
         crate::nix::build(&installables)?.into_iter().map(|p| p.join("bin")).collect()
     };
-    let env = plan::environment(|k| std::env::var_os(k), &nix_bins, &args.env);
-    let shell = shell(args);
-    let argv = plan::argv(&args.command, args.script.as_deref(), &shell);
+    let command = plan::exec(&args.command, &cwd, &nix_bins);
+    // Without a command the shell runs: its directory must reach the guest too.
+    let shell = args.command.argv.is_empty().then(|| PathBuf::from(OsStr::from_bytes(&command.argv[0])));
     let shares = share_list(
         args,
         &kernel,
         &cwd,
         modules.as_ref().map(|(dir, _)| dir.as_path()),
-        &command_dirs(&env, args.command.is_empty().then_some(shell.as_path())),
+        &command_dirs(&command.env, shell.as_deref()),
     )?;
     let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay) };
     check_kernel(&kernel, &vm)?;
-    let workdir = match &args.chdir {
-        Some(dir) => cwd.join(dir),
-        None => cwd.clone(),
-    };
-    let program = String::from_utf8_lossy(&argv[0]).into_owned();
-    let tty = tty_size(args);
+    let program = String::from_utf8_lossy(&command.argv[0]).into_owned();
+    let tty = command.tty.is_some();
     let accel = accel::decide(args.accel.map(|a| match a {
         AccelArg::Kvm => Accel::Kvm,
         AccelArg::Tcg => Accel::Tcg,
@@ -160,10 +156,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     };
     let plan = Plan {
         version: PROTOCOL_VERSION,
-        argv,
-        env,
-        cwd: workdir.as_os_str().as_bytes().to_vec(),
-        user: user(args),
+        command,
         shares: shares::to_proto(&shares, transport),
         modules: requirements::plan_modules(&vm)
             .into_iter()
@@ -171,8 +164,6 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
             .collect(),
         hostname: "kdf".into(),
         clock_ns: 0,
-        tty,
-        stdin: !args.no_stdin,
         user_modules: modules
             .iter()
             .flat_map(|(_, m)| m)
@@ -217,7 +208,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         cpus: args.cpus,
         memory_mib: args.memory,
         qemu_extra: args.qemu_args.clone(),
-        tty: tty.is_some(),
+        tty,
         timeout: args.timeout,
         boot_timeout: BootTimeout::of(args.boot_timeout, debug.is_some()),
         console_log: args.console_log.clone(),
@@ -369,30 +360,6 @@ fn share_list(
     let shares = shares::order(root, rest)?;
     shares::check_mount_points(&shares)?;
     Ok(shares)
-}
-
-fn user(args: &RunArgs) -> Option<User> {
-    args.user.then(|| User {
-        uid: nix::unistd::getuid().as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
-        groups: nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect(),
-    })
-}
-
-fn shell(args: &RunArgs) -> PathBuf {
-    args.shell.clone().unwrap_or_else(|| {
-        let uid = if args.user { nix::unistd::getuid().as_raw() } else { 0 };
-        plan::login_shell(uid).filter(|s| s.exists()).unwrap_or_else(|| "/bin/sh".into())
-    })
-}
-
-fn tty_size(args: &RunArgs) -> Option<Winsize> {
-    let tty = match args.tty {
-        TtyMode::Always => true,
-        TtyMode::Never => false,
-        TtyMode::Auto => std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
-    };
-    tty.then(|| terminal::size().unwrap_or(Winsize { rows: 24, cols: 80 }))
 }
 
 fn initramfs_for(args: &RunArgs, kernel: &Kernel) -> Result<PathBuf> {

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -17,17 +18,18 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::Signals;
 
 use super::attempt::Attempt;
-use super::channel::{self, Credit, Writer};
 use super::console::{self, Tail};
 use super::debug;
-use super::event::Event;
 use super::prepare::Prepared;
 use super::spec;
 use super::supervise::Run;
-use super::terminal::{self, RawMode};
 use super::timings::Timings;
 use crate::accel::{self, Decision};
+use crate::attach::router::Router;
 use crate::child::Guard;
+use crate::relay::channel::{self, Credit, Writer};
+use crate::relay::event::Event;
+use crate::relay::terminal::{self, RawMode};
 use crate::runs::{self, Record};
 use crate::runtime::{self, RuntimeDir};
 use crate::ui::{self, say};
@@ -38,7 +40,9 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
     let runtime = runtime::create()?;
     let gdb = p.debug.map(|d| debug::listen(d.port)).transpose()?;
     let gdb_port = gdb.as_ref().map(debug::port).transpose()?;
-    runs::publish(&runtime, &record(p, &runtime, gdb_port)?)?;
+    let attach = runtime.path().join("attach.sock");
+    let router = Router::listen(&attach)?;
+    runs::publish(&runtime, &record(p, &runtime, gdb_port, attach)?)?;
     if let (Some(port), Some(d)) = (gdb_port, p.debug) {
         // The one line kdf prints without -v: the port is the point of -d.
         say(&debug::announce(port, d.wait));
@@ -58,7 +62,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
         say(&format!("interactive session ({})", terminal::ESCAPE_HELP));
     }
     let result = loop {
-        match attempt(p, &accel, &runtime, gdb.as_ref(), &mut signals, started) {
+        match attempt(p, &accel, &runtime, gdb.as_ref(), &router, &mut signals, started) {
             Ok(Attempt::Finished(status)) => break Ok(status),
             Ok(Attempt::KvmFailed(why)) => {
                 say(&format!("KVM cannot boot Linux on this machine ({why}); retrying under TCG (slower)"));
@@ -73,7 +77,7 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
 }
 
 /// What `kdf gdb` and friends need to find this run.
-fn record(p: &Prepared, runtime: &RuntimeDir, gdb_port: Option<u16>) -> Result<Record> {
+fn record(p: &Prepared, runtime: &RuntimeDir, gdb_port: Option<u16>, attach: PathBuf) -> Result<Record> {
     let cwd = crate::shares::current_dir()?;
     Ok(Record {
         pid: std::process::id(),
@@ -84,6 +88,7 @@ fn record(p: &Prepared, runtime: &RuntimeDir, gdb_port: Option<u16>) -> Result<R
         gdb_port,
         vmlinux: p.vmlinux.clone(),
         modules: p.module_files.clone(),
+        attach: Some(attach),
     })
 }
 
@@ -116,6 +121,7 @@ fn attempt(
     decision: &Decision,
     runtime: &RuntimeDir,
     gdb: Option<&TcpListener>,
+    router: &Router,
     signals: &mut Signals,
     started: Instant,
 ) -> Result<Attempt> {
@@ -123,8 +129,13 @@ fn attempt(
     let (daemons, connections) = start_daemons(p, runtime)?;
     let (console_host, console_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let (channel_host, channel_vm) = UnixStream::pair().context("failed to create a socket pair")?;
+    let (attach_host, attach_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let vm = spec::vm(p, decision.accel);
-    let mut fds = vec![(console_vm.as_fd(), vm.console_fd), (channel_vm.as_fd(), vm.channel_fd)];
+    let mut fds = vec![
+        (console_vm.as_fd(), vm.console_fd),
+        (channel_vm.as_fd(), vm.channel_fd),
+        (attach_vm.as_fd(), vm.attach_fd),
+    ];
     for (i, c) in connections.iter().enumerate() {
         fds.push((c.as_fd(), spec::FIRST_SHARE_FD + i as i32));
     }
@@ -144,7 +155,8 @@ fn attempt(
     let qemu = Guard::spawn("QEMU", cmd, &fds, Some(Box::new(hook)))
         .map_err(|e| e.context(format!("failed to start {}", p.qemu.display())))?;
     drop(fds);
-    drop((console_vm, channel_vm, connections));
+    drop((console_vm, channel_vm, attach_vm, connections));
+    router.guest(attach_host)?;
     timings.mark("qemu started");
 
     let tail = Tail::default();

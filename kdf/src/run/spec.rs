@@ -14,8 +14,10 @@ use crate::vm::Transport;
 pub const CONSOLE_FD: RawFd = 3;
 /// QEMU's end of the kdf channel's socket pair.
 pub const CHANNEL_FD: RawFd = 4;
+/// QEMU's end of the attach channel's socket pair.
+pub const ATTACH_FD: RawFd = 5;
 /// QEMU's end of share `i`'s connection to its virtiofsd is `FIRST_SHARE_FD + i`.
-pub const FIRST_SHARE_FD: RawFd = 5;
+pub const FIRST_SHARE_FD: RawFd = 6;
 /// QEMU's gdb stub's listening socket (`-d`): after the last share's.
 pub const GDB_FD: RawFd = FIRST_SHARE_FD + MAX_SHARES as RawFd;
 const _: () = assert!(GDB_FD < crate::child::FIRST_SPARE_FD);
@@ -71,6 +73,7 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         cmdline: qemu::cmdline(p.verbose, p.debug.is_some(), accel, &p.preload, &with_clock_args(p, accel)),
         console_fd: CONSOLE_FD,
         channel_fd: CHANNEL_FD,
+        attach_fd: ATTACH_FD,
         shares,
         gdb: p.debug.map(|d| GdbStub { fd: GDB_FD, wait: d.wait }),
         extra: p.qemu_extra.clone(),

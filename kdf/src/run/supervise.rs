@@ -10,16 +10,16 @@ use signal_hook::consts::SIGWINCH;
 use signal_hook::iterator::Signals;
 
 use super::attempt::{boot_limit, Attempt, Ending};
-use super::channel::{Credit, Writer};
 use super::console::{self, Tail};
-use super::event::Event;
 use super::prepare::Prepared;
 use super::result::{self, Outcome};
 use super::timings::Timings;
 use super::verdict::KernelLog;
-use super::{stdin, terminal};
 use crate::accel::{self, Decision};
 use crate::child::Guard;
+use crate::relay::channel::{Credit, Writer};
+use crate::relay::event::Event;
+use crate::relay::{stdin, terminal};
 use crate::status;
 use crate::ui::{self, say};
 use crate::vm::qemu::Accel;
@@ -262,9 +262,8 @@ impl<'a> Run<'a> {
     }
 
     fn start_stdin(&mut self) {
-        if self.p.plan.stdin {
-            let (w, c, e, tty) =
-                (self.writer.clone(), self.credit.clone(), self.events.clone(), self.p.plan.tty.is_some());
+        if self.p.plan.command.stdin {
+            let (w, c, e, tty) = (self.writer.clone(), self.credit.clone(), self.events.clone(), self.p.tty);
             std::thread::spawn(move || stdin::pump(w, c, tty, e));
         }
     }
@@ -304,7 +303,7 @@ impl<'a> Run<'a> {
     fn on_signals(&mut self, signals: &mut Signals) -> Option<Attempt> {
         for sig in signals.pending() {
             if sig == SIGWINCH {
-                if let (Some(size), true) = (terminal::size(), self.p.plan.tty.is_some()) {
+                if let (Some(size), true) = (terminal::size(), self.p.tty) {
                     self.writer.send(&ToGuest::Winsize(size));
                 }
                 continue;

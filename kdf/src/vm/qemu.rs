@@ -70,6 +70,8 @@ pub struct VmSpec {
     pub console_fd: RawFd,
     /// One end of a socketpair for kdf's virtio-serial channel.
     pub channel_fd: RawFd,
+    /// One end of a socketpair for the attach channel (`kdf attach`, `kdf sysrq`).
+    pub attach_fd: RawFd,
     pub shares: Vec<ShareDevice>,
     /// The gdb stub (`-d`).
     pub gdb: Option<GdbStub>,
@@ -138,14 +140,22 @@ fn console_args(spec: &VmSpec) -> Vec<String> {
     ]
 }
 
+/// Two ports on one virtio-serial device: the run's channel and the attach
+/// channel. A second port is a second pair of queues on the same device (no
+/// device to probe, no module to load). Port 0 is reserved for a console
+/// (QEMU refuses another port there), so the two are ports 1 and 2.
 fn channel_args(spec: &VmSpec) -> Vec<String> {
     vec![
         "-device".into(),
-        format!("{},id=vser,max_ports=2", spec.machine.device("virtio-serial")),
+        format!("{},id=vser,max_ports=3", spec.machine.device("virtio-serial")),
         "-chardev".into(),
         format!("socket,id=channel,fd={}", spec.channel_fd),
         "-device".into(),
         format!("virtserialport,bus=vser.0,chardev=channel,name={}", kdf_proto::PORT_NAME),
+        "-chardev".into(),
+        format!("socket,id=attach,fd={}", spec.attach_fd),
+        "-device".into(),
+        format!("virtserialport,bus=vser.0,chardev=attach,name={}", kdf_proto::ATTACH_PORT_NAME),
     ]
 }
 
@@ -316,6 +326,7 @@ mod tests {
             cmdline: cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]),
             console_fd: 5,
             channel_fd: 6,
+            attach_fd: 8,
             shares: vec![
                 ShareDevice::Virtiofs { tag: "kdf0".into(), fd: 7 },
                 ShareDevice::NineP { tag: "kdf1".into(), path: "/tmp/a,b c".into(), readonly: true },
@@ -378,7 +389,9 @@ mod tests {
         let j = joined(&spec());
         assert!(j.contains("-chardev socket,id=console,fd=5 -serial chardev:console"));
         assert!(j.contains("socket,id=channel,fd=6"));
-        assert!(j.contains(&format!("name={}", kdf_proto::PORT_NAME)));
+        assert!(j.contains(&format!("chardev=channel,name={}", kdf_proto::PORT_NAME)));
+        assert!(j.contains("socket,id=attach,fd=8"));
+        assert!(j.contains(&format!("bus=vser.0,chardev=attach,name={}", kdf_proto::ATTACH_PORT_NAME)));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod kernel;
 pub mod modules;
+pub mod pty;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
