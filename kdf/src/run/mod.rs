@@ -7,9 +7,11 @@
 mod attempt;
 mod build_first;
 mod channel;
+mod command;
 mod console;
 mod dry_run;
 mod event;
+mod files;
 mod ktap;
 mod prepare;
 mod result;

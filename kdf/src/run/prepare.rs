@@ -1,38 +1,36 @@
 //! Resolving `kdf run`'s command line into a [`Prepared`] run: the kernel and
-//! the file QEMU boots, the initramfs, the shares, the command's plan and the
-//! accelerator. Everything that probes the host happens here; executing a
-//! prepared run only starts processes.
+//! the file QEMU boots, the initramfs, the files ([`super::files`]), the
+//! network, the command ([`super::command`]), the plan and the accelerator.
+//! Everything that probes the host happens here; executing a prepared run
+//! only starts processes.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use kdf_proto::{ModuleFile, Plan, User, Winsize, PROTOCOL_VERSION};
+use kdf_proto::{ModuleFile, Plan, Winsize, PROTOCOL_VERSION};
 
 use super::verdict::KunitInterest;
-use super::{sandbox, terminal};
+use super::{command, files, sandbox, terminal};
 use crate::accel::{self, Decision};
-use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
-use crate::errors::{hinted, usage};
+use crate::cli::{AccelArg, MachineArg, NetworkArg, RunArgs, TtyMode};
+use crate::errors::{hinted, usage, usage_hinted};
 use crate::initramfs;
 use crate::kernel::choice::Choice;
-use crate::kernel::{self, Kernel};
+use crate::kernel::{self, Kernel, Places};
 use crate::module;
-use crate::plan;
+use crate::shares::view::View;
 use crate::shares::{self, ShareSpec};
 use crate::tools;
 use crate::ui::say;
+use crate::vm::network::{self, UserNet};
 use crate::vm::qemu::{Accel, Machine};
 use crate::vm::requirements::{self, Miss, Vm};
-use crate::vm::virtiofsd::{CacheMode, Sandbox};
+use crate::vm::virtiofsd::Sandbox;
 use crate::vm::Transport;
-
-/// The most shares a run can have (QEMU's descriptors for them stay below
-/// [`crate::child::FIRST_SPARE_FD`]).
-pub const MAX_SHARES: usize = 64;
 
 /// A run with everything resolved.
 #[derive(Debug)]
@@ -44,6 +42,8 @@ pub struct Prepared {
     pub transport: Transport,
     pub virtiofsd: Option<PathBuf>,
     pub shares: Vec<ShareSpec>,
+    /// `--network user`: QEMU's user network and its forwards.
+    pub network: Option<UserNet>,
     pub plan: Plan,
     /// argv[0], for messages.
     pub program: String,
@@ -79,7 +79,10 @@ pub struct Prepared {
 }
 
 pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
-    let kernel = kernel::resolve(&choice.source).map_err(|e| match &choice.hint {
+    let root = files::root(args)?;
+    let places =
+        Places { modules_dir: args.kernel.modules_dir.clone(), root: root.as_ref().map(|r| r.dir.clone()) };
+    let kernel = kernel::resolve(&choice.source, &places).map_err(|e| match &choice.hint {
         // No installed kernel either: the tree's own build is the way out.
         Some(_) => hinted(format!("{e:#}"), "build the kernel tree you are in and boot it: kdf run --build"),
         None => e,
@@ -87,10 +90,13 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     let qemu = tools::qemu()?;
     let (transport, virtiofsd) = transport(args, &kernel);
     let machine = machine(args.machine, &kernel);
-    let cwd = working_dir()?;
+    let cwd = files::working_dir()?;
     let modules = module::prepare(&args.modules, kernel.release.as_deref())?;
-    let shares = share_list(args, &kernel, &cwd, modules.as_ref().map(|(dir, _)| dir.as_path()))?;
-    let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay) };
+    let network = network(args)?;
+    let binds: &[&str] = if network.is_some() { &[kdf_proto::RESOLV_CONF] } else { &[] };
+    let staged = modules.as_ref().map(|(dir, _)| dir.as_path());
+    let shares = files::share_list(args, &kernel, &cwd, staged, root.as_ref(), binds)?;
+    let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay), network: network.is_some() };
     check_kernel(&kernel, &vm)?;
     let workdir = match &args.chdir {
         Some(dir) => cwd.join(dir),
@@ -102,8 +108,8 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         let installables: Vec<String> = args.nix.iter().map(|p| format!("nixpkgs#{p}")).collect();
         crate::nix::build(&installables)?.into_iter().map(|p| p.join("bin")).collect()
     };
-    let argv = plan::argv(&args.command, args.script.as_deref(), &shell(args));
-    let program = String::from_utf8_lossy(&argv[0]).into_owned();
+    let foreign = root.as_ref().map(|r| r.dir.as_path());
+    let command = command::prepare(args, &View::new(&shares), foreign, &workdir, &nix_bins)?;
     let tty = tty_size(args);
     let accel = accel::decide(args.accel.map(|a| match a {
         AccelArg::Kvm => Accel::Kvm,
@@ -116,10 +122,10 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     };
     let plan = Plan {
         version: PROTOCOL_VERSION,
-        argv,
-        env: plan::environment(|k| std::env::var_os(k), &nix_bins, &args.env),
+        argv: command.argv,
+        env: command.env,
         cwd: workdir.as_os_str().as_bytes().to_vec(),
-        user: user(args),
+        user: command::user(args),
         shares: shares::to_proto(&shares, transport),
         modules: requirements::plan_modules(&vm)
             .into_iter()
@@ -140,6 +146,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
             .collect(),
         unload: !args.no_unload,
         kmsg: true,
+        network: network.as_ref().map(|_| network::guest_config()),
     };
     let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(_, hard)| hard.min(1 << 20))
@@ -156,8 +163,9 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         transport,
         virtiofsd,
         shares,
+        network,
         plan,
-        program,
+        program: command.program,
         machine,
         cpus: args.cpus,
         memory_mib: args.memory,
@@ -259,69 +267,18 @@ fn firmware(kernel: &Kernel) -> Option<PathBuf> {
     (acpi && qboot.is_file()).then_some(qboot)
 }
 
-/// The working directory, refused where it cannot be shared.
-fn working_dir() -> Result<PathBuf> {
-    let cwd = shares::check_host_dir(&shares::current_dir()?, "the working directory")?;
-    if nix::unistd::access(&cwd, nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK).is_err() {
-        return Err(hinted(
-            format!("cannot share the working directory {}: it is not readable", cwd.display()),
-            "cd to a directory you can read",
-        ));
-    }
-    Ok(cwd)
-}
-
-fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path, modules: Option<&Path>) -> Result<Vec<ShareSpec>> {
-    let mut rest = Vec::new();
-    if cwd != Path::new("/") {
-        rest.push(ShareSpec::same_path(cwd.to_path_buf(), false));
-    }
-    if let Some(dir) = modules {
-        rest.push(ShareSpec {
-            guest: module::GUEST_DIR.into(),
-            ..ShareSpec::same_path(dir.to_path_buf(), true)
-        });
-    }
-    if let Some(modules) = &kernel.guest_modules {
-        let target = shares::check_host_dir(Path::new("/lib/modules"), "/lib/modules")?;
-        let host = shares::check_host_dir(modules, "the kernel's modules")?;
-        rest.push(ShareSpec { host, guest: target, readonly: true, overlay: false, cache: CacheMode::Auto });
-    }
-    for (paths, readonly, what) in [(&args.rw, false, "--rw"), (&args.ro, true, "--ro")] {
-        for p in paths {
-            rest.push(ShareSpec::same_path(shares::check_host_dir(p, what)?, readonly));
+/// `--network` and `--forward`, checked.
+fn network(args: &RunArgs) -> Result<Option<UserNet>> {
+    match args.network {
+        NetworkArg::None if !args.forwards.is_empty() => {
+            Err(usage_hinted("--forward needs a network", "add --network user"))
+        }
+        NetworkArg::None => Ok(None),
+        NetworkArg::User => {
+            network::check_forwards(&args.forwards).map_err(|e| usage(format!("--forward: {e}")))?;
+            Ok(Some(UserNet { forwards: args.forwards.clone() }))
         }
     }
-    for v in &args.virtiofs {
-        let host = shares::check_host_dir(&v.host, "--virtiofs")?;
-        let guest = if v.guest == v.host { host.clone() } else { v.guest.clone() };
-        rest.push(ShareSpec { host, guest, ..v.clone() });
-    }
-    if rest.len() >= MAX_SHARES {
-        return Err(usage(format!(
-            "too many shares ({}); kdf shares at most {}",
-            rest.len() + 1,
-            MAX_SHARES
-        )));
-    }
-    let shares = shares::order(ShareSpec::same_path("/".into(), true), rest)?;
-    shares::check_mount_points(&shares)?;
-    Ok(shares)
-}
-
-fn user(args: &RunArgs) -> Option<User> {
-    args.user.then(|| User {
-        uid: nix::unistd::getuid().as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
-        groups: nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect(),
-    })
-}
-
-fn shell(args: &RunArgs) -> PathBuf {
-    args.shell.clone().unwrap_or_else(|| {
-        let uid = if args.user { nix::unistd::getuid().as_raw() } else { 0 };
-        plan::login_shell(uid).filter(|s| s.exists()).unwrap_or_else(|| "/bin/sh".into())
-    })
 }
 
 fn tty_size(args: &RunArgs) -> Option<Winsize> {

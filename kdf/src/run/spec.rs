@@ -69,6 +69,7 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         console_fd: CONSOLE_FD,
         channel_fd: CHANNEL_FD,
         shares,
+        network: p.network.clone(),
         gdb_port: p.gdb_port,
         extra: p.qemu_extra.clone(),
     }
