@@ -238,7 +238,9 @@ fn check_kernel(kernel: &Kernel, vm: &Vm) -> Result<()> {
         )),
         Err(Miss::NoModules(r)) => Err(hinted(
             format!("the kernel has {}=m but kdf cannot find its modules", r.option),
-            "install its modules under /lib/modules/<release>, or pass its build directory with --kernel",
+            "install its modules under /lib/modules/<release>, unpack them next to the image \
+             (<image dir>/../lib/modules/<release>, indexed with `depmod -b <that root> <release>`), \
+             pass them with --modules-dir, or pass the kernel's build directory with --kernel",
         )),
     }
 }
