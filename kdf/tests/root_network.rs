@@ -232,7 +232,7 @@ fn installed_release() -> String {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.strip_prefix("vmlinuz-").map(String::from))
         .collect();
-    releases.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+    releases.sort_by_key(|r| version_key(r));
     releases.pop().expect("no /boot/vmlinuz-*: the VM tests boot the installed kernel")
 }
 
