@@ -210,15 +210,21 @@ fn ioctl_addr(sock: &OwnedFd, name: &str, request: libc::c_ulong, ip: [u8; 4]) -
     check(unsafe { libc::ioctl(sock.as_raw_fd(), request as _, &req) })
 }
 
-fn add_default_route(sock: &OwnedFd, gateway: [u8; 4]) -> std::io::Result<()> {
+/// The default route through `gateway` (0.0.0.0/0; no device: the kernel
+/// picks the interface whose subnet holds the gateway).
+pub fn default_route(gateway: [u8; 4]) -> libc::rtentry {
     // SAFETY: rtentry is plain old data; all-zero is a valid value.
     let mut route: libc::rtentry = unsafe { std::mem::zeroed() };
     route.rt_dst = sockaddr_in([0; 4]);
     route.rt_genmask = sockaddr_in([0; 4]);
     route.rt_gateway = sockaddr_in(gateway);
     route.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
-    // SAFETY: SIOCADDRT reads a valid rtentry we own (rt_dev NULL: the kernel
-    // picks the interface that reaches the gateway).
+    route
+}
+
+fn add_default_route(sock: &OwnedFd, gateway: [u8; 4]) -> std::io::Result<()> {
+    let route = default_route(gateway);
+    // SAFETY: SIOCADDRT reads a valid rtentry we own (rt_dev NULL).
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT as _, &route) })
 }
 
@@ -243,6 +249,16 @@ mod tests {
         assert_eq!(sin.sin_family as i32, libc::AF_INET);
         assert_eq!(sin.sin_port, 0);
         assert_eq!(sin.sin_addr.s_addr.to_ne_bytes(), [10, 0, 2, 15]);
+    }
+
+    #[test]
+    fn the_default_route_goes_through_the_gateway() {
+        let r = default_route([10, 0, 2, 2]);
+        assert_eq!(r.rt_flags, libc::RTF_UP | libc::RTF_GATEWAY);
+        assert_eq!(r.rt_gateway.sa_data[2..6], sockaddr_in([10, 0, 2, 2]).sa_data[2..6]);
+        assert!(r.rt_dst.sa_data.iter().chain(&r.rt_genmask.sa_data).all(|&b| b == 0), "0.0.0.0/0");
+        assert_eq!(r.rt_dst.sa_family as i32, libc::AF_INET);
+        assert!(r.rt_dev.is_null());
     }
 
     #[test]

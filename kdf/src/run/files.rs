@@ -137,3 +137,43 @@ fn kernel_modules(kernel: &Kernel, root_share: &ShareSpec, foreign: bool) -> Res
     let there = View::new(&roots).host_path(&guest).and_then(|p| p.canonicalize().ok());
     Ok((there.as_deref() != Some(host.as_path())).then(|| share(host, guest)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(modules_dir: Option<PathBuf>, guest_modules: Option<PathBuf>) -> Kernel {
+        Kernel {
+            image: "vmlinuz".into(),
+            boot: "vmlinuz".into(),
+            release: Some("6.1.0-9".into()),
+            modules_dir,
+            guest_modules,
+            config: None,
+        }
+    }
+
+    #[test]
+    fn the_kernels_modules_are_shared_where_the_root_lacks_them() {
+        let t = tempfile::tempdir().unwrap();
+        let (pkg, root) = (t.path().join("pkg/lib/modules"), t.path().join("root"));
+        std::fs::create_dir_all(pkg.join("6.1.0-9")).unwrap();
+        std::fs::create_dir_all(root.join("usr/lib/modules/6.1.0-9")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib", root.join("lib")).unwrap();
+        let root_share = root::share(&root, Mode::Ro);
+        // A whole lib/modules of its own goes on /lib/modules.
+        let s = kernel_modules(&kernel(Some(pkg.join("6.1.0-9")), Some(pkg.clone())), &root_share, true);
+        let s = s.unwrap().unwrap();
+        assert_eq!(
+            (s.host.as_path(), s.guest.as_path(), s.readonly),
+            (pkg.canonicalize().unwrap().as_path(), Path::new("/lib/modules"), true)
+        );
+        // The release's directory goes on /lib/modules/<R>...
+        let s = kernel_modules(&kernel(Some(pkg.join("6.1.0-9")), None), &root_share, true).unwrap().unwrap();
+        assert_eq!(s.guest, Path::new("/lib/modules/6.1.0-9"));
+        // ...unless the root has it there already (found in --root).
+        let in_root = root.join("usr/lib/modules/6.1.0-9");
+        assert_eq!(kernel_modules(&kernel(Some(in_root), None), &root_share, true).unwrap(), None);
+        assert_eq!(kernel_modules(&kernel(None, None), &root_share, true).unwrap(), None, "no modules");
+    }
+}

@@ -188,6 +188,7 @@ mod tests {
         assert!(matches!(view.place(Path::new("/tmp/x")), Some(Place::Tmpfs("/tmp"))));
         assert_eq!(view.host_path(Path::new("/tmp/x")), None);
         assert!(view.is_dir(Path::new("/run")) && !view.is_dir(Path::new("/run/x")));
+        assert!(!View::bare(&shares[0]).is_dir(Path::new("/run")), "before boot the root has no /run");
         let cwd = [share(dir.path(), "/", true), share(other.path(), "/tmp/w", false)];
         let view = View::new(&cwd);
         assert_eq!(view.host_path(Path::new("/tmp/w/f")), Some(other.path().join("f")), "a share under /tmp");
