@@ -114,10 +114,14 @@ pub fn share_list(
 /// unless the guest's root already has it there (the host's installed
 /// kernel with the host's root, a kernel found in `--root`).
 fn kernel_modules(kernel: &Kernel, root_share: &ShareSpec, foreign: bool) -> Result<Option<ShareSpec>> {
-    let lib_modules = if foreign {
-        PathBuf::from("/lib/modules")
-    } else {
-        shares::check_host_dir(Path::new("/lib/modules"), "/lib/modules")?
+    // On the host's root, shares sit at canonical host paths (/lib may be a
+    // link to usr/lib); in --root the guest resolves the link itself.
+    let lib_modules = || -> Result<PathBuf> {
+        if foreign {
+            Ok("/lib/modules".into())
+        } else {
+            shares::check_host_dir(Path::new("/lib/modules"), "/lib/modules")
+        }
     };
     let share = |host: PathBuf, guest: PathBuf| ShareSpec {
         host,
@@ -128,14 +132,17 @@ fn kernel_modules(kernel: &Kernel, root_share: &ShareSpec, foreign: bool) -> Res
     };
     if let Some(modules) = &kernel.guest_modules {
         let host = shares::check_host_dir(modules, "the kernel's modules")?;
-        return Ok(Some(share(host, lib_modules)));
+        return Ok(Some(share(host, lib_modules()?)));
     }
     let (Some(dir), Some(release)) = (&kernel.modules_dir, &kernel.release) else { return Ok(None) };
     let host = shares::check_host_dir(dir, "the kernel's modules")?;
-    let guest = lib_modules.join(release);
     let roots = [root_share.clone()];
+    let guest = Path::new("/lib/modules").join(release);
     let there = View::new(&roots).host_path(&guest).and_then(|p| p.canonicalize().ok());
-    Ok((there.as_deref() != Some(host.as_path())).then(|| share(host, guest)))
+    if there.as_deref() == Some(host.as_path()) {
+        return Ok(None);
+    }
+    Ok(Some(share(host, lib_modules()?.join(release))))
 }
 
 #[cfg(test)]
