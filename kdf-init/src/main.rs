@@ -14,6 +14,7 @@ mod kmod;
 mod kmsg;
 mod log;
 mod mounts;
+mod net;
 mod port;
 mod power;
 mod reaper;
@@ -51,6 +52,8 @@ fn main() {
     marks.push(("modules".into(), system::uptime_us()));
     system::configure(&plan);
     must(port.as_mut(), "mount the host's files", mounts::switch_to_host(&plan));
+    must(port.as_mut(), "configure the network", net::configure(&plan));
+    must(port.as_mut(), "make the root read-only", mounts::seal_root(&plan));
     must(port.as_mut(), "enter the working directory", command::check_cwd(&plan.command));
     marks.push(("mounted".into(), system::uptime_us()));
     let mut port = port.take().expect("port is kept until here");

@@ -72,7 +72,7 @@ impl Port {
         self.send(&ToHost::Hello { version: PROTOCOL_VERSION, release: release.to_string() });
         loop {
             match self.recv()? {
-                ToGuest::Plan(plan) => return Ok(plan),
+                ToGuest::Plan(plan) => return Ok(*plan),
                 other => say(&format!("warning: ignoring {other:?} before the plan")),
             }
         }
@@ -216,7 +216,7 @@ mod tests {
     fn the_handshake_says_hello_and_skips_messages_before_the_plan() {
         let (mut port, mut host) = channel();
         host.send(&ToGuest::Signal(2));
-        host.send(&ToGuest::Plan(plan(&["true"])));
+        host.send(&ToGuest::Plan(Box::new(plan(&["true"]))));
         assert_eq!(port.handshake("6.1.0").unwrap(), plan(&["true"]));
         assert_eq!(host.received(), [ToHost::Hello { version: PROTOCOL_VERSION, release: "6.1.0".into() }]);
     }

@@ -37,6 +37,7 @@ pub fn plan(argv: &[&str]) -> Plan {
         user_modules: Vec::new(),
         unload: true,
         kmsg: false,
+        network: None,
     }
 }
 

@@ -16,10 +16,10 @@ pub mod plan;
 
 pub use frame_buffer::FrameBuffer;
 pub use message::{read_frame, write_frame, Outcome, ToGuest, ToHost};
-pub use plan::{Exec, ModuleFile, Plan, Share, User, Winsize};
+pub use plan::{Exec, ModuleFile, Network, Plan, Share, User, Winsize};
 
 /// Bumped whenever a message changes shape; both sides refuse a mismatch.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The virtio-serial port name kdf-init looks for in `/sys/class/virtio-ports`.
 pub const PORT_NAME: &str = "org.kdf.ctl";
@@ -51,6 +51,14 @@ pub fn cmdline_preload(cmdline: &str) -> Vec<String> {
 /// Where kdf-init mounts a fresh tmpfs of the guest's own, over the host's
 /// root (writable in the guest whatever the shares are).
 pub const GUEST_TMPFS: &[&str] = &["/tmp", "/run", "/var/tmp", "/dev/shm"];
+
+/// The directories kdf-init mounts on at the top of the guest's root (the
+/// early kernel filesystems and [`GUEST_TMPFS`]; the rest are inside them).
+/// A `--root` lacking one gets it in a tmpfs overlay.
+pub const ROOT_MOUNT_POINTS: &[&str] = &["/dev", "/proc", "/sys", "/tmp", "/run", "/var/tmp"];
+
+/// The file kdf-init replaces with a guest-only one when the guest has a network.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// The largest frame the guest accepts (a plan carries the whole argv and env).
 pub const MAX_FRAME: usize = 64 << 20;

@@ -66,7 +66,8 @@ pub enum ToHost {
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToGuest {
-    Plan(Plan),
+    /// Boxed: a plan is much larger than every other message.
+    Plan(Box<Plan>),
     Stdin(Vec<u8>),
     StdinEof,
     /// Deliver this signal to the command's process group.
@@ -314,7 +315,7 @@ impl ToGuest {
     pub fn decode(tag: u8, payload: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(payload);
         let msg = match tag {
-            1 => ToGuest::Plan(Plan::get(&mut r)?),
+            1 => ToGuest::Plan(Box::new(Plan::get(&mut r)?)),
             2 => ToGuest::Stdin(r.rest().to_vec()),
             3 => ToGuest::StdinEof,
             4 => ToGuest::Signal(r.i32()?),
@@ -335,7 +336,7 @@ impl ToGuest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{ModuleFile, Share, User};
+    use crate::plan::{ModuleFile, Network, Share, User};
     use crate::PROTOCOL_VERSION;
 
     fn sample_exec() -> Exec {
@@ -371,6 +372,12 @@ mod tests {
             }],
             unload: true,
             kmsg: true,
+            network: Some(Network {
+                address: [10, 0, 2, 15],
+                prefix_len: 24,
+                gateway: [10, 0, 2, 2],
+                nameserver: [10, 0, 2, 3],
+            }),
         }
     }
 
@@ -388,7 +395,7 @@ mod tests {
 
     #[test]
     fn every_host_message_round_trips() {
-        round_trip_guest(ToGuest::Plan(sample_plan()));
+        round_trip_guest(ToGuest::Plan(Box::new(sample_plan())));
         round_trip_guest(ToGuest::Stdin(vec![0, 1, 255]));
         round_trip_guest(ToGuest::StdinEof);
         round_trip_guest(ToGuest::Signal(15));
@@ -465,17 +472,28 @@ mod tests {
     fn plan_from_another_version_is_refused() {
         let mut plan = sample_plan();
         plan.version = PROTOCOL_VERSION + 1;
-        let frame = ToGuest::Plan(plan).encode();
+        let frame = ToGuest::Plan(Box::new(plan)).encode();
         let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
         let err = ToGuest::decode(tag, &payload).unwrap_err();
         assert!(err.0.contains("protocol version"));
     }
 
     #[test]
+    fn a_plan_without_a_network_round_trips_and_a_bad_prefix_is_refused() {
+        let mut plan = sample_plan();
+        plan.network = None;
+        round_trip_guest(ToGuest::Plan(Box::new(plan.clone())));
+        plan.network = Some(Network { prefix_len: 33, ..sample_plan().network.unwrap() });
+        let frame = ToGuest::Plan(Box::new(plan)).encode();
+        let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
+        assert!(ToGuest::decode(tag, &payload).unwrap_err().0.contains("prefix length"));
+    }
+
+    #[test]
     fn a_64k_argument_survives() {
         let mut plan = sample_plan();
         plan.command.argv.push(vec![b'x'; 64 << 10]);
-        round_trip_guest(ToGuest::Plan(plan));
+        round_trip_guest(ToGuest::Plan(Box::new(plan)));
     }
 
     #[test]
@@ -508,7 +526,7 @@ mod tests {
     fn a_plan_with_an_empty_argv_is_refused() {
         let mut plan = sample_plan();
         plan.command.argv.clear();
-        let frame = ToGuest::Plan(plan).encode();
+        let frame = ToGuest::Plan(Box::new(plan)).encode();
         let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
         assert!(ToGuest::decode(tag, &payload).unwrap_err().0.contains("empty argv"));
         let frame = ToGuest::Attach(Exec { argv: Vec::new(), ..sample_exec() }).encode();

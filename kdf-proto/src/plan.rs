@@ -1,6 +1,6 @@
 //! The plan the host sends once after `Hello`, and its parts (the command as
-//! [`Exec`], user, shares, terminal size, `--module` files), with their
-//! encoding. `kdf attach` sends an [`Exec`] of its own.
+//! [`Exec`], user, shares, terminal size, `--module` files, network), with
+//! their encoding. `kdf attach` sends an [`Exec`] of its own.
 
 use crate::codec::{DecodeError, Reader, Writer};
 
@@ -33,7 +33,23 @@ pub struct Share {
     pub target: Vec<u8>,
     pub readonly: bool,
     /// Mount read-only below a tmpfs-backed overlay: writes stay in the guest.
+    /// For the root (`shares[0]`) with `readonly`, the overlay only holds the
+    /// mount points the root lacks, and the root is read-only once they are
+    /// mounted.
     pub overlay: bool,
+}
+
+/// The guest's side of QEMU's user-mode network, configured statically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// The interface's IPv4 address.
+    pub address: [u8; 4],
+    /// The subnet's prefix length (24 for 10.0.2.0/24).
+    pub prefix_len: u8,
+    /// The default route's gateway (QEMU's host address).
+    pub gateway: [u8; 4],
+    /// The resolver the guest's `/etc/resolv.conf` names (QEMU's DNS relay).
+    pub nameserver: [u8; 4],
 }
 
 /// One command to start: what `execve` gets, where, as whom, and with which
@@ -71,6 +87,8 @@ pub struct Plan {
     pub unload: bool,
     /// Send the kernel log (`ToHost::Kmsg`) from boot until the command ended.
     pub kmsg: bool,
+    /// Configure the first network interface this way; `None`: loopback only.
+    pub network: Option<Network>,
 }
 
 /// One `--module`: where the guest finds the file, and its parameters.
@@ -106,6 +124,23 @@ fn get_share(r: &mut Reader) -> Result<Share, DecodeError> {
         readonly: r.bool()?,
         overlay: r.bool()?,
     })
+}
+
+fn put_network(w: &mut Writer, n: &Network) {
+    w.raw(&n.address).u8(n.prefix_len).raw(&n.gateway).raw(&n.nameserver);
+}
+
+fn get_ipv4(r: &mut Reader) -> Result<[u8; 4], DecodeError> {
+    Ok([r.u8()?, r.u8()?, r.u8()?, r.u8()?])
+}
+
+fn get_network(r: &mut Reader) -> Result<Network, DecodeError> {
+    let address = get_ipv4(r)?;
+    let prefix_len = r.u8()?;
+    if prefix_len > 32 {
+        return Err(DecodeError("network prefix length over 32"));
+    }
+    Ok(Network { address, prefix_len, gateway: get_ipv4(r)?, nameserver: get_ipv4(r)? })
 }
 
 pub(crate) fn put_option<T>(w: &mut Writer, v: &Option<T>, put: impl FnOnce(&mut Writer, &T)) {
@@ -178,6 +213,7 @@ impl Plan {
             w.str(&m.name).bytes(&m.path).str(&m.params);
         });
         w.bool(self.unload).bool(self.kmsg);
+        put_option(w, &self.network, put_network);
     }
 
     pub(crate) fn get(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -198,6 +234,7 @@ impl Plan {
             })?,
             unload: r.bool()?,
             kmsg: r.bool()?,
+            network: get_option(r, get_network)?,
         })
     }
 }

@@ -20,6 +20,7 @@ mod nix;
 mod plan;
 mod relay;
 mod ring;
+mod root;
 mod run;
 mod runs;
 mod runtime;
@@ -66,7 +67,8 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
         Command::Run(args) => run::run(&args, started),
         Command::Build(BuildCommand::Initramfs(args)) => {
             let choice = kernel::choice::decide(&args.kernel.flags(false))?;
-            let kernel = kernel::resolve(&choice.source)?;
+            let places = kernel::Places { modules_dir: args.kernel.modules_dir.clone(), root: None };
+            let kernel = kernel::resolve(&choice.source, &places)?;
             let init = initramfs::init_binary::locate(args.kernel.init.as_deref())?;
             let bytes = initramfs::build(&kernel, &init, &args.modules)?;
             cache::write_atomic(&args.output, &bytes)

@@ -31,7 +31,7 @@ pub fn exec(args: &CommandArgs, cwd: &Path, path_prefix: &[PathBuf]) -> Exec {
 }
 
 /// The invoking user, for `--user` (root otherwise).
-fn user(as_user: bool) -> Option<User> {
+pub fn user(as_user: bool) -> Option<User> {
     as_user.then(|| User {
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
@@ -48,7 +48,7 @@ fn shell(args: &CommandArgs) -> PathBuf {
 }
 
 /// A terminal for the command (of the host terminal's size), or none.
-fn tty_size(mode: TtyMode) -> Option<Winsize> {
+pub fn tty_size(mode: TtyMode) -> Option<Winsize> {
     let tty = match mode {
         TtyMode::Always => true,
         TtyMode::Never => false,

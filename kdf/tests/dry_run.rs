@@ -116,3 +116,14 @@ fn dry_run_prints_exactly_the_argv_that_runs_over_virtiofs() {
 fn dry_run_prints_exactly_the_argv_that_runs_over_9p() {
     check(&["--9p", "-d", "--cpus", "2"], 3);
 }
+
+#[test]
+fn dry_run_prints_exactly_the_argv_that_runs_with_another_root_and_a_network() {
+    // Shares: the root (a static `true` alone), the working directory, --rw,
+    // the installed kernel's modules (the root has none).
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.path().join("bin/true")).unwrap();
+    let root = root.path().to_str().unwrap();
+    check(&["--root", root, "--network", "user", "--forward", "18080:80"], 4);
+}

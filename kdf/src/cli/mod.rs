@@ -89,6 +89,24 @@ pub enum MachineArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RootModeArg {
+    /// Read-only; DIR is never written
+    Ro,
+    /// Writable in the guest through a tmpfs overlay; DIR never changes
+    Overlay,
+    /// Writes go to DIR
+    Rw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// Only the loopback
+    None,
+    /// A virtio-net device on QEMU's user-mode network: the guest reaches what the host reaches
+    User,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AccelArg {
     Kvm,
     Tcg,
@@ -108,6 +126,11 @@ pub struct KernelArgs {
     /// kdf-init binary (default: next to kdf)
     #[arg(long, value_name = "FILE", env = "KDF_INIT")]
     pub init: Option<PathBuf>,
+    /// The kernel's modules: a lib/modules directory holding its release, or the
+    /// release's own directory [default: next to the image (an unpacked package),
+    /// else /lib/modules/RELEASE, else in --root]
+    #[arg(long, value_name = "DIR")]
+    pub modules_dir: Option<PathBuf>,
 }
 
 impl KernelArgs {
@@ -159,6 +182,21 @@ pub struct RunArgs {
     /// Share files over 9p instead of virtiofs
     #[arg(long = "9p")]
     pub nine_p: bool,
+    /// Boot with DIR as the guest's / instead of the host's (another distribution,
+    /// a minimal root); the working directory and other shares still appear
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// How the guest may change --root's DIR [default: ro]
+    #[arg(long, value_enum, value_name = "MODE", requires = "root")]
+    pub root_mode: Option<RootModeArg>,
+
+    /// The guest's network
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = NetworkArg::None)]
+    pub network: NetworkArg,
+    /// Forward 127.0.0.1:HOSTPORT on the host to the guest's GUESTPORT (TCP;
+    /// repeatable; needs --network user)
+    #[arg(long = "forward", value_name = "HOSTPORT:GUESTPORT", value_parser = crate::vm::network::parse_forward)]
+    pub forwards: Vec<crate::vm::network::Forward>,
 
     /// Load a module before the command: 'FILE.ko [PARAM=VALUE ...]' (repeatable,
     /// loaded in order; dependencies from the kernel's modules)
@@ -404,5 +442,21 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let err = Cli::try_parse_from(["kdf", "run", "--build", "--release"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from(["kdf", "run", "--root-mode", "rw"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "--root-mode needs --root");
+        let err = Cli::try_parse_from(["kdf", "run", "--forward", "80"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn root_and_network_flags() {
+        let r =
+            run(&["--root", "/srv/r", "--root-mode=overlay", "--network", "user", "--forward", "8080:80"]);
+        assert_eq!(r.root.as_deref(), Some(std::path::Path::new("/srv/r")));
+        assert_eq!(r.root_mode, Some(RootModeArg::Overlay));
+        assert_eq!((r.network, r.forwards.len()), (NetworkArg::User, 1));
+        let plain = run(&["--modules-dir", "/x/lib/modules"]);
+        assert_eq!((plain.network, plain.root_mode), (NetworkArg::None, None));
+        assert_eq!(plain.kernel.modules_dir.as_deref(), Some(std::path::Path::new("/x/lib/modules")));
     }
 }

@@ -6,9 +6,11 @@
 
 mod attempt;
 mod build_first;
+mod command;
 mod console;
 mod debug;
 mod dry_run;
+mod files;
 mod ktap;
 mod machine;
 mod prepare;

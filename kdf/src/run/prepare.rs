@@ -1,38 +1,36 @@
 //! Resolving `kdf run`'s command line into a [`Prepared`] run: the kernel and
-//! the file QEMU boots, the initramfs, the shares, the command's plan and the
-//! accelerator. Everything that probes the host happens here; executing a
-//! prepared run only starts processes.
+//! the file QEMU boots, the initramfs, the files ([`super::files`]), the
+//! network, the command ([`super::command`]), the plan and the accelerator.
+//! Everything that probes the host happens here; executing a prepared run
+//! only starts processes.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use kdf_proto::{ModuleFile, Plan, PROTOCOL_VERSION};
+use kdf_proto::{Exec, ModuleFile, Plan, PROTOCOL_VERSION};
 
-use super::machine;
-use super::sandbox;
 use super::verdict::KunitInterest;
+use super::{command, files, machine, sandbox};
 use crate::accel::{self, Decision};
-use crate::cli::{AccelArg, RunArgs};
-use crate::errors::{hinted, usage};
+use crate::cli::{AccelArg, NetworkArg, RunArgs};
+use crate::errors::{hinted, usage, usage_hinted};
 use crate::initramfs;
 use crate::kernel::choice::Choice;
-use crate::kernel::{self, Kernel};
+use crate::kernel::{self, Kernel, Places};
 use crate::module;
 use crate::plan;
+use crate::shares::view::View;
 use crate::shares::{self, ShareSpec};
 use crate::tools;
 use crate::ui::say;
+use crate::vm::network::{self, UserNet};
 use crate::vm::qemu::{Accel, Machine};
 use crate::vm::requirements::{self, Miss, Vm};
-use crate::vm::virtiofsd::{CacheMode, Sandbox};
+use crate::vm::virtiofsd::Sandbox;
 use crate::vm::Transport;
-
-/// The most shares a run can have (QEMU's descriptors for them stay below
-/// [`crate::child::FIRST_SPARE_FD`]).
-pub const MAX_SHARES: usize = 64;
 
 /// A run with everything resolved.
 #[derive(Debug)]
@@ -44,6 +42,8 @@ pub struct Prepared {
     pub transport: Transport,
     pub virtiofsd: Option<PathBuf>,
     pub shares: Vec<ShareSpec>,
+    /// `--network user`: QEMU's user network and its forwards.
+    pub network: Option<UserNet>,
     pub plan: Plan,
     /// argv[0], for messages.
     pub program: String,
@@ -115,7 +115,10 @@ impl BootTimeout {
 }
 
 pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
-    let kernel = kernel::resolve(&choice.source).map_err(|e| match &choice.hint {
+    let root = files::root(args)?;
+    let places =
+        Places { modules_dir: args.kernel.modules_dir.clone(), root: root.as_ref().map(|r| r.dir.clone()) };
+    let kernel = kernel::resolve(&choice.source, &places).map_err(|e| match &choice.hint {
         // No installed kernel either: the tree's own build is the way out.
         Some(_) => hinted(format!("{e:#}"), "build the kernel tree you are in and boot it: kdf run --build"),
         None => e,
@@ -123,28 +126,41 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     let qemu = tools::qemu()?;
     let (transport, virtiofsd) = transport(args, &kernel);
     let machine = machine::choose(args.machine, kernel.config.as_ref(), !args.qemu_args.is_empty());
-    let cwd = working_dir()?;
+    let cwd = files::working_dir()?;
     let modules = module::prepare(&args.modules, kernel.release.as_deref())?;
+    let network = network(args)?;
     let nix_bins: Vec<PathBuf> = if args.nix.is_empty() {
         Vec::new()
     } else {
         let installables: Vec<String> = args.nix.iter().map(|p| format!("nixpkgs#{p}")).collect();
         crate::nix::build(&installables)?.into_iter().map(|p| p.join("bin")).collect()
     };
-    let command = plan::exec(&args.command, &cwd, &nix_bins);
-    // Without a command the shell runs: its directory must reach the guest too.
-    let shell = args.command.argv.is_empty().then(|| PathBuf::from(OsStr::from_bytes(&command.argv[0])));
-    let shares = share_list(
-        args,
-        &kernel,
-        &cwd,
-        modules.as_ref().map(|(dir, _)| dir.as_path()),
-        &command_dirs(&command.env, shell.as_deref()),
-    )?;
-    let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay) };
+    let binds: &[&str] = if network.is_some() { &[kdf_proto::RESOLV_CONF] } else { &[] };
+    let staged = modules.as_ref().map(|(dir, _)| dir.as_path());
+    // The host's PATH and shell directories a guest tmpfs would hide (NixOS's
+    // /run/current-system); a --root brings its own.
+    let command_dirs = match &root {
+        None => command::host_dirs(&args.command, &nix_bins),
+        Some(_) => Vec::new(),
+    };
+    let shares = files::share_list(args, &kernel, &cwd, staged, root.as_ref(), binds, &command_dirs)?;
+    let vm = Vm { machine, transport, overlay: shares.iter().any(|s| s.overlay), network: network.is_some() };
     check_kernel(&kernel, &vm)?;
-    let program = String::from_utf8_lossy(&command.argv[0]).into_owned();
-    let tty = command.tty.is_some();
+    let workdir = match &args.command.chdir {
+        Some(dir) => cwd.join(dir),
+        None => cwd.clone(),
+    };
+    let foreign = root.as_ref().map(|r| r.dir.as_path());
+    let command = command::prepare(&args.command, &View::new(&shares), foreign, &workdir, &nix_bins)?;
+    let exec = Exec {
+        argv: command.argv,
+        env: command.env,
+        cwd: workdir.as_os_str().as_bytes().to_vec(),
+        user: plan::user(args.command.user),
+        tty: plan::tty_size(args.command.tty),
+        stdin: !args.command.no_stdin,
+    };
+    let tty = exec.tty.is_some();
     let accel = accel::decide(args.accel.map(|a| match a {
         AccelArg::Kvm => Accel::Kvm,
         AccelArg::Tcg => Accel::Tcg,
@@ -156,7 +172,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     };
     let plan = Plan {
         version: PROTOCOL_VERSION,
-        command,
+        command: exec,
         shares: shares::to_proto(&shares, transport),
         modules: requirements::plan_modules(&vm)
             .into_iter()
@@ -175,6 +191,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
             .collect(),
         unload: !args.no_unload,
         kmsg: true,
+        network: network.as_ref().map(|_| network::guest_config()),
     };
     let debug = match (args.debug, args.debug_wait) {
         (None, false) => None,
@@ -202,8 +219,9 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         transport,
         virtiofsd,
         shares,
+        network,
         plan,
-        program,
+        program: command.program,
         machine,
         cpus: args.cpus,
         memory_mib: args.memory,
@@ -262,7 +280,9 @@ fn check_kernel(kernel: &Kernel, vm: &Vm) -> Result<()> {
         )),
         Err(Miss::NoModules(r)) => Err(hinted(
             format!("the kernel has {}=m but kdf cannot find its modules", r.option),
-            "install its modules under /lib/modules/<release>, or pass its build directory with --kernel",
+            "install its modules under /lib/modules/<release>, unpack them next to the image \
+             (<image dir>/../lib/modules/<release>, indexed with `depmod -b <that root> <release>`), \
+             pass them with --modules-dir, or pass the kernel's build directory with --kernel",
         )),
     }
 }
@@ -291,75 +311,18 @@ fn firmware(kernel: &Kernel) -> Option<PathBuf> {
     (acpi && qboot.is_file()).then_some(qboot)
 }
 
-/// The working directory, refused where it cannot be shared.
-fn working_dir() -> Result<PathBuf> {
-    let cwd = shares::check_host_dir(&shares::current_dir()?, "the working directory")?;
-    if nix::unistd::access(&cwd, nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK).is_err() {
-        return Err(hinted(
-            format!("cannot share the working directory {}: it is not readable", cwd.display()),
-            "cd to a directory you can read",
-        ));
-    }
-    Ok(cwd)
-}
-
-/// The directories the command is looked up in: PATH's, and the shell's
-/// (as named and as resolved) when the shell runs.
-fn command_dirs(env: &[(Vec<u8>, Vec<u8>)], shell: Option<&Path>) -> Vec<PathBuf> {
-    let mut dirs = plan::path_dirs(env);
-    if let Some(shell) = shell {
-        dirs.extend(shell.parent().map(Path::to_path_buf));
-        dirs.extend(shell.canonicalize().ok().and_then(|s| s.parent().map(Path::to_path_buf)));
-    }
-    dirs
-}
-
-fn share_list(
-    args: &RunArgs,
-    kernel: &Kernel,
-    cwd: &Path,
-    modules: Option<&Path>,
-    command_dirs: &[PathBuf],
-) -> Result<Vec<ShareSpec>> {
-    let mut rest = Vec::new();
-    if cwd != Path::new("/") {
-        rest.push(ShareSpec::same_path(cwd.to_path_buf(), false));
-    }
-    if let Some(dir) = modules {
-        rest.push(ShareSpec {
-            guest: module::GUEST_DIR.into(),
-            ..ShareSpec::same_path(dir.to_path_buf(), true)
-        });
-    }
-    if let Some(modules) = &kernel.guest_modules {
-        let target = shares::check_host_dir(Path::new("/lib/modules"), "/lib/modules")?;
-        let host = shares::check_host_dir(modules, "the kernel's modules")?;
-        rest.push(ShareSpec { host, guest: target, readonly: true, overlay: false, cache: CacheMode::Auto });
-    }
-    for (paths, readonly, what) in [(&args.rw, false, "--rw"), (&args.ro, true, "--ro")] {
-        for p in paths {
-            rest.push(ShareSpec::same_path(shares::check_host_dir(p, what)?, readonly));
+/// `--network` and `--forward`, checked.
+fn network(args: &RunArgs) -> Result<Option<UserNet>> {
+    match args.network {
+        NetworkArg::None if !args.forwards.is_empty() => {
+            Err(usage_hinted("--forward needs a network", "add --network user"))
+        }
+        NetworkArg::None => Ok(None),
+        NetworkArg::User => {
+            network::check_forwards(&args.forwards).map_err(|e| usage(format!("--forward: {e}")))?;
+            Ok(Some(UserNet { forwards: args.forwards.clone() }))
         }
     }
-    for v in &args.virtiofs {
-        let host = shares::check_host_dir(&v.host, "--virtiofs")?;
-        let guest = if v.guest == v.host { host.clone() } else { v.guest.clone() };
-        rest.push(ShareSpec { host, guest, ..v.clone() });
-    }
-    // After every other share: a PATH entry under a shared directory is there already.
-    let root = ShareSpec::same_path("/".into(), true);
-    let mounted: Vec<ShareSpec> = std::iter::once(root.clone()).chain(rest.iter().cloned()).collect();
-    rest.extend(shares::tmpfs_hidden(command_dirs, &mounted));
-    if rest.len() >= MAX_SHARES {
-        return Err(usage(format!(
-            "too many shares ({}); kdf shares at most {}",
-            rest.len() + 1,
-            MAX_SHARES
-        )));
-    }
-    let shares = shares::order(root, rest)?;
-    shares::check_mount_points(&shares)?;
-    Ok(shares)
 }
 
 fn initramfs_for(args: &RunArgs, kernel: &Kernel) -> Result<PathBuf> {

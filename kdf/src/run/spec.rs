@@ -5,7 +5,8 @@
 
 use std::os::fd::RawFd;
 
-use super::prepare::{Prepared, MAX_SHARES};
+use super::files::MAX_SHARES;
+use super::prepare::Prepared;
 use crate::vm::qemu::{self, Accel, GdbStub, Machine, ShareDevice, VmSpec};
 use crate::vm::virtiofsd::Virtiofsd;
 use crate::vm::Transport;
@@ -76,6 +77,7 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         attach_fd: ATTACH_FD,
         shares,
         gdb: p.debug.map(|d| GdbStub { fd: GDB_FD, wait: d.wait }),
+        network: p.network.clone(),
         extra: p.qemu_extra.clone(),
     }
 }

@@ -257,7 +257,7 @@ impl<'a> Run<'a> {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        self.writer.send(&ToGuest::Plan(plan));
+        self.writer.send(&ToGuest::Plan(Box::new(plan)));
         None
     }
 

@@ -1,6 +1,7 @@
-//! The VM's processes as pure command lines (QEMU, virtiofsd), and the one
-//! table of what a kdf VM needs from its kernel.
+//! The VM's processes as pure command lines (QEMU, virtiofsd), its user-mode
+//! network, and the one table of what a kdf VM needs from its kernel.
 
+pub mod network;
 pub mod qemu;
 pub mod requirements;
 pub mod virtiofsd;

@@ -5,6 +5,8 @@ use std::ffi::OsString;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
+use super::network::{self, UserNet};
+
 /// CPU virtualisation backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -75,6 +77,8 @@ pub struct VmSpec {
     pub shares: Vec<ShareDevice>,
     /// The gdb stub (`-d`).
     pub gdb: Option<GdbStub>,
+    /// `--network user`: a virtio-net device on QEMU's user-mode network.
+    pub network: Option<UserNet>,
     /// `--qemu-arg` values, appended last.
     pub extra: Vec<OsString>,
 }
@@ -198,6 +202,17 @@ fn escape_os(value: &std::ffi::OsStr) -> OsString {
     OsString::from_vec(out)
 }
 
+fn network_args(spec: &VmSpec) -> Vec<String> {
+    let Some(net) = &spec.network else { return Vec::new() };
+    let mut device = format!("{},netdev=net0", spec.machine.device("virtio-net"));
+    if spec.machine == Machine::Q35 {
+        // No option ROM: nothing boots from the network, and QEMU would
+        // otherwise need iPXE's efi-virtio.rom to start at all.
+        device.push_str(",romfile=");
+    }
+    vec!["-netdev".into(), network::netdev(net, "net0"), "-device".into(), device]
+}
+
 /// kdf binds the stub's socket itself (port 0: the kernel picks a free one)
 /// and QEMU serves on it: with `-gdb tcp::PORT` two parallel runs would race
 /// for a port, and kdf could not tell which one a run got. `wait=off`: QEMU
@@ -230,6 +245,7 @@ pub fn argv(spec: &VmSpec) -> Vec<OsString> {
     for (i, share) in spec.shares.iter().enumerate() {
         out.extend(share_args(spec.machine, share, i));
     }
+    out.extend(strings(network_args(spec)));
     out.extend(strings(gdb_args(spec)));
     out.extend(spec.extra.iter().cloned());
     out
@@ -332,6 +348,7 @@ mod tests {
                 ShareDevice::NineP { tag: "kdf1".into(), path: "/tmp/a,b c".into(), readonly: true },
             ],
             gdb: Some(GdbStub { fd: 69, wait: false }),
+            network: None,
             extra: vec!["-device".into(), "virtio-rng-pci".into()],
         }
     }
@@ -375,6 +392,20 @@ mod tests {
         assert!(c.contains("kdf.preload=virtio_mmio,virtio_console"), "{c}");
         assert!(cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[])
             .contains("kdf.preload=virtio_pci,virtio_console"));
+    }
+
+    #[test]
+    fn the_network_is_a_virtio_net_device_on_either_bus() {
+        let mut s = spec();
+        assert!(!joined(&s).contains("-netdev"), "no network unless asked");
+        s.network = Some(UserNet { forwards: vec![network::Forward { host: 8080, guest: 80 }] });
+        let j = joined(&s);
+        assert!(j.contains("-netdev user,id=net0,net=10.0.2.0/24,"), "{j}");
+        assert!(j.contains("hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80"), "{j}");
+        assert!(j.contains("-device virtio-net-pci,netdev=net0,romfile= "), "{j}");
+        s.machine = Machine::Microvm { acpi: false };
+        let j = joined(&s);
+        assert!(j.contains("-device virtio-net-device,netdev=net0 "), "{j}");
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub enum When {
     Microvm,
     /// When shares travel this way.
     Shares(Transport),
-    /// When a share is an overlay (`--virtiofs ...,overlay`).
+    /// When a share is an overlay (`--virtiofs ...,overlay`, an overlaid `--root`).
     Overlay,
+    /// With `--network user`.
+    Network,
 }
 
 /// When kdf-init loads the module, if the kernel has it as `=m`.
@@ -93,6 +95,21 @@ pub const TABLE: &[Requirement] = &[
     module("CONFIG_9P_FS", "9p", "no 9p filesystem", When::Shares(Transport::NineP), Load::Plan),
     module("CONFIG_OVERLAY_FS", "overlay", "an overlay share cannot be mounted", When::Overlay, Load::Plan),
     Requirement {
+        option: "CONFIG_INET",
+        module: None,
+        why: "the guest has no IPv4 for --network",
+        when: When::Network,
+        load: Load::Never,
+        strict: true,
+    },
+    module(
+        "CONFIG_VIRTIO_NET",
+        "virtio_net",
+        "the guest has no network device for --network",
+        When::Network,
+        Load::Plan,
+    ),
+    Requirement {
         option: "CONFIG_CONFIGFS_FS",
         module: Some("configfs"),
         why: "the guest gets no /sys/kernel/config",
@@ -108,6 +125,7 @@ pub struct Vm {
     pub machine: Machine,
     pub transport: Transport,
     pub overlay: bool,
+    pub network: bool,
 }
 
 impl When {
@@ -118,6 +136,7 @@ impl When {
             When::Microvm => matches!(vm.machine, Machine::Microvm { .. }),
             When::Shares(t) => vm.transport == t,
             When::Overlay => vm.overlay,
+            When::Network => vm.network,
         }
     }
 }
@@ -186,7 +205,9 @@ mod tests {
         for machine in MACHINES {
             for transport in [Transport::Virtiofs, Transport::NineP] {
                 for overlay in [false, true] {
-                    out.push(Vm { machine, transport, overlay });
+                    for network in [false, true] {
+                        out.push(Vm { machine, transport, overlay, network });
+                    }
                 }
             }
         }
@@ -222,7 +243,7 @@ mod tests {
     #[test]
     fn a_missing_option_is_named_in_table_order() {
         let all: String = TABLE.iter().map(|r| format!("{}=y\n", r.option)).collect();
-        let vm = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false };
+        let vm = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false, network: false };
         assert_eq!(check(&config(&all), &vm, false), Ok(()));
         let without = all.replace("CONFIG_VIRTIO_CONSOLE=y\n", "").replace("CONFIG_VIRTIO_FS=y\n", "");
         match check(&config(&without), &vm, false) {
@@ -238,7 +259,7 @@ mod tests {
     fn a_modular_requirement_needs_the_kernels_modules() {
         let all: String = TABLE.iter().map(|r| format!("{}=y\n", r.option)).collect();
         let modular = config(&all.replace("CONFIG_VIRTIO_FS=y", "CONFIG_VIRTIO_FS=m"));
-        let vm = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false };
+        let vm = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false, network: false };
         match check(&modular, &vm, false) {
             Err(Miss::NoModules(r)) => assert_eq!(r.option, "CONFIG_VIRTIO_FS"),
             other => panic!("{other:?}"),
@@ -251,13 +272,18 @@ mod tests {
 
     #[test]
     fn module_lists_follow_the_machine_transport_and_shares() {
-        let q35 = Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false };
+        let q35 =
+            Vm { machine: Machine::Q35, transport: Transport::Virtiofs, overlay: false, network: false };
         assert_eq!(boot_modules(&q35), ["virtio_pci", "virtio_console"]);
         assert_eq!(plan_modules(&q35), ["virtiofs", "configfs"]);
-        let microvm =
-            Vm { machine: Machine::Microvm { acpi: false }, transport: Transport::NineP, overlay: true };
+        let microvm = Vm {
+            machine: Machine::Microvm { acpi: false },
+            transport: Transport::NineP,
+            overlay: true,
+            network: true,
+        };
         assert_eq!(boot_modules(&microvm), ["virtio_mmio", "virtio_console"]);
-        assert_eq!(plan_modules(&microvm), ["9pnet_virtio", "9p", "overlay", "configfs"]);
+        assert_eq!(plan_modules(&microvm), ["9pnet_virtio", "9p", "overlay", "virtio_net", "configfs"]);
     }
 
     #[test]

@@ -7,80 +7,14 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::Result;
 
+pub use self::spec::{parse_virtiofs, ShareSpec};
+use self::view::{Place, View};
 use crate::errors::{hinted, usage, usage_hinted};
 use crate::vm::virtiofsd::CacheMode;
 use crate::vm::Transport;
 
-/// One host directory and where and how the guest mounts it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShareSpec {
-    pub host: PathBuf,
-    pub guest: PathBuf,
-    pub readonly: bool,
-    /// Writable in the guest through a tmpfs overlay; the host copy never changes.
-    pub overlay: bool,
-    pub cache: CacheMode,
-}
-
-impl ShareSpec {
-    pub fn same_path(path: PathBuf, readonly: bool) -> Self {
-        ShareSpec { guest: path.clone(), host: path, readonly, overlay: false, cache: CacheMode::Auto }
-    }
-}
-
-/// Splits on commas not preceded by a backslash; `\,` and `\\` unescape.
-fn split_escaped(s: &str) -> Vec<String> {
-    let mut items = vec![String::new()];
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(n @ (',' | '\\')) => items.last_mut().unwrap().push(n),
-                Some(n) => {
-                    let last = items.last_mut().unwrap();
-                    last.push('\\');
-                    last.push(n);
-                }
-                None => items.last_mut().unwrap().push('\\'),
-            },
-            ',' => items.push(String::new()),
-            c => items.last_mut().unwrap().push(c),
-        }
-    }
-    items
-}
-
-/// Parses `--virtiofs SPEC`: comma-separated items, `\,` for a literal comma.
-/// `src=PATH` (or a bare first path), `dst=PATH` (default: same as src), `ro`,
-/// `rw` (default), `overlay`, `cache=auto|always|metadata|never`. Any other
-/// character, including spaces, `:`, `=`, newlines and unicode, is literal.
-pub fn parse_virtiofs(spec: &str) -> Result<ShareSpec, String> {
-    let (mut src, mut dst) = (None, None);
-    let mut share = ShareSpec::same_path(PathBuf::new(), false);
-    for item in split_escaped(spec) {
-        match item.split_once('=') {
-            Some(("src", v)) => src = Some(PathBuf::from(v)),
-            Some(("dst", v)) => dst = Some(PathBuf::from(v)),
-            Some(("cache", v)) => share.cache = v.parse::<CacheMode>()?,
-            _ => match item.as_str() {
-                "ro" => share.readonly = true,
-                "rw" => share.readonly = false,
-                "overlay" => share.overlay = true,
-                "" => {}
-                path if src.is_none() => src = Some(PathBuf::from(path)),
-                other => {
-                    return Err(format!("unknown item {other:?} (use src=, dst=, ro, rw, overlay, cache=)"))
-                }
-            },
-        }
-    }
-    share.host = src.ok_or("no source directory (src=PATH)")?;
-    share.guest = dst.unwrap_or_else(|| share.host.clone());
-    if !share.guest.is_absolute() {
-        return Err(format!("the guest path {} must be absolute", share.guest.display()));
-    }
-    Ok(share)
-}
+pub mod spec;
+pub mod view;
 
 /// Kernel filesystems cannot be shared: their contents are the host kernel's.
 fn is_kernel_fs(path: &Path) -> bool {
@@ -123,11 +57,18 @@ fn depth(p: &Path) -> usize {
 /// share per guest path, a later one replacing an earlier: the caller puts
 /// kdf's implicit shares (the working directory) first, so `--ro .` makes the
 /// working directory read-only. A share of `/` at `/` sets the root share's
-/// mode instead of stacking a second root over the guest's own `/tmp`.
+/// mode instead of stacking a second root over the guest's own `/tmp`; with
+/// `--root` the root is another directory, whose mode `--root-mode` sets.
 pub fn order(mut root: ShareSpec, rest: Vec<ShareSpec>) -> Result<Vec<ShareSpec>> {
     let mut kept: Vec<ShareSpec> = Vec::new();
     for share in rest {
         if share.guest == Path::new("/") {
+            if root.host != Path::new("/") {
+                return Err(usage_hinted(
+                    format!("cannot share {} as the guest's /: --root {} is the guest's /", share.host.display(), root.host.display()),
+                    "set how the guest may change it with --root-mode ro|overlay|rw, or share it elsewhere (dst=/host)",
+                ));
+            }
             if share.host != Path::new("/") || share.overlay {
                 return Err(usage(format!(
                     "cannot share {} as the guest's /: the guest's root is the host's / (read-only, or \
@@ -149,31 +90,19 @@ pub fn order(mut root: ShareSpec, rest: Vec<ShareSpec>) -> Result<Vec<ShareSpec>
     Ok(out)
 }
 
-/// Where a path lives in the guest, given the shares mounted before it.
-enum GuestFs<'a> {
-    Tmpfs,
-    Share(&'a ShareSpec),
-}
-
-/// The filesystem holding `path` in the guest: the deepest mount containing it.
-fn guest_fs<'a>(path: &Path, mounted: &'a [ShareSpec]) -> GuestFs<'a> {
-    let share = mounted.iter().filter(|s| path.starts_with(&s.guest)).max_by_key(|s| depth(&s.guest));
-    let tmpfs =
-        kdf_proto::GUEST_TMPFS.iter().map(Path::new).filter(|t| path.starts_with(t)).max_by_key(|t| depth(t));
-    match (share, tmpfs) {
-        (Some(s), Some(t)) if depth(&s.guest) > depth(t) => GuestFs::Share(s),
-        (_, Some(_)) => GuestFs::Tmpfs,
-        (Some(s), None) => GuestFs::Share(s),
-        (None, None) => unreachable!("the root share contains every path"),
+/// Where kdf-init would have to create `path` (with mkdir, from its nearest
+/// existing ancestor) in the guest `view` shows: that ancestor and the share
+/// it lies on (`None`: a guest tmpfs). `None` when `path` exists.
+fn creation_point<'a>(path: &Path, view: &View<'a>) -> Option<(PathBuf, Option<&'a ShareSpec>)> {
+    let parent = path.ancestors().find(|a| view.is_dir(a))?;
+    if parent == path {
+        return None;
     }
-}
-
-/// Whether `path` is a directory in the guest (tmpfs: only its mount point).
-fn guest_dir_exists(path: &Path, mounted: &[ShareSpec]) -> bool {
-    match guest_fs(path, mounted) {
-        GuestFs::Tmpfs => kdf_proto::GUEST_TMPFS.iter().any(|t| Path::new(t) == path),
-        GuestFs::Share(s) => s.host.join(path.strip_prefix(&s.guest).unwrap_or(path)).is_dir(),
-    }
+    let on = match view.place(&view.resolve(parent)?)? {
+        Place::Share { share, .. } => Some(share),
+        Place::Tmpfs(_) => None,
+    };
+    Some((parent.to_path_buf(), on))
 }
 
 /// Read-only shares, each at its own path, of the host directories in `dirs`
@@ -213,7 +142,7 @@ fn uncovered(mut found: Vec<ShareSpec>, shares: &[ShareSpec]) -> Vec<ShareSpec> 
     for share in found {
         // A mount point itself (/tmp in PATH) stays the guest's writable tmpfs.
         let mount_point = kdf_proto::GUEST_TMPFS.iter().any(|t| share.guest == Path::new(t));
-        if !mount_point && matches!(guest_fs(&share.guest, &mounted), GuestFs::Tmpfs) {
+        if !mount_point && matches!(View::new(&mounted).place(&share.guest), Some(Place::Tmpfs(_))) {
             mounted.push(share.clone());
             out.push(share);
         }
@@ -222,30 +151,61 @@ fn uncovered(mut found: Vec<ShareSpec>, shares: &[ShareSpec]) -> Vec<ShareSpec> 
 }
 
 /// Refuses, before anything boots, a share whose mount point kdf-init would
-/// have to create on a read-only share (it creates missing ones with mkdir).
+/// have to create on a read-only share (it creates missing ones with mkdir;
+/// an overlaid root takes them in its tmpfs layer).
 pub fn check_mount_points(shares: &[ShareSpec]) -> Result<()> {
     for (i, share) in shares.iter().enumerate().skip(1) {
-        let mounted = &shares[..i];
-        let Some(parent) = share.guest.ancestors().find(|a| guest_dir_exists(a, mounted)) else { continue };
-        if parent == share.guest {
-            continue;
-        }
-        if let GuestFs::Share(s) = guest_fs(parent, mounted) {
-            if s.readonly && !s.overlay {
-                return Err(usage_hinted(
-                    format!(
-                        "cannot mount {} in the guest: {} does not exist there and {} is on a read-only share ({})",
-                        share.guest.display(),
-                        share.guest.display(),
-                        parent.display(),
-                        s.host.display()
-                    ),
-                    "use a dst under /tmp, /run, the cwd or another writable share",
-                ));
-            }
+        let view = View::new(&shares[..i]);
+        let Some((parent, Some(s))) = creation_point(&share.guest, &view) else { continue };
+        if s.readonly && !s.overlay {
+            return Err(usage_hinted(
+                format!(
+                    "cannot mount {} in the guest: {} does not exist there and {} is on a read-only share ({})",
+                    share.guest.display(),
+                    share.guest.display(),
+                    parent.display(),
+                    s.host.display()
+                ),
+                "use a dst under /tmp, /run, the cwd or another writable share",
+            ));
         }
     }
     Ok(())
+}
+
+/// What the root share (`shares[0]`) lacks that kdf-init needs on it: the
+/// guest's mount points ([`kdf_proto::ROOT_MOUNT_POINTS`]), the shares' mount
+/// points that would be made on it, and `files` it binds over after the
+/// shares (the resolver file). A `--root` lacking any of them is overlaid.
+pub fn root_lacks(shares: &[ShareSpec], files: &[&str]) -> Vec<PathBuf> {
+    let Some(root) = shares.first() else { return Vec::new() };
+    let on_root = |on: Option<&ShareSpec>| on.is_some_and(|s| std::ptr::eq(s, root));
+    let mut out = Vec::new();
+    let root_only = View::bare(root);
+    for path in kdf_proto::ROOT_MOUNT_POINTS.iter().map(Path::new) {
+        if !root_only.is_dir(path) {
+            out.push(path.to_path_buf());
+        }
+    }
+    for i in 1..shares.len() {
+        let view = View::new(&shares[..i]);
+        if creation_point(&shares[i].guest, &view).is_some_and(|(_, on)| on_root(on)) {
+            out.push(shares[i].guest.clone());
+        }
+    }
+    let all = View::new(shares);
+    for file in files.iter().map(Path::new) {
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else { continue };
+        let Some(path) = all.resolve(dir).map(|d| d.join(name)) else { continue };
+        let lacking = match all.place(&path) {
+            Some(Place::Share { share, host }) => on_root(Some(share)) && host.symlink_metadata().is_err(),
+            _ => false,
+        };
+        if lacking {
+            out.push(file.to_path_buf());
+        }
+    }
+    out
 }
 
 /// Guest mounts for the shares, tags `kdf0`, `kdf1`, ... in order.
@@ -281,33 +241,6 @@ pub fn to_proto(shares: &[ShareSpec], transport: Transport) -> Vec<kdf_proto::Sh
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn virtiofs_spec_takes_any_path() {
-        let s = parse_virtiofs(
-            r"src=/tmp/a b:c\,d=e
-f\u{e9},dst=/mnt/x,ro,cache=never",
-        )
-        .unwrap();
-        assert_eq!(s.host, PathBuf::from("/tmp/a b:c,d=e\nf\\u{e9}"));
-        assert_eq!(s.guest, PathBuf::from("/mnt/x"));
-        assert!(s.readonly && !s.overlay);
-        assert_eq!(s.cache, CacheMode::Never);
-        let u = parse_virtiofs("/srv/d\u{e9}j\u{e0} vu").unwrap();
-        assert_eq!(u.host, PathBuf::from("/srv/d\u{e9}j\u{e0} vu"));
-        assert_eq!(u.guest, u.host);
-    }
-
-    #[test]
-    fn virtiofs_spec_flags_and_errors() {
-        let s = parse_virtiofs("/data,overlay").unwrap();
-        assert!(s.overlay && !s.readonly);
-        assert!(parse_virtiofs("ro").unwrap_err().contains("no source"));
-        assert!(parse_virtiofs("/a,dst=rel").unwrap_err().contains("absolute"));
-        assert!(parse_virtiofs("/a,cache=sometimes").unwrap_err().contains("cache mode"));
-        assert!(parse_virtiofs("/a,/b").unwrap_err().contains("unknown item"));
-        assert_eq!(parse_virtiofs(r"src=/a\\b").unwrap().host, PathBuf::from(r"/a\b"));
-    }
 
     #[test]
     fn shares_are_ordered_parent_first_after_the_root() {
@@ -416,6 +349,51 @@ f\u{e9},dst=/mnt/x,ro,cache=never",
             out,
             [ShareSpec { host: real, ..ShareSpec::same_path(link.path().join("current/bin"), true) }]
         );
+    }
+
+    #[test]
+    fn with_root_a_share_of_slash_is_refused_with_the_mode_flag() {
+        let root = ShareSpec::same_path("/srv/root".into(), true);
+        let err = order(root, vec![ShareSpec::same_path("/".into(), false)]).unwrap_err();
+        assert!(crate::errors::is_usage(&err));
+        assert!(crate::errors::hint_of(&err).unwrap().contains("--root-mode"), "{err:#}");
+    }
+
+    #[test]
+    fn what_a_minimal_root_lacks_is_listed_and_a_full_one_lacks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::create_dir_all(r.join("proc")).unwrap();
+        let cwd = tempfile::tempdir().unwrap();
+        let shares = vec![
+            share(r, "/", true),
+            share(cwd.path(), "/work/src", false),
+            share(cwd.path(), "/tmp/w", false),
+            share(cwd.path(), "/work/src/sub/dir", true),
+        ];
+        let lacks = root_lacks(&shares, &["/etc/resolv.conf"]);
+        let lacks: Vec<_> = lacks.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            lacks,
+            ["/dev", "/sys", "/tmp", "/run", "/var/tmp", "/work/src", "/etc/resolv.conf"],
+            "/tmp/w is made on the guest's tmpfs, sub/dir on the writable cwd share"
+        );
+        for d in ["dev", "sys", "tmp", "run", "var/tmp", "work/src"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        // A link counts: kdf-init writes where it points or binds over it.
+        std::os::unix::fs::symlink("../run/resolv.conf", r.join("etc/resolv.conf")).unwrap();
+        assert!(root_lacks(&shares, &["/etc/resolv.conf"]).is_empty());
+    }
+
+    #[test]
+    fn an_overlaid_root_takes_mount_points_a_read_only_one_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut shares = vec![share(dir.path(), "/", true), share(Path::new("/"), "/x/y", false)];
+        assert!(check_mount_points(&shares).is_err());
+        shares[0].overlay = true;
+        assert!(check_mount_points(&shares).is_ok());
     }
 
     #[test]
