@@ -11,12 +11,12 @@ use std::process::Command;
 use common::*;
 
 /// A fake program that records its argv (NUL-separated) and what its fds
-/// 3..8 and 70 (the gdb stub's) are into `DIR/NAME.<pid>.{argv,fds}`, then runs `then`.
+/// 3..12 and 70 (the gdb stub's) are into `DIR/NAME.<pid>.{argv,fds}`, then runs `then`.
 fn fake(dir: &Path, name: &str, then: &str) -> std::path::PathBuf {
     let path = dir.join(format!("fake-{name}"));
     let script = format!(
         "#!/bin/sh\nout={dir}/{name}.$$\nprintf '%s\\0' \"$0\" \"$@\" > \"$out.argv\"\n\
-         for fd in 3 4 5 6 7 8 70; do echo \"$fd $(readlink /proc/$$/fd/$fd)\"; done > \"$out.fds\"\n{then}\n",
+         for fd in 3 4 5 6 7 8 9 10 11 12 70; do echo \"$fd $(readlink /proc/$$/fd/$fd)\"; done > \"$out.fds\"\n{then}\n",
         dir = dir.display()
     );
     std::fs::write(&path, script).unwrap();
