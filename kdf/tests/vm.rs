@@ -384,10 +384,10 @@ fn dry_run_prints_the_qemu_and_virtiofsd_command_lines() {
     assert!(out.contains("-smp 2") && out.contains("-m 768M"), "{out}");
     assert!(out.contains("foo=bar"), "{out}");
     assert!(
-        out.contains("-chardev socket,id=gdb,fd=69,server=on,wait=off,nodelay=on -gdb chardev:gdb"),
+        out.contains("-chardev socket,id=gdb,fd=70,server=on,wait=off,nodelay=on -gdb chardev:gdb"),
         "{out}"
     );
-    assert!(out.contains("# gdb stub (fd 69: kdf's socket listening on 127.0.0.1, a free port)"), "{out}");
+    assert!(out.contains("# gdb stub (fd 70: kdf's socket listening on 127.0.0.1, a free port)"), "{out}");
     assert!(out.contains("virtiofsd --fd"), "{out}");
     assert!(out.contains("--shared-dir / ") && out.contains("--readonly"), "{out}");
 }
