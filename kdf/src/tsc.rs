@@ -22,7 +22,7 @@ pub fn host_khz() -> Option<u32> {
         return None;
     }
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let path = cache::subdir("accel").ok()?.join(format!("tsc-{}", cache::digest([boot_id.trim()])));
+    let path = cache::subdir("tsc").ok()?.join(cache::digest([boot_id.trim()]));
     if let Some(khz) = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()) {
         return Some(khz);
     }
