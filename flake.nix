@@ -20,7 +20,7 @@
 
       # Everything the flake ships, for one package set: kdf's minimal debug
       # kernel (fast profile, Rust on) from nixpkgs' newest kernel source, the
-      # two example modules, their initramfs, and the VM and gdb commands.
+      # two example modules, kdf's initramfs, and the VM and gdb commands.
       kdfFor =
         pkgs:
         let
@@ -56,7 +56,9 @@
             rust
           ];
 
-          initramfs = buildInitramfs { inherit kernel modules; };
+          # Without the modules: runvm leaves them in its modules/ directory
+          # for insmod and rmmod (loaded at boot, insmod would say "File exists").
+          initramfs = buildInitramfs { inherit kernel; };
         in
         {
           inherit (builders) kdf kdf-init;
@@ -192,6 +194,18 @@
           # build/lib/config.nix, evaluated: a failing test fails evaluation.
           config-lib = pkgs.runCommand "kdf-config-lib-tests" { } ''
             echo ${pkgs.lib.escapeShellArg (import ./build/tests/config.nix)} > "$out"
+          '';
+          # build/tests/builders.nix against this nixpkgs: the builders'
+          # attributes and the generated scripts, evaluated.
+          builders = pkgs.runCommand "kdf-builders-tests" { } ''
+            echo ${
+              pkgs.lib.escapeShellArg (
+                import ./build/tests/builders.nix {
+                  inherit pkgs;
+                  packages = p;
+                }
+              )
+            } > "$out"
           '';
           # The fragments in configs/ land in a real .config (minutes, no kernel build).
           inherit (p) kernelConfig kdf kdf-init;

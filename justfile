@@ -1,16 +1,23 @@
 # kdf's everyday commands; each is a thin wrapper around a script or kdf.
 
+# Recipes get their arguments as "$@", quoting kept.
+set positional-arguments
+
 # Install what kdf needs and kdf itself (fresh Debian/Ubuntu machine).
 setup:
     scripts/setup.sh
 
-# Boot a kernel (inside a kernel tree its build, else the newest installed) with the current directory and run ARGS (a shell without).
+# Boot a kernel (inside a kernel tree its build, else the newest installed) with the current directory and run ARGS (a shell without); leading -flags go to kdf run (`just run -d`, `just run --debug-wait -d uname -a`).
 run *ARGS:
-    kdf run {{ if ARGS == "" { "" } else { "-- " + ARGS } }}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    flags=()
+    while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do flags+=("$1"); shift; done
+    exec kdf run "${flags[@]}" ${1+--} "$@"
 
-# Boot with a GDB stub on 127.0.0.1:1234 (attach: gdb vmlinux -ex "target remote :1234").
+# Attach gdb to the VM `just run -d` started from this directory (ARGS go to kdf gdb, e.g. `--break-on-warn`).
 debug *ARGS:
-    kdf run --debug {{ if ARGS == "" { "" } else { "-- " + ARGS } }}
+    kdf gdb "$@"
 
 # The whole test suite.
 test *ARGS:

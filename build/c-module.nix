@@ -26,7 +26,8 @@
   src,
   # Extra kbuild make flags, e.g. [ "CONFIG_HELLO_DEBUG=y" ].
   makeFlags ? [ ],
-  # Any other mkDerivation attribute (nativeBuildInputs, patches, meta, ...).
+  # Any other mkDerivation attribute (nativeBuildInputs, patches, meta,
+  # preBuild, and buildPhase/installPhase/dontConfigure to replace kdf's).
   ...
 }@args:
 
@@ -40,10 +41,39 @@ let
   kdir = "${kernel.dev}/lib/modules/${kernel.modDirVersion}/build";
   # The compiler the kernel was built with (build.nix passthru, when present).
   kernelStdenv = kernel.stdenv or stdenv;
+
+  # The phases kdf provides; a user's own dontConfigure, buildPhase or
+  # installPhase replaces them, as with any mkDerivation (preBuild,
+  # postInstall and the other hooks run either way).
+  defaults = {
+    dontConfigure = true;
+
+    # build/lib/module-build.sh: make -C <kdir> M=$PWD modules, with
+    # kernel.commonMakeFlags and the user's makeFlags (concatTo: plain or
+    # structured attributes alike).
+    buildPhase = ''
+      runHook preBuild
+      local flagsArray=()
+      concatTo flagsArray makeFlags makeFlagsArray
+      bash ${./lib/module-build.sh} ${kdir} -j"$NIX_BUILD_CORES" "''${flagsArray[@]}"
+      runHook postBuild
+    '';
+
+    # build/lib/module-install.sh: lib/modules/<v>/extra/*.ko and
+    # share/kdf/modules/*.ko.
+    installPhase = ''
+      runHook preInstall
+      local flagsArray=()
+      concatTo flagsArray makeFlags makeFlagsArray
+      bash ${./lib/module-install.sh} ${lib.escapeShellArg name} ${kdir} "$out" "''${flagsArray[@]}"
+      runHook postInstall
+    '';
+  };
 in
 kernelStdenv.mkDerivation (
   finalAttrs:
-  removeAttrs args [ "makeFlags" ]
+  defaults
+  // removeAttrs args [ "makeFlags" ]
   // {
     inherit name src;
 
@@ -53,29 +83,6 @@ kernelStdenv.mkDerivation (
     # Verified against nixpkgs' out-of-tree modules (e.g. mba6x_bl, ena):
     # kernel.commonMakeFlags + the dev build dir.
     makeFlags = kernel.commonMakeFlags ++ makeFlags;
-
-    dontConfigure = true;
-
-    buildPhase = ''
-      runHook preBuild
-      make -j"$NIX_BUILD_CORES" -C ${kdir} M="$PWD" $makeFlags modules
-      runHook postBuild
-    '';
-
-    # modules_install skips depmod here (the dev build dir has no System.map):
-    # kdf writes the initramfs' modules.dep itself.
-    installPhase = ''
-      runHook preInstall
-      make -C ${kdir} M="$PWD" $makeFlags \
-        INSTALL_MOD_PATH="$out" INSTALL_MOD_DIR=extra modules_install
-      mkdir -p "$out/share/kdf/modules"
-      find . -name '*.ko' -exec cp -t "$out/share/kdf/modules" {} +
-      if [ -z "$(ls "$out/share/kdf/modules")" ]; then
-        echo "buildCModule (${name}): kbuild built no .ko; does the Kbuild file set obj-m?" >&2
-        exit 1
-      fi
-      runHook postInstall
-    '';
 
     passthru = {
       inherit kernel;

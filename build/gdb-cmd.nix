@@ -1,16 +1,22 @@
-# buildGdbCmd: `rungdb`, gdb attached to a VM's GDB stub (`runvm -d`) with
-# everything in place: the kernel's sources on gdb's search path, the
-# unstripped vmlinux, the kernel's gdb scripts (lx-dmesg, lx-ps, lx-symbols,
-# ...) and `lx-symbols-nix`, which runs lx-symbols over the Nix-built modules'
-# store paths so their symbols load once they are in the guest.
+# buildGdbCmd: `rungdb`, a thin wrapper over `kdf gdb` with store paths as
+# arguments: the kernel's build directory (vmlinux, vmlinux-gdb.py and the
+# kernel's gdb scripts: lx-dmesg, lx-ps, lx-symbols, ...), each module's
+# unstripped .ko directory (`--module-dir`, which kdf gdb's
+# lx-symbols-runtime searches), and a gdb file with the kernel's and the
+# modules' source directories and `lx-symbols-nix` (lx-symbols-runtime over
+# the Nix-built modules). kdf gdb finds the VM `runvm -d` started from the
+# same directory. Its text is build/templates/rungdb.sh and the gdb file
+# build/templates/rungdb.gdb, filled here (kdf/tests/nix_scripts.rs fills
+# and runs the same templates with local paths).
 #
-#   rungdb                     attach to :1234 (KDF_GDB_PORT=PORT for another)
-#   rungdb -ex 'b do_sys_openat2'   extra gdb arguments come after
+#   rungdb                          attach
+#   rungdb -ex 'b do_sys_openat2'   arguments go to gdb
 {
   lib,
   writeText,
   writeShellApplication,
   gdb,
+  kdf,
 }:
 
 {
@@ -26,41 +32,46 @@ assert lib.assertMsg (kernel ? dev) ''
 '';
 
 let
+  fill = import ./lib/template.nix;
+
   kdir = "${kernel.dev}/lib/modules/${kernel.modDirVersion}/build";
   # buildKernel keeps the whole tree here; nixpkgs' kernels keep headers only.
   sourceDir = kernel.sourceDir or "${kernel.dev}/lib/modules/${kernel.modDirVersion}/source";
 
   # Unstripped .ko files of kdf's module builders, else the whole package.
   moduleDirs = map (m: m.debugModulesDir or "${m}") modules;
-  # Module sources: kbuild records absolute build-sandbox paths, which gdb
-  # cannot open; it falls back to each file's base name in these directories.
+  # Module sources, where gdb looks up a file's base name.
   moduleSources = lib.filter (s: s != null) (map (m: m.src or null) modules);
 
-  gdbinit = writeText "kdf-gdbinit" ''
-    # Sources: debug info names kernel files relative to the build directory
-    # ("../kernel/fork.c"), which source/build resolves (buildKernel makes it).
-    directory ${sourceDir}
-    directory ${sourceDir}/build
-    ${lib.concatMapStrings (s: "directory ${s}\n") moduleSources}
-    add-auto-load-safe-path ${kdir}
-    file ${kernel.dev}/vmlinux
-    source ${kdir}/vmlinux-gdb.py
-
-    define lx-symbols-nix
-      lx-symbols ${lib.concatStringsSep " " moduleDirs}
-    end
-    document lx-symbols-nix
-    Load the symbols of vmlinux and of the Nix-built modules (lx-symbols over their store paths).
-    end
-  '';
+  gdbinit = writeText "rungdb.gdb" (
+    fill ./templates/rungdb.gdb {
+      directories = lib.concatMapStrings (d: "directory ${d}\n") (
+        [
+          sourceDir
+          "${sourceDir}/build"
+        ]
+        ++ moduleSources
+      );
+    }
+  );
 in
 writeShellApplication {
   name = "rungdb";
+  # kdf gdb runs the gdb on PATH.
   runtimeInputs = [ gdb ];
-  text = ''
-    port="''${KDF_GDB_PORT:-1234}"
-    exec gdb -q -x ${gdbinit} -ex "target remote :$port" "$@"
-  '';
+  text = fill ./templates/rungdb.sh {
+    kdf = lib.escapeShellArg (lib.getExe kdf);
+    kernel = lib.escapeShellArg kdir;
+    moduleDirs = lib.escapeShellArgs (
+      builtins.concatLists (
+        map (d: [
+          "--module-dir"
+          d
+        ]) moduleDirs
+      )
+    );
+    gdbinit = lib.escapeShellArg "${gdbinit}";
+  };
   passthru = {
     inherit kernel modules gdbinit;
   };

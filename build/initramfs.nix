@@ -1,7 +1,8 @@
 # buildInitramfs: kdf's initramfs for a kernel, made by kdf itself
-# (`kdf build initramfs`), so Nix and the CLI ship the same /init and the same
-# archive: kdf-init as /init, the modules kdf decides the VM needs, and
-# `modules`, loaded by kdf-init at boot. Uncompressed newc, reproducible
+# (`kdf build initramfs`, in build/lib/initramfs.sh), so Nix and the CLI ship
+# the same /init and the same archive: kdf-init as /init, the modules kdf
+# decides the VM needs, and `modules`, loaded by kdf-init at boot (leave them
+# out for modules you want to insmod yourself: loaded twice is "File exists"). Uncompressed newc, reproducible
 # (entries sorted, uid/gid/mtime 0): the fastest to unpack under TCG.
 #
 # kdf takes the kernel's own modules from /lib/modules/<release>, which the
@@ -19,7 +20,7 @@
   # The kernel: a buildKernel result (its bzImage gives kdf the release).
   kernel,
   # Module derivations (buildCModule, buildRustModule, nixpkgs' own) whose
-  # lib/modules/**/*.ko kdf-init loads at boot.
+  # lib/modules/**/*.ko kdf-init loads at boot (preloading them).
   modules ? [ ],
 }:
 
@@ -38,20 +39,10 @@ runCommand "kdf-initramfs-${kernel.version or "kernel"}"
   ''
     # kdf caches what it extracts from the kernel image; HOME is not writable.
     export XDG_CACHE_HOME="$TMPDIR/cache"
-    args=()
-    for dir in ${lib.escapeShellArgs (map (m: "${m}/lib/modules") modules)}; do
-      if [ ! -d "$dir" ]; then
-        echo "buildInitramfs: $dir does not exist; is ''${dir%/lib/modules} a kernel module package?" >&2
-        exit 1
-      fi
-      while IFS= read -r -d "" ko; do
-        args+=(--module "$ko")
-      done < <(find "$dir" -name '*.ko' -print0 -o -name '*.ko.[gx]z' -print0 -o -name '*.ko.zst' -print0 | sort -z)
-    done
     mkdir -p "$out"
-    kdf build initramfs \
-      --kernel ${kernel}/${kernel.target or "bzImage"} \
-      --init ${lib.getExe kdf-init} \
-      "''${args[@]}" \
-      -o "$out/initrd"
+    bash ${./lib/initramfs.sh} \
+      ${kernel}/${kernel.target or "bzImage"} \
+      ${lib.getExe kdf-init} \
+      "$out/initrd" \
+      ${lib.escapeShellArgs (map (m: "${m}/lib/modules") modules)}
   ''

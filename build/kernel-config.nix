@@ -160,12 +160,14 @@ stdenv.mkDerivation {
 
   dontConfigure = true;
 
+  # build/lib/kernel-config.sh: allnoconfig with KCONFIG_ALLCONFIG (every
+  # option no, except the ones the fragments set), without the derivation's
+  # `src` in make's environment; then every requested option is checked.
   buildPhase = ''
     runHook preBuild
-    mkdir build
-    # allnoconfig with KCONFIG_ALLCONFIG: every option no, except the ones the
-    # fragments set (how the kernel's own tinyconfig is made).
-    make $makeFlags O=build KCONFIG_ALLCONFIG=${allconfig} allnoconfig
+    local flagsArray=()
+    concatTo flagsArray makeFlags makeFlagsArray
+    bash ${./lib/kernel-config.sh} . ${allconfig} build "''${flagsArray[@]}"
     bash ${./lib/check-config.sh} ${requested} build/.config
     runHook postBuild
   '';

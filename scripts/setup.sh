@@ -18,8 +18,11 @@ case "${ID:-} ${ID_LIKE:-}" in
 esac
 
 # rsync: kselftest's `make install` (README, "Kernel selftests") copies with it.
+# The runvm/rungdb scripts are checked with shellcheck, as nixpkgs'
+# writeShellApplication does (kdf/tests/nix_scripts.rs); gdb: `kdf gdb`.
 pkgs=(qemu-system-x86 qemu-utils kmod cpio busybox-static gcc make libc6-dev pkg-config
-  libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd nix-bin rsync)
+  libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd nix-bin rsync
+  shellcheck gdb)
 if ! compgen -G '/boot/vmlinuz-*' >/dev/null; then
   pkgs+=("$kernel_pkg")
 fi

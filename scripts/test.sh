@@ -23,8 +23,10 @@ if [ "$(id -u)" -eq 0 ]; then
   export KDF_TEST_USER=kdf-test
 fi
 
-# The flake: its pure functions, and the whole flake against a stand-in nixpkgs.
+# The flake: its pure functions, the builders and the whole flake against a
+# stand-in nixpkgs (kdf/tests/nix_scripts.rs runs their shell steps below).
 nix-instantiate --eval --strict build/tests/config.nix
+nix-instantiate --eval --strict -E 'import ./build/tests/builders.nix { }'
 build/tests/eval-flake.sh
 
 # VM tests are CPU-bound under TCG: a few at a time.

@@ -17,7 +17,7 @@ cp -r "$root/build/tests/mock-nixpkgs" "$work/mock"
 
 nix=(nix --extra-experimental-features "nix-command flakes")
 mock=(--override-input nixpkgs "path:$work/mock")
-quiet() { grep -v "^warning: not writing\|^• Updated\|^    'github\|^  → 'path\|^warning: unknown flake output 'lib'" || true; }
+quiet() { grep -v "^warning: not writing\|^• Updated\|^    'github\|^  → 'path\|^warning: unknown flake output 'lib'\|^warning: the group 'nixbld'\|^warning: creating lock file\|^• Added\|^    'path\|^  • Added\|^    → \|^    follows" || true; }
 
 echo "flake check (no build)"
 "${nix[@]}" flake check --no-build "${mock[@]}" "path:$work/flake" 2>&1 | quiet
@@ -27,6 +27,31 @@ for attr in runQemu.text runGdb.text runGdb.passthru.gdbinit.text initramfs.buil
     || { echo "error: packages.x86_64-linux.$attr does not evaluate" >&2; exit 1; }
 done
 echo "scripts evaluate"
+
+# The flake-input examples of README.md and docs/builders.md, as a user's
+# flake next to a module: locked with their nixpkgs and kdf overridden, kdf's
+# nixpkgs following theirs (else it would be a second nixpkgs to fetch), and
+# their packages evaluated.
+for doc in README.md docs/builders.md; do
+  dir="$work/example-${doc//\//-}"
+  mkdir -p "$dir"
+  awk '/^```nix$/ { on = 1; next } on && /^```$/ { exit } on' "$root/$doc" > "$dir/flake.nix"
+  [ -s "$dir/flake.nix" ] || { echo "error: $doc has no \`\`\`nix example" >&2; exit 1; }
+  "${nix[@]}" flake lock "${mock[@]}" --override-input kdf "path:$work/flake" "path:$dir" 2>&1 | quiet
+  follows=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["nodes"]["kdf"]["inputs"].get("nixpkgs"))' "$dir/flake.lock")
+  if [ "$follows" != "['nixpkgs']" ]; then
+    echo "error: $doc's example locks kdf's own nixpkgs ($follows): add inputs.kdf.inputs.nixpkgs.follows = \"nixpkgs\"" >&2
+    exit 1
+  fi
+  # shellcheck disable=SC2016 # ${n} is Nix
+  if ! out=$("${nix[@]}" eval --raw "path:$dir#packages.x86_64-linux" \
+    --apply 'p: builtins.concatStringsSep "\n" (map (n: p.${n}.text or p.${n}.name) (builtins.attrNames p))' 2>&1); then
+    echo "error: $doc's example does not evaluate:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+done
+echo "the README's and docs/builders.md's flake-input examples lock and evaluate"
 
 # Each case must fail evaluation with its builder's message (`expect`).
 cat > "$work/errors.nix" <<NIX

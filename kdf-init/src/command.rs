@@ -1,5 +1,6 @@
-//! Starting the user's command exactly as the plan says: argv, environment,
-//! working directory, user, and either pipes or a pseudo-terminal.
+//! Starting a command exactly as its [`Exec`] says (the run's, from the plan,
+//! or an attach session's): argv, environment, working directory, user, and
+//! either pipes or a pseudo-terminal.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -9,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use kdf_proto::{Outcome, Plan, User, Winsize};
+use kdf_proto::{Exec, Outcome, User, Winsize};
 use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::unistd::Pid;
@@ -35,28 +36,29 @@ fn os(bytes: &[u8]) -> &OsStr {
 
 /// Fails (a setup error, not the command's) when the working directory is not
 /// there: `execve` would report it as ENOENT, which reads like "not found".
-pub fn check_cwd(plan: &Plan) -> Result<(), Fatal> {
-    match std::fs::metadata(os(&plan.cwd)) {
+pub fn check_cwd(exec: &Exec) -> Result<(), Fatal> {
+    let cwd = os(&exec.cwd).to_string_lossy();
+    match std::fs::metadata(os(&exec.cwd)) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Fatal(format!("{} is not a directory", os(&plan.cwd).to_string_lossy()))),
-        Err(e) => Err(Fatal(format!("cannot enter {}: {e}", os(&plan.cwd).to_string_lossy()))),
+        Ok(_) => Err(Fatal(format!("{cwd} is not a directory"))),
+        Err(e) => Err(Fatal(format!("cannot enter {cwd}: {e}"))),
     }
 }
 
 /// Starts the command; an `execve` failure comes back as its outcome.
-pub fn spawn(plan: &Plan) -> Result<Child, Outcome> {
-    let mut cmd = Command::new(os(&plan.argv[0]));
-    cmd.args(plan.argv[1..].iter().map(|a| os(a)));
+pub fn spawn(exec: &Exec) -> Result<Child, Outcome> {
+    let mut cmd = Command::new(os(&exec.argv[0]));
+    cmd.args(exec.argv[1..].iter().map(|a| os(a)));
     cmd.env_clear();
-    cmd.envs(plan.env.iter().map(|(k, v)| (os(k), os(v))));
-    cmd.current_dir(os(&plan.cwd));
-    let user = plan.user.clone();
-    let mut child = match plan.tty {
+    cmd.envs(exec.env.iter().map(|(k, v)| (os(k), os(v))));
+    cmd.current_dir(os(&exec.cwd));
+    let user = exec.user.clone();
+    let mut child = match exec.tty {
         Some(size) => with_pty(&mut cmd, size, user.as_ref()),
-        None => with_pipes(&mut cmd, plan.stdin),
+        None => with_pipes(&mut cmd, exec.stdin),
     }
     .map_err(|e| Outcome::NotExecutable(format!("cannot set up the command's terminal: {e}")))?;
-    let tty = plan.tty.is_some();
+    let tty = exec.tty.is_some();
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls.
     unsafe {
@@ -162,7 +164,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
-    use crate::testing::{plan, processes};
+    use crate::testing::{exec, processes};
 
     use super::*;
 
@@ -192,7 +194,7 @@ mod tests {
     #[test]
     fn a_missing_program_is_not_found() {
         let _lock = processes();
-        let outcome = spawn(&plan(&["/nonexistent/kdf-test-program"])).unwrap_err();
+        let outcome = spawn(&exec(&["/nonexistent/kdf-test-program"])).unwrap_err();
         assert_eq!(outcome, Outcome::NotFound);
     }
 
@@ -200,25 +202,25 @@ mod tests {
     fn a_program_without_execute_permission_is_not_executable() {
         let _lock = processes();
         let file = Scratch::new("no-x", 0o644);
-        let outcome = spawn(&plan(&[file.as_str()])).unwrap_err();
+        let outcome = spawn(&exec(&[file.as_str()])).unwrap_err();
         let Outcome::NotExecutable(why) = outcome else { panic!("{outcome:?}") };
         assert!(why.contains("Permission denied"), "{why}");
     }
 
     #[test]
     fn a_missing_working_directory_is_a_setup_error_not_the_commands() {
-        let mut plan = plan(&["true"]);
-        plan.cwd = b"/nonexistent/kdf-test-dir".to_vec();
-        let err = check_cwd(&plan).unwrap_err();
+        let mut exec = exec(&["true"]);
+        exec.cwd = b"/nonexistent/kdf-test-dir".to_vec();
+        let err = check_cwd(&exec).unwrap_err();
         assert!(err.to_string().starts_with("cannot enter /nonexistent/kdf-test-dir: "), "{err}");
     }
 
     #[test]
     fn a_file_as_working_directory_is_a_setup_error() {
         let file = Scratch::new("not-a-dir", 0o644);
-        let mut plan = plan(&["true"]);
-        plan.cwd = file.as_str().as_bytes().to_vec();
-        let err = check_cwd(&plan).unwrap_err();
+        let mut exec = exec(&["true"]);
+        exec.cwd = file.as_str().as_bytes().to_vec();
+        let err = check_cwd(&exec).unwrap_err();
         assert_eq!(err.to_string(), format!("{} is not a directory", file.as_str()));
     }
 }

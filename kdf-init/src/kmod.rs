@@ -42,12 +42,25 @@ pub fn load<S: AsRef<str>>(release: &str, names: &[S]) -> Result<(), Fatal> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Fatal(format!("cannot read {dir}/modules.dep: {e}"))),
     };
-    let (order, _built_in) = dep.load_order(names);
-    for path in order {
-        insert(&format!("{dir}/{path}"))
-            .map_err(|e| Fatal(format!("module {} ({path}) failed to load: {e}", module_name(&path))))?;
+    // Each level at once: under TCG a module's load (relocation, its init,
+    // probing its devices) is CPU work a second vCPU can share.
+    let (levels, _built_in) = dep.load_levels(names);
+    for level in levels {
+        let results: Vec<Result<(), Fatal>> = std::thread::scope(|scope| {
+            let loads: Vec<_> = level.iter().map(|path| scope.spawn(|| load_one(&dir, path))).collect();
+            loads
+                .into_iter()
+                .map(|l| l.join().unwrap_or_else(|_| Err(Fatal("a module loader panicked".into()))))
+                .collect()
+        });
+        results.into_iter().collect::<Result<(), Fatal>>()?;
     }
     Ok(())
+}
+
+fn load_one(dir: &str, path: &str) -> Result<(), Fatal> {
+    insert(&format!("{dir}/{path}"))
+        .map_err(|e| Fatal(format!("module {} ({path}) failed to load: {e}", module_name(path))))
 }
 
 fn insert(path: &str) -> Result<(), String> {

@@ -1,11 +1,13 @@
 //! kdf-init: PID 1 of a kdf VM. Reads like a table of contents: set up the
 //! guest, fetch the plan from the host, switch to the host's files, run one
-//! command, relay its I/O, report its exact status and stop the VM.
+//! command (and `kdf attach` sessions beside it, in a thread), relay its
+//! I/O, report its exact status and stop the VM.
 //!
 //! Two phases (as in catatonit): until the command starts, a failing required
 //! step is reported (console + host) and ends the VM; once it runs, nothing
 //! ends init early: it reaps, relays, and returns the command's status.
 
+mod attach;
 mod command;
 mod console;
 mod disks;
@@ -13,9 +15,12 @@ mod kmod;
 mod kmsg;
 mod log;
 mod mounts;
+mod net;
 mod port;
 mod power;
+mod reaper;
 mod relay;
+mod sysrq;
 mod system;
 #[cfg(test)]
 mod testing;
@@ -49,7 +54,9 @@ fn main() {
     marks.push(("modules".into(), system::uptime_us()));
     system::configure(&plan);
     must(port.as_mut(), "mount the host's files", mounts::switch_to_host(&plan));
-    must(port.as_mut(), "enter the working directory", command::check_cwd(&plan));
+    must(port.as_mut(), "configure the network", net::configure(&plan));
+    must(port.as_mut(), "make the root read-only", mounts::seal_root(&plan));
+    must(port.as_mut(), "enter the working directory", command::check_cwd(&plan.command));
     marks.push(("mounted".into(), system::uptime_us()));
     let mut port = port.take().expect("port is kept until here");
     for module in &plan.user_modules {
@@ -60,14 +67,21 @@ fn main() {
     }
     marks.push(("user modules".into(), system::uptime_us()));
 
-    run(port, &plan, marks, follower);
+    run(port, &plan, marks, follower, release);
 }
 
 /// Phase two: from here on init never bails out.
-fn run(mut port: Port, plan: &Plan, mut marks: Vec<(String, u64)>, follower: Option<kmsg::Follower>) -> ! {
+fn run(
+    mut port: Port,
+    plan: &Plan,
+    mut marks: Vec<(String, u64)>,
+    follower: Option<kmsg::Follower>,
+    release: String,
+) -> ! {
     let sigchld = relay::block_sigchld();
     port.send(&ToHost::Tainted(system::tainted()));
-    let outcome = match command::spawn(plan) {
+    attach::start(release);
+    let outcome = match command::spawn(&plan.command) {
         Ok(child) => {
             marks.push(("command".into(), system::uptime_us()));
             port.send(&ToHost::Ready { marks });

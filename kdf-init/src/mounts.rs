@@ -1,6 +1,7 @@
 //! Every mount kdf-init makes: the early kernel filesystems, the switch to the
-//! host's root (a read-only share), the guest's own filesystems (a const table),
-//! then the host's shares in the order kdf chose.
+//! root share (the host's `/` or a `--root`, read-only, writable, or under a
+//! tmpfs overlay that holds what it lacks), the guest's own filesystems (a
+//! const table), then the host's shares in the order kdf chose.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -114,6 +115,9 @@ const SYSTEM: &[SystemMount] = &[
 ];
 
 const NEW_ROOT: &str = "/newroot";
+/// An overlaid root's layers, in the initramfs (hidden once the root moves).
+const ROOT_LOWER: &str = "/kdf-root/lower";
+const ROOT_LAYERS: &str = "/kdf-root/layers";
 
 /// One step of mounting the host's shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +168,57 @@ pub fn share_steps(shares: &[Share]) -> Vec<Step> {
         });
     }
     steps
+}
+
+/// The steps that mount the root share on `new_root`: as it is, or (an
+/// overlay root) read-only below a tmpfs upper layer, so mount points it
+/// lacks can be made without writing to the host.
+pub fn root_steps(root: &Share, new_root: &Path) -> Vec<Step> {
+    let flags = if root.readonly || root.overlay { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+    let mount_root = |target: PathBuf| Step::Mount {
+        source: root.tag.clone(),
+        target,
+        fstype: root.fstype.clone(),
+        flags,
+        data: root.data.clone(),
+    };
+    if !root.overlay {
+        return vec![mount_root(new_root.to_path_buf())];
+    }
+    let layers = Path::new(ROOT_LAYERS);
+    let (upper, work) = (layers.join("upper"), layers.join("work"));
+    vec![
+        mount_root(ROOT_LOWER.into()),
+        Step::Mount {
+            source: "tmpfs".into(),
+            target: layers.to_path_buf(),
+            fstype: "tmpfs".into(),
+            flags: MsFlags::empty(),
+            data: "mode=0755".into(),
+        },
+        Step::Mkdir(upper.clone()),
+        Step::Mkdir(work.clone()),
+        Step::Mount {
+            source: "overlay".into(),
+            target: new_root.to_path_buf(),
+            fstype: "overlay".into(),
+            flags: MsFlags::empty(),
+            data: format!("lowerdir={ROOT_LOWER},upperdir={},workdir={}", upper.display(), work.display()),
+        },
+    ]
+}
+
+fn execute(steps: Vec<Step>) -> Result<(), Fatal> {
+    for step in steps {
+        match step {
+            Step::Mkdir(dir) => std::fs::create_dir_all(&dir)
+                .map_err(|e| Fatal(format!("cannot create {}: {e}", dir.display())))?,
+            Step::Mount { source, target, fstype, flags, data } => {
+                mount_one(&source, &target, &fstype, flags, &data)?
+            }
+        }
+    }
+    Ok(())
 }
 
 fn mount_one(source: &str, target: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<(), Fatal> {
@@ -238,14 +293,15 @@ pub fn early() -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Mounts the host's root read-only, moves the early mounts into it, makes it
-/// `/`, then mounts the guest's filesystems and the other shares.
+/// Mounts the root share, moves the early mounts into it, makes it `/`, then
+/// mounts the guest's filesystems and the other shares.
 pub fn switch_to_host(plan: &Plan) -> Result<(), Fatal> {
     let (root, rest) = plan.shares.split_first().ok_or(Fatal("the plan has no root share".into()))?;
-    let flags = if root.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
-    mount_one(&root.tag, Path::new(NEW_ROOT), &root.fstype, flags, &root.data)?;
+    execute(root_steps(root, Path::new(NEW_ROOT)))?;
     for m in EARLY {
         let to = format!("{NEW_ROOT}{}", m.target);
+        // A no-op where the root has it; kdf overlays a read-only root that lacks it.
+        std::fs::create_dir_all(&to).map_err(|e| Fatal(format!("cannot create mount point {to}: {e}")))?;
         mount(Some(m.target), to.as_str(), None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(|e| Fatal(format!("cannot move {} to {to}: {}", m.target, e.desc())))?;
     }
@@ -255,16 +311,20 @@ pub fn switch_to_host(plan: &Plan) -> Result<(), Fatal> {
     nix::unistd::chroot(".")?;
     nix::unistd::chdir("/")?;
     without_module_autoload(|| SYSTEM.iter().try_for_each(|m| mount_system(m, "")))?;
-    for step in share_steps(rest) {
-        match step {
-            Step::Mkdir(dir) => std::fs::create_dir_all(&dir)
-                .map_err(|e| Fatal(format!("cannot create {}: {e}", dir.display())))?,
-            Step::Mount { source, target, fstype, flags, data } => {
-                mount_one(&source, &target, &fstype, flags, &data)?
-            }
+    execute(share_steps(rest))
+}
+
+/// Makes a read-only root overlaid only for its mount points read-only, once
+/// everything is mounted on it (the guest's resolver file included).
+pub fn seal_root(plan: &Plan) -> Result<(), Fatal> {
+    match plan.shares.first() {
+        Some(root) if root.readonly && root.overlay => {
+            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+            mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+                .map_err(|e| Fatal(format!("cannot make / read-only: {}", e.desc())))
         }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -322,6 +382,45 @@ mod tests {
             "lowerdir=/run/kdf/overlay/kdf3/lower,upperdir=/run/kdf/overlay/kdf3/upper,\
              workdir=/run/kdf/overlay/kdf3/work"
         );
+    }
+
+    #[test]
+    fn a_root_is_mounted_as_it_is_unless_overlaid() {
+        let new_root = Path::new("/newroot");
+        let steps = root_steps(&share("kdf0", "/", true, false), new_root);
+        assert!(matches!(&steps[..], [Step::Mount { flags, target, .. }]
+            if *flags == MsFlags::MS_RDONLY && target == new_root));
+        let steps = root_steps(&share("kdf0", "/", false, false), new_root);
+        assert!(matches!(&steps[..], [Step::Mount { flags, .. }] if flags.is_empty()));
+    }
+
+    #[test]
+    fn an_overlaid_root_has_a_read_only_lower_and_a_tmpfs_upper() {
+        for readonly in [true, false] {
+            let steps = root_steps(&share("kdf0", "/", readonly, true), Path::new("/newroot"));
+            assert_eq!(steps.len(), 5);
+            assert!(matches!(&steps[0], Step::Mount { source, flags, target, .. }
+                if source == "kdf0" && *flags == MsFlags::MS_RDONLY && target == Path::new(ROOT_LOWER)));
+            assert!(matches!(&steps[1], Step::Mount { fstype, .. } if fstype == "tmpfs"));
+            let Step::Mount { fstype, data, target, flags, .. } = &steps[4] else { panic!("not a mount") };
+            assert_eq!((fstype.as_str(), target.as_path()), ("overlay", Path::new("/newroot")));
+            assert!(flags.is_empty(), "writable until sealed");
+            assert_eq!(
+                data,
+                "lowerdir=/kdf-root/lower,upperdir=/kdf-root/layers/upper,workdir=/kdf-root/layers/work"
+            );
+        }
+    }
+
+    #[test]
+    fn the_root_mount_points_are_the_top_of_every_system_mount() {
+        for m in EARLY.iter().chain(SYSTEM) {
+            assert!(
+                kdf_proto::ROOT_MOUNT_POINTS.iter().any(|p| Path::new(m.target).starts_with(p)),
+                "{} is under none of kdf_proto::ROOT_MOUNT_POINTS",
+                m.target
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The channel to kdf: a virtio-serial port named [`kdf_proto::PORT_NAME`],
-//! carrying framed messages both ways.
+//! A channel to kdf: a virtio-serial port carrying framed messages both
+//! ways. The run's is named [`kdf_proto::PORT_NAME`], `kdf attach`'s
+//! [`kdf_proto::ATTACH_PORT_NAME`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -39,11 +40,16 @@ impl Port {
         self.out.clone()
     }
 
-    /// Waits for the port's device node and opens it.
+    /// Waits for the run's port and opens it.
     pub fn open() -> Result<Port, Fatal> {
+        Port::open_named(PORT_NAME)
+    }
+
+    /// Waits for the device node of the port called `name` and opens it.
+    pub fn open_named(name: &str) -> Result<Port, Fatal> {
         let start = Instant::now();
         loop {
-            if let Some(dev) = find()? {
+            if let Some(dev) = find(name)? {
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -53,7 +59,7 @@ impl Port {
             }
             if start.elapsed() > APPEAR_TIMEOUT {
                 return Err(Fatal(format!(
-                    "no virtio-serial port named {PORT_NAME} after {APPEAR_TIMEOUT:?} \
+                    "no virtio-serial port named {name} after {APPEAR_TIMEOUT:?} \
                      (is the kernel missing CONFIG_VIRTIO_CONSOLE?)"
                 )));
             }
@@ -65,14 +71,15 @@ impl Port {
     pub fn handshake(&mut self, release: &str) -> Result<Plan, Fatal> {
         self.send(&ToHost::Hello { version: PROTOCOL_VERSION, release: release.to_string() });
         loop {
-            match self.recv_blocking()? {
-                ToGuest::Plan(plan) => return Ok(plan),
+            match self.recv()? {
+                ToGuest::Plan(plan) => return Ok(*plan),
                 other => say(&format!("warning: ignoring {other:?} before the plan")),
             }
         }
     }
 
-    fn recv_blocking(&mut self) -> Result<ToGuest, Fatal> {
+    /// The next message, waiting for it; an error once the host hung up.
+    pub fn recv(&mut self) -> Result<ToGuest, Fatal> {
         loop {
             if let Some(msg) = self.next_message()? {
                 return Ok(msg);
@@ -177,8 +184,8 @@ impl Writer {
     }
 }
 
-/// The `/dev` node of the port named [`PORT_NAME`], if it exists yet.
-fn find() -> Result<Option<String>, Fatal> {
+/// The `/dev` node of the port called `port`, if it exists yet.
+fn find(port: &str) -> Result<Option<String>, Fatal> {
     let entries = match std::fs::read_dir("/sys/class/virtio-ports") {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -186,7 +193,7 @@ fn find() -> Result<Option<String>, Fatal> {
     };
     for entry in entries.flatten() {
         let name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
-        if name.trim_end() == PORT_NAME {
+        if name.trim_end() == port {
             let dev = format!("/dev/{}", entry.file_name().to_string_lossy());
             // devtmpfs creates the node a moment after sysfs shows the port.
             if std::path::Path::new(&dev).exists() {
@@ -209,7 +216,7 @@ mod tests {
     fn the_handshake_says_hello_and_skips_messages_before_the_plan() {
         let (mut port, mut host) = channel();
         host.send(&ToGuest::Signal(2));
-        host.send(&ToGuest::Plan(plan(&["true"])));
+        host.send(&ToGuest::Plan(Box::new(plan(&["true"]))));
         assert_eq!(port.handshake("6.1.0").unwrap(), plan(&["true"]));
         assert_eq!(host.received(), [ToHost::Hello { version: PROTOCOL_VERSION, release: "6.1.0".into() }]);
     }

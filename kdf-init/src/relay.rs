@@ -1,21 +1,24 @@
 //! Phase two's loop: relay the command's output to the host and the host's
-//! stdin, signals and window size to the command, reap every zombie, and return
-//! when the command itself has exited. A background process that still holds
-//! the output pipes does not keep the VM alive.
+//! stdin, signals and window size to the command, and return when the command
+//! itself has exited. A background process that still holds the output pipes
+//! does not keep the VM alive. The run's command is waited for through
+//! SIGCHLD, reaping every zombie; an attach session's through its pidfd
+//! ([`Waiter`]).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use kdf_proto::{Outcome, ToGuest, ToHost, MAX_DATA};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use crate::command::{set_winsize, Child};
 use crate::log::say;
 use crate::port::Port;
+use crate::{reaper, sysrq};
 
 /// Blocks SIGCHLD so it arrives through a signalfd; call before spawning so no
 /// exit can be missed. (std resets the mask in the child.)
@@ -35,8 +38,44 @@ struct Relay<'a> {
     /// Host stdin not yet written to the command.
     pending: Vec<u8>,
     stdin_eof: bool,
+    /// The host hung up (an attach client went away).
+    hung_up: bool,
 }
 
+/// How the relay learns that its command has exited; without a descriptor
+/// it wakes up every 50 ms to look.
+#[derive(Debug)]
+pub enum Waiter {
+    /// The run's command: SIGCHLD through a signalfd; every child is reaped.
+    Sigchld(Option<SignalFd>),
+    /// An attach session's command (kept by [`reaper::spawn_kept`]): its pidfd.
+    Pidfd(Option<OwnedFd>),
+}
+
+impl Waiter {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Waiter::Sigchld(fd) => fd.as_ref().map(|f| f.as_fd()),
+            Waiter::Pidfd(fd) => fd.as_ref().map(|f| f.as_fd()),
+        }
+    }
+
+    /// Called when the descriptor is readable.
+    fn clear(&self) {
+        if let Waiter::Sigchld(Some(sigfd)) = self {
+            while let Ok(Some(_)) = sigfd.read_signal() {}
+        }
+    }
+
+    fn status(&self, pid: Pid) -> Option<WaitStatus> {
+        match self {
+            Waiter::Sigchld(_) => reaper::reap_all(pid),
+            Waiter::Pidfd(_) => reaper::take(pid),
+        }
+    }
+}
+
+/// Relays the run's command until it exits.
 pub fn run(port: &mut Port, child: Child, mask: &SigSet) -> Outcome {
     let sigfd = match SignalFd::with_flags(mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
         Ok(fd) => Some(fd),
@@ -45,18 +84,34 @@ pub fn run(port: &mut Port, child: Child, mask: &SigSet) -> Outcome {
             None
         }
     };
-    until_exit(port, child, sigfd.as_ref())
+    until_exit(port, child, &Waiter::Sigchld(sigfd))
 }
 
-/// The loop itself; without a signalfd it wakes up every 50 ms to reap.
-fn until_exit(port: &mut Port, child: Child, sigfd: Option<&SignalFd>) -> Outcome {
+/// Relays an attach session's command until it exits or the host hangs up.
+pub fn run_session(port: &mut Port, child: Child) -> Outcome {
+    // SAFETY: pidfd_open takes a pid and flags; a descriptor it returns is new
+    // and ours (Linux 5.3+; older kernels fail and the loop polls instead).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.pid.as_raw(), 0) };
+    // SAFETY: as above, a non-negative result is a descriptor nothing else owns.
+    let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    until_exit(port, child, &Waiter::Pidfd(pidfd))
+}
+
+/// The loop itself.
+fn until_exit(port: &mut Port, child: Child, waiter: &Waiter) -> Outcome {
     let pid = child.pid;
     let mut relay = Relay::new(port, child);
+    // The port may have read frames past the request that started the
+    // command (stdin typed at once); no poll would announce them.
+    relay.handle_messages();
     let status = loop {
-        if let Some(status) = reap(pid) {
+        if let Some(status) = waiter.status(pid) {
             break status;
         }
-        relay.poll_once(sigfd);
+        if relay.hung_up {
+            return relay.hang_up();
+        }
+        relay.poll_once(waiter);
     };
     relay.drain();
     match status {
@@ -66,31 +121,33 @@ fn until_exit(port: &mut Port, child: Child, sigfd: Option<&SignalFd>) -> Outcom
     }
 }
 
-/// Reaps every exited child; the command's status if it is among them.
-fn reap(pid: Pid) -> Option<WaitStatus> {
-    let mut found = None;
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return found,
-            Ok(status) if status.pid() == Some(pid) => found = Some(status),
-            Ok(_) => {}
-        }
-    }
-}
-
 const IN: PollFlags = PollFlags::POLLIN;
 
 impl<'a> Relay<'a> {
     fn new(port: &'a mut Port, child: Child) -> Self {
-        Relay { port, child, pending: Vec::new(), stdin_eof: false }
+        Relay { port, child, pending: Vec::new(), stdin_eof: false, hung_up: false }
     }
 
-    fn poll_once(&mut self, sigfd: Option<&SignalFd>) {
+    /// The client is gone: the command's process group gets what a closed
+    /// terminal gives it (SIGHUP, and SIGCONT should it be stopped), its
+    /// streams close, and whatever survives (`nohup`) runs on unwatched.
+    fn hang_up(self) -> Outcome {
+        let group = Pid::from_raw(-self.child.pid.as_raw());
+        for sig in [Signal::SIGHUP, Signal::SIGCONT] {
+            if kill(group, sig).is_err() {
+                let _ = kill(self.child.pid, sig);
+            }
+        }
+        reaper::forget(self.child.pid);
+        Outcome::Signaled(Signal::SIGHUP as i32)
+    }
+
+    fn poll_once(&mut self, waiter: &Waiter) {
         let port_open = self.port.is_open();
         let want_write = !self.pending.is_empty() && self.child.input.is_some();
-        // Slots: 0 signalfd, 1 port, 2 out, 3 err, 4 input (absent ones skipped).
+        // Slots: 0 waiter, 1 port, 2 out, 3 err, 4 input (absent ones skipped).
         let wanted = [
-            (sigfd.map(|s| s.as_fd()), IN),
+            (waiter.fd(), IN),
             (port_open.then(|| self.port.fd()), IN),
             (self.child.out.as_ref().map(|f| f.as_fd()), IN),
             (self.child.err.as_ref().map(|f| f.as_fd()), IN),
@@ -104,8 +161,8 @@ impl<'a> Relay<'a> {
                 fds.push(PollFd::new(fd, events));
             }
         }
-        // Without a signalfd, wake up regularly to reap.
-        let timeout = if sigfd.is_some() { PollTimeout::NONE } else { PollTimeout::from(50u8) };
+        // Without a descriptor to wait on, wake up regularly to reap.
+        let timeout = if waiter.fd().is_some() { PollTimeout::NONE } else { PollTimeout::from(50u8) };
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(Errno::EINTR) => return,
@@ -121,9 +178,7 @@ impl<'a> Relay<'a> {
             .collect();
         drop(fds);
         if ready[0] {
-            if let Some(sigfd) = sigfd {
-                while let Ok(Some(_)) = sigfd.read_signal() {}
-            }
+            waiter.clear();
         }
         if ready[1] {
             self.port.fill();
@@ -185,7 +240,13 @@ impl<'a> Relay<'a> {
             ToGuest::StderrClosed => {
                 self.child.err = None;
             }
+            ToGuest::Sysrq(key) => {
+                let answer = sysrq::trigger(key);
+                self.port.send(&answer);
+            }
+            ToGuest::Hangup => self.hung_up = true,
             ToGuest::Plan(_) => say("warning: ignoring a second plan"),
+            ToGuest::Attach(_) => say("warning: ignoring an attach request during a session"),
             ToGuest::Ack => say("warning: ignoring an acknowledgement before the exit"),
         }
         self.close_stdin_if_done();

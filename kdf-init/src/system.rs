@@ -27,32 +27,8 @@ pub fn configure(plan: &Plan) {
     if let Err(e) = nix::unistd::sethostname(&plan.hostname) {
         say(&format!("warning: cannot set the hostname: {e}"));
     }
-    if let Err(e) = loopback_up() {
+    if let Err(e) = crate::net::loopback_up() {
         say(&format!("warning: cannot bring up lo: {e}"));
-    }
-}
-
-fn loopback_up() -> std::io::Result<()> {
-    // SAFETY: plain socket(2); the result is checked and closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as i16;
-    // SAFETY: SIOCSIFFLAGS reads a valid, NUL-terminated ifreq we own.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req) };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: fd is ours and closed once.
-    unsafe { libc::close(fd) };
-    if rc < 0 {
-        Err(err)
-    } else {
-        Ok(())
     }
 }
 

@@ -8,28 +8,36 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard};
 
-use kdf_proto::{FrameBuffer, Plan, ToGuest, ToHost, PROTOCOL_VERSION};
+use kdf_proto::{Exec, FrameBuffer, Plan, ToGuest, ToHost, PROTOCOL_VERSION};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::port::Port;
 
-/// A plan that runs `argv` in `/` with a `PATH`, no stdin and no terminal.
-pub fn plan(argv: &[&str]) -> Plan {
-    Plan {
-        version: PROTOCOL_VERSION,
+/// `argv` in `/` with a `PATH`, no stdin and no terminal.
+pub fn exec(argv: &[&str]) -> Exec {
+    Exec {
         argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env: vec![(b"PATH".to_vec(), b"/usr/bin:/bin".to_vec())],
         cwd: b"/".to_vec(),
         user: None,
+        tty: None,
+        stdin: false,
+    }
+}
+
+/// A plan that runs [`exec`]`(argv)`.
+pub fn plan(argv: &[&str]) -> Plan {
+    Plan {
+        version: PROTOCOL_VERSION,
+        command: exec(argv),
         shares: Vec::new(),
         modules: Vec::new(),
         hostname: "kdf".into(),
         clock_ns: 0,
-        tty: None,
-        stdin: false,
         user_modules: Vec::new(),
         unload: true,
         kmsg: false,
+        network: None,
     }
 }
 

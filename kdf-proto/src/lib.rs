@@ -1,9 +1,12 @@
 //! The wire protocol between `kdf` (host) and `kdf-init` (guest PID 1), plus the
 //! small pure helpers both sides need (`modules.dep` parsing).
 //!
-//! One virtio-serial port carries every message in both directions, framed as
-//! `u32 payload length (LE) | u8 tag | payload`. The host speaks only after the guest's
-//! [`ToHost::Hello`], so nothing is lost while the port is still closed.
+//! One virtio-serial port carries every message of the run in both
+//! directions, framed as `u32 payload length (LE) | u8 tag | payload`. The
+//! host speaks only after the guest's [`ToHost::Hello`], so nothing is lost
+//! while the port is still closed. A second port ([`ATTACH_PORT_NAME`])
+//! carries `kdf attach` and `kdf sysrq` sessions, one after another, in the
+//! same frames.
 
 pub mod codec;
 pub mod frame_buffer;
@@ -13,13 +16,16 @@ pub mod plan;
 
 pub use frame_buffer::FrameBuffer;
 pub use message::{read_frame, write_frame, Outcome, ToGuest, ToHost};
-pub use plan::{ModuleFile, Plan, Share, User, Winsize};
+pub use plan::{Exec, ModuleFile, Network, Plan, Share, User, Winsize};
 
 /// Bumped whenever a message changes shape; both sides refuse a mismatch.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The virtio-serial port name kdf-init looks for in `/sys/class/virtio-ports`.
 pub const PORT_NAME: &str = "org.kdf.ctl";
+
+/// The port of `kdf attach` and `kdf sysrq` (see [`ToGuest::Attach`]).
+pub const ATTACH_PORT_NAME: &str = "org.kdf.attach";
 
 /// Where kdf puts the list of extra modules (`kdf build initramfs --module`)
 /// kdf-init loads at boot.
@@ -45,6 +51,14 @@ pub fn cmdline_preload(cmdline: &str) -> Vec<String> {
 /// Where kdf-init mounts a fresh tmpfs of the guest's own, over the host's
 /// root (writable in the guest whatever the shares are).
 pub const GUEST_TMPFS: &[&str] = &["/tmp", "/run", "/var/tmp", "/dev/shm"];
+
+/// The directories kdf-init mounts on at the top of the guest's root (the
+/// early kernel filesystems and [`GUEST_TMPFS`]; the rest are inside them).
+/// A `--root` lacking one gets it in a tmpfs overlay.
+pub const ROOT_MOUNT_POINTS: &[&str] = &["/dev", "/proc", "/sys", "/tmp", "/run", "/var/tmp"];
+
+/// The file kdf-init replaces with a guest-only one when the guest has a network.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// The largest frame the guest accepts (a plan carries the whole argv and env).
 pub const MAX_FRAME: usize = 64 << 20;

@@ -3,7 +3,7 @@
 use std::io::{self, Read, Write};
 
 use crate::codec::{DecodeError, Reader, Writer};
-use crate::plan::{get_winsize, put_winsize, Plan, Winsize};
+use crate::plan::{get_option, get_winsize, put_option, put_winsize, Exec, Plan, Winsize};
 
 /// How the command ended, as the guest saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,12 +52,22 @@ pub enum ToHost {
     },
     /// `/proc/sys/kernel/tainted`, sent when the command starts and when it ends.
     Tainted(u64),
+    /// The answer to [`ToGuest::Sysrq`]: the kernel's log lines the request
+    /// produced (their text), or why the key could not be sent.
+    SysrqDone {
+        log: Vec<String>,
+        error: Option<String>,
+    },
+    /// An attach request was not taken (another session holds the channel,
+    /// its directory is missing): nothing ran.
+    Refused(String),
 }
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToGuest {
-    Plan(Plan),
+    /// Boxed: a plan is much larger than every other message.
+    Plan(Box<Plan>),
     Stdin(Vec<u8>),
     StdinEof,
     /// Deliver this signal to the command's process group.
@@ -70,6 +80,14 @@ pub enum ToGuest {
     /// The host has received `Exit` or `Failed` and everything before it: the
     /// guest may end the VM now.
     Ack,
+    /// Start this command beside the run's (the attach channel only); its
+    /// session then speaks as the run's does, up to its `Exit`.
+    Attach(Exec),
+    /// Write this key to `/proc/sysrq-trigger` (the attach channel only).
+    Sysrq(u8),
+    /// The attached client went away: hang up its command as a closed
+    /// terminal would (SIGHUP) and end the session.
+    Hangup,
 }
 
 /// Writes one frame in a single `write_all`, so frames from threads sharing a
@@ -196,6 +214,21 @@ impl ToHost {
                 w.str(step).str(message);
                 w
             }
+            ToHost::SysrqDone { log, error } => {
+                let mut w = frame(11);
+                w.list(log, |w, l| {
+                    w.str(l);
+                });
+                put_option(&mut w, error, |w, e| {
+                    w.str(e);
+                });
+                w
+            }
+            ToHost::Refused(why) => {
+                let mut w = frame(12);
+                w.str(why);
+                w
+            }
         };
         seal(w)
     }
@@ -225,6 +258,10 @@ impl ToHost {
                 log: r.list(|r| r.string())?,
             },
             10 => ToHost::Tainted(r.u64()?),
+            11 => {
+                ToHost::SysrqDone { log: r.list(|r| r.string())?, error: get_option(&mut r, |r| r.string())? }
+            }
+            12 => ToHost::Refused(r.string()?),
             _ => return Err(DecodeError("unknown guest message")),
         };
         r.end()?;
@@ -260,6 +297,17 @@ impl ToGuest {
             ToGuest::StdoutClosed => frame(6),
             ToGuest::Ack => frame(7),
             ToGuest::StderrClosed => frame(8),
+            ToGuest::Attach(exec) => {
+                let mut w = frame(9);
+                exec.put(&mut w);
+                w
+            }
+            ToGuest::Sysrq(key) => {
+                let mut w = frame(10);
+                w.u8(*key);
+                w
+            }
+            ToGuest::Hangup => frame(11),
         };
         seal(w)
     }
@@ -267,7 +315,7 @@ impl ToGuest {
     pub fn decode(tag: u8, payload: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(payload);
         let msg = match tag {
-            1 => ToGuest::Plan(Plan::get(&mut r)?),
+            1 => ToGuest::Plan(Box::new(Plan::get(&mut r)?)),
             2 => ToGuest::Stdin(r.rest().to_vec()),
             3 => ToGuest::StdinEof,
             4 => ToGuest::Signal(r.i32()?),
@@ -275,6 +323,9 @@ impl ToGuest {
             6 => ToGuest::StdoutClosed,
             7 => ToGuest::Ack,
             8 => ToGuest::StderrClosed,
+            9 => ToGuest::Attach(Exec::get(&mut r)?),
+            10 => ToGuest::Sysrq(r.u8()?),
+            11 => ToGuest::Hangup,
             _ => return Err(DecodeError("unknown host message")),
         };
         r.end()?;
@@ -285,16 +336,24 @@ impl ToGuest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{ModuleFile, Share, User};
+    use crate::plan::{ModuleFile, Network, Share, User};
     use crate::PROTOCOL_VERSION;
 
-    fn sample_plan() -> Plan {
-        Plan {
-            version: PROTOCOL_VERSION,
+    fn sample_exec() -> Exec {
+        Exec {
             argv: vec![b"sh".to_vec(), b"-c".to_vec(), b"".to_vec(), "a b\n\u{1f600}".into()],
             env: vec![(b"PATH".to_vec(), b"/bin:/usr/bin".to_vec())],
             cwd: b"/tmp/a b:c,d=e".to_vec(),
             user: Some(User { uid: 1000, gid: 1000, groups: vec![27, 100] }),
+            tty: Some(Winsize { rows: 24, cols: 80 }),
+            stdin: true,
+        }
+    }
+
+    fn sample_plan() -> Plan {
+        Plan {
+            version: PROTOCOL_VERSION,
+            command: sample_exec(),
             shares: vec![Share {
                 tag: "kdf0".into(),
                 fstype: "virtiofs".into(),
@@ -306,8 +365,6 @@ mod tests {
             modules: vec!["virtiofs".into()],
             hostname: "kdf".into(),
             clock_ns: 1_700_000_000_000_000_000,
-            tty: Some(Winsize { rows: 24, cols: 80 }),
-            stdin: true,
             user_modules: vec![ModuleFile {
                 name: "hello".into(),
                 path: b"/run/kdf/modules/hello.ko".to_vec(),
@@ -315,6 +372,12 @@ mod tests {
             }],
             unload: true,
             kmsg: true,
+            network: Some(Network {
+                address: [10, 0, 2, 15],
+                prefix_len: 24,
+                gateway: [10, 0, 2, 2],
+                nameserver: [10, 0, 2, 3],
+            }),
         }
     }
 
@@ -332,7 +395,7 @@ mod tests {
 
     #[test]
     fn every_host_message_round_trips() {
-        round_trip_guest(ToGuest::Plan(sample_plan()));
+        round_trip_guest(ToGuest::Plan(Box::new(sample_plan())));
         round_trip_guest(ToGuest::Stdin(vec![0, 1, 255]));
         round_trip_guest(ToGuest::StdinEof);
         round_trip_guest(ToGuest::Signal(15));
@@ -340,6 +403,10 @@ mod tests {
         round_trip_guest(ToGuest::StdoutClosed);
         round_trip_guest(ToGuest::Ack);
         round_trip_guest(ToGuest::StderrClosed);
+        round_trip_guest(ToGuest::Attach(sample_exec()));
+        round_trip_guest(ToGuest::Attach(Exec { user: None, tty: None, stdin: false, ..sample_exec() }));
+        round_trip_guest(ToGuest::Sysrq(b'w'));
+        round_trip_guest(ToGuest::Hangup);
     }
 
     #[test]
@@ -363,6 +430,9 @@ mod tests {
             log: vec!["hello: Unknown symbol foo (err -2)".into()],
         });
         round_trip_host(ToHost::Tainted(512));
+        round_trip_host(ToHost::SysrqDone { log: vec!["sysrq: Show Blocked State".into()], error: None });
+        round_trip_host(ToHost::SysrqDone { log: Vec::new(), error: Some("no /proc/sysrq-trigger".into()) });
+        round_trip_host(ToHost::Refused("another kdf attach is attached".into()));
     }
 
     #[test]
@@ -402,17 +472,28 @@ mod tests {
     fn plan_from_another_version_is_refused() {
         let mut plan = sample_plan();
         plan.version = PROTOCOL_VERSION + 1;
-        let frame = ToGuest::Plan(plan).encode();
+        let frame = ToGuest::Plan(Box::new(plan)).encode();
         let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
         let err = ToGuest::decode(tag, &payload).unwrap_err();
         assert!(err.0.contains("protocol version"));
     }
 
     #[test]
+    fn a_plan_without_a_network_round_trips_and_a_bad_prefix_is_refused() {
+        let mut plan = sample_plan();
+        plan.network = None;
+        round_trip_guest(ToGuest::Plan(Box::new(plan.clone())));
+        plan.network = Some(Network { prefix_len: 33, ..sample_plan().network.unwrap() });
+        let frame = ToGuest::Plan(Box::new(plan)).encode();
+        let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
+        assert!(ToGuest::decode(tag, &payload).unwrap_err().0.contains("prefix length"));
+    }
+
+    #[test]
     fn a_64k_argument_survives() {
         let mut plan = sample_plan();
-        plan.argv.push(vec![b'x'; 64 << 10]);
-        round_trip_guest(ToGuest::Plan(plan));
+        plan.command.argv.push(vec![b'x'; 64 << 10]);
+        round_trip_guest(ToGuest::Plan(Box::new(plan)));
     }
 
     #[test]
@@ -444,8 +525,11 @@ mod tests {
     #[test]
     fn a_plan_with_an_empty_argv_is_refused() {
         let mut plan = sample_plan();
-        plan.argv.clear();
-        let frame = ToGuest::Plan(plan).encode();
+        plan.command.argv.clear();
+        let frame = ToGuest::Plan(Box::new(plan)).encode();
+        let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
+        assert!(ToGuest::decode(tag, &payload).unwrap_err().0.contains("empty argv"));
+        let frame = ToGuest::Attach(Exec { argv: Vec::new(), ..sample_exec() }).encode();
         let (tag, payload) = read_frame(&mut &frame[..], crate::MAX_FRAME).unwrap().unwrap();
         assert!(ToGuest::decode(tag, &payload).unwrap_err().0.contains("empty argv"));
     }

@@ -64,6 +64,25 @@ impl ModulesDep {
         (order, missing)
     }
 
+    /// `load_order` in levels: each module's dependencies are all in earlier
+    /// levels, so the modules of one level can be loaded at the same time.
+    pub fn load_levels<S: AsRef<str>>(&self, names: &[S]) -> (Vec<Vec<String>>, Vec<String>) {
+        let (order, missing) = self.load_order(names);
+        let mut level_of = std::collections::HashMap::new();
+        let mut levels: Vec<Vec<String>> = Vec::new();
+        for path in order {
+            let deps = self.find_path(&path).map(|e| e.deps.as_slice()).unwrap_or_default();
+            // Dependencies precede their users in `order`, so theirs are known.
+            let level = deps.iter().filter_map(|d| level_of.get(d)).map(|l| l + 1).max().unwrap_or(0);
+            level_of.insert(path.clone(), level);
+            if levels.len() <= level {
+                levels.resize_with(level + 1, Vec::new);
+            }
+            levels[level].push(path);
+        }
+        (levels, missing)
+    }
+
     fn visit(&self, path: &str, seen: &mut HashSet<String>, order: &mut Vec<String>) {
         if !seen.insert(path.to_string()) {
             return;
@@ -134,6 +153,25 @@ kernel/drivers/char/hw_random/virtio-rng.ko.xz: kernel/drivers/virtio/virtio.ko
                 "virtiofs"
             ]
         );
+    }
+
+    #[test]
+    fn levels_hold_modules_whose_dependencies_are_all_below() {
+        let dep = ModulesDep::parse(DEP);
+        let (levels, missing) = dep.load_levels(&["virtio_pci", "virtiofs", "nosuch"]);
+        assert_eq!(missing, ["nosuch"]);
+        let names: Vec<Vec<String>> =
+            levels.iter().map(|l| l.iter().map(|p| module_name(p)).collect()).collect();
+        assert_eq!(
+            names,
+            [
+                vec!["virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring", "fuse"],
+                vec!["virtio"],
+                vec!["virtio_pci", "virtiofs"],
+            ]
+        );
+        let (order, _) = dep.load_order(&["virtio_pci", "virtiofs"]);
+        assert_eq!(levels.concat().len(), order.len(), "each module once");
     }
 
     #[test]

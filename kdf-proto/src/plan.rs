@@ -1,5 +1,6 @@
-//! The plan the host sends once after `Hello`, and its parts (user, shares,
-//! terminal size, `--module` files), with their encoding.
+//! The plan the host sends once after `Hello`, and its parts (the command as
+//! [`Exec`], user, shares, terminal size, `--module` files, network), with
+//! their encoding. `kdf attach` sends an [`Exec`] of its own.
 
 use crate::codec::{DecodeError, Reader, Writer};
 
@@ -32,18 +33,45 @@ pub struct Share {
     pub target: Vec<u8>,
     pub readonly: bool,
     /// Mount read-only below a tmpfs-backed overlay: writes stay in the guest.
+    /// For the root (`shares[0]`) with `readonly`, the overlay only holds the
+    /// mount points the root lacks, and the root is read-only once they are
+    /// mounted.
     pub overlay: bool,
+}
+
+/// The guest's side of QEMU's user-mode network, configured statically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// The interface's IPv4 address.
+    pub address: [u8; 4],
+    /// The subnet's prefix length (24 for 10.0.2.0/24).
+    pub prefix_len: u8,
+    /// The default route's gateway (QEMU's host address).
+    pub gateway: [u8; 4],
+    /// The resolver the guest's `/etc/resolv.conf` names (QEMU's DNS relay).
+    pub nameserver: [u8; 4],
+}
+
+/// One command to start: what `execve` gets, where, as whom, and with which
+/// streams. The run's command is the plan's; each `kdf attach` sends one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    /// Exactly what `execve` gets; never empty.
+    pub argv: Vec<Vec<u8>>,
+    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    pub cwd: Vec<u8>,
+    pub user: Option<User>,
+    /// A pseudo-terminal of this size for the command, or plain pipes.
+    pub tty: Option<Winsize>,
+    /// Forward stdin; otherwise the command reads `/dev/null`.
+    pub stdin: bool,
 }
 
 /// Everything kdf-init needs to run one command, sent once after `Hello`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub version: u32,
-    /// Exactly what `execve` gets; never empty.
-    pub argv: Vec<Vec<u8>>,
-    pub env: Vec<(Vec<u8>, Vec<u8>)>,
-    pub cwd: Vec<u8>,
-    pub user: Option<User>,
+    pub command: Exec,
     /// `shares[0]` is the new root; the rest are mounted in order after the
     /// guest's own filesystems (so a share below `/tmp` stays the host's).
     pub shares: Vec<Share>,
@@ -52,10 +80,6 @@ pub struct Plan {
     pub hostname: String,
     /// Host wall clock (ns since the Unix epoch) when the plan was sent.
     pub clock_ns: u64,
-    /// A pseudo-terminal of this size for the command, or plain pipes.
-    pub tty: Option<Winsize>,
-    /// Forward stdin; otherwise the command reads `/dev/null`.
-    pub stdin: bool,
     /// Modules given with `--module`, loaded in this order after the shares
     /// are mounted (their dependencies from the kernel are in `modules`).
     pub user_modules: Vec<ModuleFile>,
@@ -63,6 +87,8 @@ pub struct Plan {
     pub unload: bool,
     /// Send the kernel log (`ToHost::Kmsg`) from boot until the command ended.
     pub kmsg: bool,
+    /// Configure the first network interface this way; `None`: loopback only.
+    pub network: Option<Network>,
 }
 
 /// One `--module`: where the guest finds the file, and its parameters.
@@ -100,7 +126,24 @@ fn get_share(r: &mut Reader) -> Result<Share, DecodeError> {
     })
 }
 
-fn put_option<T>(w: &mut Writer, v: &Option<T>, put: impl FnOnce(&mut Writer, &T)) {
+fn put_network(w: &mut Writer, n: &Network) {
+    w.raw(&n.address).u8(n.prefix_len).raw(&n.gateway).raw(&n.nameserver);
+}
+
+fn get_ipv4(r: &mut Reader) -> Result<[u8; 4], DecodeError> {
+    Ok([r.u8()?, r.u8()?, r.u8()?, r.u8()?])
+}
+
+fn get_network(r: &mut Reader) -> Result<Network, DecodeError> {
+    let address = get_ipv4(r)?;
+    let prefix_len = r.u8()?;
+    if prefix_len > 32 {
+        return Err(DecodeError("network prefix length over 32"));
+    }
+    Ok(Network { address, prefix_len, gateway: get_ipv4(r)?, nameserver: get_ipv4(r)? })
+}
+
+pub(crate) fn put_option<T>(w: &mut Writer, v: &Option<T>, put: impl FnOnce(&mut Writer, &T)) {
     match v {
         None => {
             w.bool(false);
@@ -112,7 +155,7 @@ fn put_option<T>(w: &mut Writer, v: &Option<T>, put: impl FnOnce(&mut Writer, &T
     }
 }
 
-fn get_option<T>(
+pub(crate) fn get_option<T>(
     r: &mut Reader,
     get: impl FnOnce(&mut Reader) -> Result<T, DecodeError>,
 ) -> Result<Option<T>, DecodeError> {
@@ -123,9 +166,8 @@ fn get_option<T>(
     }
 }
 
-impl Plan {
+impl Exec {
     pub(crate) fn put(&self, w: &mut Writer) {
-        w.u32(self.version);
         w.list(&self.argv, |w, a| {
             w.bytes(a);
         });
@@ -138,17 +180,40 @@ impl Plan {
                 w.u32(*g);
             });
         });
+        put_option(w, &self.tty, put_winsize);
+        w.bool(self.stdin);
+    }
+
+    pub(crate) fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let argv: Vec<Vec<u8>> = r.list(|r| Ok(r.bytes()?.to_vec()))?;
+        if argv.is_empty() {
+            return Err(DecodeError("command with an empty argv"));
+        }
+        Ok(Exec {
+            argv,
+            env: r.list(|r| Ok((r.bytes()?.to_vec(), r.bytes()?.to_vec())))?,
+            cwd: r.bytes()?.to_vec(),
+            user: get_option(r, |r| Ok(User { uid: r.u32()?, gid: r.u32()?, groups: r.list(|r| r.u32())? }))?,
+            tty: get_option(r, get_winsize)?,
+            stdin: r.bool()?,
+        })
+    }
+}
+
+impl Plan {
+    pub(crate) fn put(&self, w: &mut Writer) {
+        w.u32(self.version);
+        self.command.put(w);
         w.list(&self.shares, put_share);
         w.list(&self.modules, |w, m| {
             w.str(m);
         });
         w.str(&self.hostname).u64(self.clock_ns);
-        put_option(w, &self.tty, put_winsize);
-        w.bool(self.stdin);
         w.list(&self.user_modules, |w, m| {
             w.str(&m.name).bytes(&m.path).str(&m.params);
         });
         w.bool(self.unload).bool(self.kmsg);
+        put_option(w, &self.network, put_network);
     }
 
     pub(crate) fn get(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -157,27 +222,19 @@ impl Plan {
             // Nothing after the version can be trusted to have the same shape.
             return Err(DecodeError("plan from a different protocol version"));
         }
-        let argv: Vec<Vec<u8>> = r.list(|r| Ok(r.bytes()?.to_vec()))?;
-        if argv.is_empty() {
-            return Err(DecodeError("plan with an empty argv"));
-        }
         Ok(Plan {
             version,
-            argv,
-            env: r.list(|r| Ok((r.bytes()?.to_vec(), r.bytes()?.to_vec())))?,
-            cwd: r.bytes()?.to_vec(),
-            user: get_option(r, |r| Ok(User { uid: r.u32()?, gid: r.u32()?, groups: r.list(|r| r.u32())? }))?,
+            command: Exec::get(r)?,
             shares: r.list(get_share)?,
             modules: r.list(|r| r.string())?,
             hostname: r.string()?,
             clock_ns: r.u64()?,
-            tty: get_option(r, get_winsize)?,
-            stdin: r.bool()?,
             user_modules: r.list(|r| {
                 Ok(ModuleFile { name: r.string()?, path: r.bytes()?.to_vec(), params: r.string()? })
             })?,
             unload: r.bool()?,
             kmsg: r.bool()?,
+            network: get_option(r, get_network)?,
         })
     }
 }

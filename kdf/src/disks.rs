@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::errors::{hinted, usage, usage_hinted};
-use crate::shares::split_escaped;
+use crate::shares::spec::split_escaped;
 use crate::vm::disk::{self, Format};
 
 /// The most disks a run can have (vda to vdz; their descriptors stay below

@@ -6,6 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 
+pub const EM_386: u16 = 3;
 pub const EM_X86_64: u16 = 62;
 const PT_INTERP: u32 = 3;
 const PT_NOTE: u32 = 4;
@@ -137,6 +138,13 @@ impl<'a> Elf<'a> {
     /// Whether it has a PT_INTERP program header: it needs a dynamic loader.
     pub fn has_interpreter(&self) -> Result<bool> {
         Ok(self.segments()?.iter().any(|s| s.kind == PT_INTERP))
+    }
+
+    /// The dynamic loader its PT_INTERP names (without the NUL), if any.
+    pub fn interpreter(&self) -> Result<Option<&'a [u8]>> {
+        let Some(seg) = self.segments()?.into_iter().find(|s| s.kind == PT_INTERP) else { return Ok(None) };
+        let path = self.slice(self.bytes, seg.offset, seg.size)?;
+        Ok(Some(path.split(|&b| b == 0).next().unwrap_or_default()))
     }
 
     /// Every note in its PT_NOTE segments.
@@ -382,6 +390,7 @@ pub(crate) mod tests {
             assert_eq!(notes[0], Note { name: b"Xen", kind: 18, desc: &[1, 2, 3, 4] });
             assert_eq!(notes[1], Note { name: b"GNU", kind: 3, desc: b"abcdefgh" });
             assert!(elf.has_interpreter().unwrap());
+            assert_eq!(elf.interpreter().unwrap(), Some(&b"/lib/ld.so"[..]));
             assert_eq!(elf.section(".modinfo").unwrap(), Some(&b"license=GPL\0depends=a,b\0"[..]));
             assert_eq!(elf.section(".text").unwrap(), Some(&b"code"[..]));
             assert_eq!(elf.section(".data").unwrap(), None);
@@ -389,6 +398,7 @@ pub(crate) mod tests {
         let bare = build(Class::Elf64, Endian::Little, EM_X86_64, &[(1, b"code")], &[]);
         let elf = Elf::parse(&bare).unwrap();
         assert!(!elf.has_interpreter().unwrap());
+        assert_eq!(elf.interpreter().unwrap(), None);
         assert!(elf.notes().unwrap().is_empty());
         assert_eq!(elf.section(".modinfo").unwrap(), None);
     }
@@ -407,7 +417,7 @@ pub(crate) mod tests {
         let bytes = sample(Class::Elf64, Endian::Little);
         for len in 0..bytes.len() {
             let Ok(elf) = Elf::parse(&bytes[..len]) else { continue };
-            let _ = (elf.segments(), elf.notes(), elf.has_interpreter(), elf.section(".modinfo"));
+            let _ = (elf.segments(), elf.notes(), elf.interpreter(), elf.section(".modinfo"));
         }
         assert!(Elf::parse(&bytes[..40]).is_err(), "a header cut short");
         assert!(Elf::parse(&bytes[..100]).unwrap().segments().is_err(), "program headers cut short");

@@ -3,6 +3,7 @@
 //! documented exit status.
 
 mod accel;
+mod attach;
 mod cache;
 mod child;
 mod cli;
@@ -10,6 +11,7 @@ mod compress;
 mod disks;
 mod elf;
 mod errors;
+mod gdb;
 mod initramfs;
 mod kbuild;
 mod kconfig;
@@ -20,13 +22,16 @@ mod monitor;
 mod nix;
 mod plan;
 mod qmp;
+mod relay;
 mod ring;
+mod root;
 mod run;
 mod runs;
 mod runtime;
 mod shares;
 mod status;
 mod tools;
+mod tsc;
 mod ui;
 mod vm;
 
@@ -66,7 +71,8 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
         Command::Run(args) => run::run(&args, started),
         Command::Build(BuildCommand::Initramfs(args)) => {
             let choice = kernel::choice::decide(&args.kernel.flags(false))?;
-            let kernel = kernel::resolve(&choice.source)?;
+            let places = kernel::Places { modules_dir: args.kernel.modules_dir.clone(), root: None };
+            let kernel = kernel::resolve(&choice.source, &places)?;
             let init = initramfs::init_binary::locate(args.kernel.init.as_deref())?;
             let bytes = initramfs::build(&kernel, &init, &args.modules)?;
             cache::write_atomic(&args.output, &bytes)
@@ -78,6 +84,9 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
         Command::Kernel(KernelCommand::Build(args)) => {
             kbuild::build::run(args.tree.src.as_deref(), args.tree.build.as_deref(), &args.options())
         }
+        Command::Gdb(args) => gdb::run(&args.options()),
+        Command::Attach(args) => attach::session::run(&args),
+        Command::Sysrq(args) => attach::sysrq::run(&args),
         Command::Ps => {
             for record in runs::live()? {
                 println!("{}\t{}", record.cwd.display(), record.describe());

@@ -1,9 +1,61 @@
-//! The command side of a run, turned into what kdf-init executes: argv (the
-//! command, a `-c` script or an interactive shell), environment, user.
+//! The command side of a run or an attach session, turned into the [`Exec`]
+//! kdf-init executes: argv (the command, a `-c` script or an interactive
+//! shell), environment, working directory, user, terminal.
 
 use std::ffi::{OsStr, OsString};
+use std::io::IsTerminal;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+use kdf_proto::{Exec, User, Winsize};
+
+use crate::cli::{CommandArgs, TtyMode};
+
+/// What `args` ask the guest to run in `cwd` (the command's default
+/// directory; `--chdir` is relative to it), with `path_prefix` (`--nix`)
+/// before the inherited `PATH`. Reads the host: the user, the login shell,
+/// whether stdin and stdout are terminals and their size.
+pub fn exec(args: &CommandArgs, cwd: &Path, path_prefix: &[PathBuf]) -> Exec {
+    let cwd = match &args.chdir {
+        Some(dir) => cwd.join(dir),
+        None => cwd.to_path_buf(),
+    };
+    Exec {
+        argv: argv(&args.argv, args.script.as_deref(), &shell(args)),
+        env: environment(|k| std::env::var_os(k), path_prefix, &args.env),
+        cwd: cwd.into_os_string().into_vec(),
+        user: user(args.user),
+        tty: tty_size(args.tty),
+        stdin: !args.no_stdin,
+    }
+}
+
+/// The invoking user, for `--user` (root otherwise).
+pub fn user(as_user: bool) -> Option<User> {
+    as_user.then(|| User {
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        groups: nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect(),
+    })
+}
+
+/// `--shell`, else the login shell of whoever the command runs as, else `/bin/sh`.
+fn shell(args: &CommandArgs) -> PathBuf {
+    args.shell.clone().unwrap_or_else(|| {
+        let uid = if args.user { nix::unistd::getuid().as_raw() } else { 0 };
+        login_shell(uid).filter(|s| s.exists()).unwrap_or_else(|| "/bin/sh".into())
+    })
+}
+
+/// A terminal for the command (of the host terminal's size), or none.
+pub fn tty_size(mode: TtyMode) -> Option<Winsize> {
+    let tty = match mode {
+        TtyMode::Always => true,
+        TtyMode::Never => false,
+        TtyMode::Auto => std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
+    };
+    tty.then(|| crate::ui::window_size(std::io::stdout()).unwrap_or(Winsize { rows: 24, cols: 80 }))
+}
 
 /// Host variables a guest command inherits (issue: PATH HOME TERM LANG USER).
 pub const INHERITED: &[&str] = &["PATH", "HOME", "TERM", "LANG", "USER"];
@@ -17,14 +69,6 @@ pub fn argv(command: &[OsString], script: Option<&OsStr>, shell: &Path) -> Vec<V
     match script {
         Some(s) => vec![shell, b"-c".to_vec(), s.as_bytes().to_vec()],
         None => vec![shell],
-    }
-}
-
-/// `K=V` from `-e`: the first `=` splits, so values may contain `=`.
-pub fn parse_env(s: &str) -> Result<(OsString, OsString), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
-        _ => Err(format!("expected K=V, got {s:?}")),
     }
 }
 
@@ -55,6 +99,15 @@ pub fn environment(
         }
     }
     env
+}
+
+/// The directories named in an environment's `PATH`, in order.
+pub fn path_dirs(env: &[(Vec<u8>, Vec<u8>)]) -> Vec<PathBuf> {
+    let Some((_, path)) = env.iter().find(|(k, _)| k == b"PATH") else { return Vec::new() };
+    path.split(|&b| b == b':')
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(OsStr::from_bytes(d)))
+        .collect()
 }
 
 /// The login shell of `uid` as the system's user database (NSS: files, LDAP,
@@ -110,12 +163,46 @@ mod tests {
         );
     }
 
+    fn args(argv: &[&str]) -> CommandArgs {
+        CommandArgs {
+            env: vec![("KDF_X".into(), "1".into())],
+            user: false,
+            chdir: None,
+            no_stdin: false,
+            shell: Some("/bin/sh".into()),
+            script: None,
+            tty: TtyMode::Never,
+            argv: argv.iter().map(OsString::from).collect(),
+        }
+    }
+
     #[test]
-    fn env_values_split_at_the_first_equals() {
-        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
-        assert_eq!(parse_env("A=").unwrap(), ("A".into(), "".into()));
-        assert!(parse_env("=x").is_err());
-        assert!(parse_env("noequals").is_err());
+    fn path_dirs_are_the_nonempty_path_entries() {
+        let env = [
+            (b"HOME".to_vec(), b"/root".to_vec()),
+            (b"PATH".to_vec(), b"/run/wrappers/bin::rel:/usr/bin".to_vec()),
+        ];
+        assert_eq!(path_dirs(&env), [PathBuf::from("/run/wrappers/bin"), "rel".into(), "/usr/bin".into()]);
+        assert!(path_dirs(&[]).is_empty());
+    }
+
+    #[test]
+    fn an_exec_runs_in_the_directory_given_or_below_it_with_the_streams_asked_for() {
+        let e = exec(&args(&["ls", "-l"]), Path::new("/src/linux"), &[]);
+        assert_eq!(e.argv, [b"ls".to_vec(), b"-l".to_vec()]);
+        assert_eq!(e.cwd, b"/src/linux");
+        assert!(e.env.contains(&(b"KDF_X".to_vec(), b"1".to_vec())));
+        assert_eq!((e.user, e.tty, e.stdin), (None, None, true));
+        let e = exec(
+            &CommandArgs { chdir: Some("drivers".into()), no_stdin: true, ..args(&[]) },
+            Path::new("/src/linux"),
+            &[],
+        );
+        assert_eq!((e.cwd.as_slice(), e.stdin), (&b"/src/linux/drivers"[..], false));
+        assert_eq!(e.argv, [b"/bin/sh".to_vec()], "no command: the shell");
+        let e =
+            exec(&CommandArgs { chdir: Some("/elsewhere".into()), ..args(&["true"]) }, Path::new("/a"), &[]);
+        assert_eq!(e.cwd, b"/elsewhere");
     }
 
     #[test]

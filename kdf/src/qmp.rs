@@ -96,6 +96,13 @@ pub fn dump_arguments(fdname: &str, format: &str) -> Value {
     json!({ "paging": false, "protocol": format!("fd:{fdname}"), "format": format, "detach": false })
 }
 
+/// A dump that was written (`--vmcore`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub format: &'static str,
+    pub bytes: u64,
+}
+
 /// A QMP connection with its capabilities negotiated.
 #[derive(Debug)]
 pub struct Client {

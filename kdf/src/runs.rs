@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::cache;
+use crate::errors::hinted;
 use crate::runtime::{self, RuntimeDir};
 
 const FILE: &str = "record.json";
@@ -28,6 +29,12 @@ pub struct Record {
     pub gdb_port: Option<u16>,
     /// The QMP monitor's Unix socket (`kdf qmp`, `kdf dump`).
     pub qmp: Option<PathBuf>,
+    /// The kernel's unstripped `vmlinux`, where one was found (`-d`).
+    pub vmlinux: Option<PathBuf>,
+    /// The `--module` files on the host: (module name, file).
+    pub modules: Vec<(String, PathBuf)>,
+    /// The attach channel's socket (`kdf attach`, `kdf sysrq`).
+    pub attach: Option<PathBuf>,
 }
 
 impl Record {
@@ -40,6 +47,9 @@ impl Record {
             "dir": self.dir,
             "gdb_port": self.gdb_port,
             "qmp": self.qmp,
+            "vmlinux": self.vmlinux,
+            "modules": self.modules.iter().map(|(name, file)| json!({"name": name, "file": file})).collect::<Vec<_>>(),
+            "attach": self.attach,
         })
     }
 
@@ -53,6 +63,17 @@ impl Record {
             dir: path("dir")?,
             gdb_port: v.get("gdb_port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()),
             qmp: v.get("qmp").and_then(Value::as_str).map(PathBuf::from),
+            vmlinux: path("vmlinux"),
+            modules: v
+                .get("modules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| {
+                    Some((m.get("name")?.as_str()?.to_owned(), PathBuf::from(m.get("file")?.as_str()?)))
+                })
+                .collect(),
+            attach: v.get("attach").and_then(Value::as_str).map(PathBuf::from),
         })
     }
 
@@ -88,8 +109,11 @@ pub fn choose(records: Vec<Record>, cwd: &Path, pid: Option<u32>) -> Result<Reco
     };
     match (mine.len(), pid) {
         (1, _) => Ok(mine.remove(0)),
-        (0, Some(pid)) => bail!("no kdf run with pid {pid} is running"),
-        (0, None) => bail!("no kdf run started from {} is running", cwd.display()),
+        (0, Some(pid)) => Err(hinted(format!("no kdf run with pid {pid} is running"), "`kdf ps` lists them")),
+        (0, None) => Err(hinted(
+            format!("no kdf run started from {} is running", cwd.display()),
+            "start one here with `kdf run`, or pick one with --pid (`kdf ps` lists them)",
+        )),
         _ => {
             let list: Vec<String> = mine.iter().map(|r| format!("  {}", r.describe())).collect();
             bail!(
@@ -102,12 +126,15 @@ pub fn choose(records: Vec<Record>, cwd: &Path, pid: Option<u32>) -> Result<Reco
     }
 }
 
-/// The run started from the current directory, or the one `pid` names.
-#[allow(dead_code)] // for kdf gdb (issue 10), kdf attach and kdf dump (issue 17)
-pub fn find(pid: Option<u32>) -> Result<Record> {
+/// The current directory as records name it (canonical).
+pub fn this_dir() -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("failed to read the current directory")?;
-    let cwd = cwd.canonicalize().unwrap_or(cwd);
-    choose(live()?, &cwd, pid)
+    Ok(cwd.canonicalize().unwrap_or(cwd))
+}
+
+/// The run started from the current directory, or the one `pid` names.
+pub fn find(pid: Option<u32>) -> Result<Record> {
+    choose(live()?, &this_dir()?, pid)
 }
 
 #[cfg(test)]
@@ -123,6 +150,9 @@ mod tests {
             dir: format!("/run/user/0/kdf/run-{pid}-0").into(),
             gdb_port: Some(40000 + pid as u16),
             qmp: Some(format!("/run/user/0/kdf/run-{pid}-0/qmp.sock").into()),
+            vmlinux: Some("/usr/lib/debug/boot/vmlinux-6.1".into()),
+            modules: vec![("hello".into(), "/src/m/hello.ko".into())],
+            attach: Some(format!("/run/user/0/kdf/run-{pid}-0/attach.sock").into()),
         }
     }
 
@@ -130,7 +160,15 @@ mod tests {
     fn a_record_survives_its_json() {
         let r = record(7, "/src/linux");
         assert_eq!(Record::from_json(&r.to_json()), Some(r.clone()));
-        let bare = Record { release: None, gdb_port: None, qmp: None, ..r };
+        let bare = Record {
+            release: None,
+            gdb_port: None,
+            qmp: None,
+            vmlinux: None,
+            modules: Vec::new(),
+            attach: None,
+            ..r
+        };
         assert_eq!(Record::from_json(&bare.to_json()), Some(bare));
         assert_eq!(Record::from_json(&json!({"pid": 1})), None);
     }

@@ -39,6 +39,16 @@ pub fn virtiofsd() -> Option<PathBuf> {
     std::env::var_os("KDF_VIRTIOFSD").map(PathBuf::from).or_else(|| which("virtiofsd", &["/usr/libexec"]))
 }
 
+/// gdb: `KDF_GDB`, else `gdb` on PATH.
+pub fn gdb() -> Result<PathBuf> {
+    std::env::var_os("KDF_GDB").map(PathBuf::from).or_else(|| which("gdb", &[])).ok_or_else(|| {
+        hinted(
+            "gdb is not installed (gdb not found on PATH)",
+            "sudo apt install gdb (Debian, Ubuntu), sudo dnf install gdb (Fedora), or nix shell nixpkgs#gdb",
+        )
+    })
+}
+
 /// depmod, which the kernel's `modules_install` otherwise expects at
 /// /sbin/depmod (absent on NixOS).
 pub fn depmod() -> Option<PathBuf> {

@@ -11,13 +11,13 @@ use std::process::Command;
 use common::*;
 
 /// A fake program that records its argv (NUL-separated) and what its fds
-/// 3..12 and 71..74 (scratch disks) are into `DIR/NAME.<pid>.{argv,fds}`,
-/// then runs `then`.
+/// 3..12, 72 (the gdb stub's) and 73..74 (a scratch disk) are into
+/// `DIR/NAME.<pid>.{argv,fds}`, then runs `then`.
 fn fake(dir: &Path, name: &str, then: &str) -> std::path::PathBuf {
     let path = dir.join(format!("fake-{name}"));
     let script = format!(
         "#!/bin/sh\nout={dir}/{name}.$$\nprintf '%s\\0' \"$0\" \"$@\" > \"$out.argv\"\n\
-         for fd in 3 4 5 6 7 8 9 10 11 12 71 72 73 74; do echo \"$fd $(readlink /proc/$$/fd/$fd)\"; done > \"$out.fds\"\n{then}\n",
+         for fd in 3 4 5 6 7 8 9 10 11 12 72 73 74; do echo \"$fd $(readlink /proc/$$/fd/$fd)\"; done > \"$out.fds\"\n{then}\n",
         dir = dir.display()
     );
     std::fs::write(&path, script).unwrap();
@@ -95,20 +95,21 @@ fn check(extra: &[&str], shares: usize) {
     // The numbers on the command lines are the descriptors the children got.
     let fds = String::from_utf8(recorded(rec.path(), "qemu", ".fds").remove(0)).unwrap();
     let socket = |n: usize| fds.lines().any(|l| l.starts_with(&format!("{n} socket:")));
-    assert!(socket(3) && socket(4), "console and channel: {fds}");
-    assert!(socket(6), "the QMP socket others connect to: {fds}");
-    assert_eq!(socket(5), extra.contains(&"--vmcore"), "kdf's own QMP monitor only with --vmcore: {fds}");
+    assert!(socket(3) && socket(4) && socket(5), "console, channel and attach channel: {fds}");
+    assert!(socket(7), "the QMP socket others connect to: {fds}");
+    assert_eq!(socket(6), extra.contains(&"--vmcore"), "kdf's own QMP monitor only with --vmcore: {fds}");
     for i in 0..daemons.len() {
-        assert!(socket(7 + i), "share {i}: {fds}");
+        assert!(socket(8 + i), "share {i}: {fds}");
     }
-    assert!(!socket(7 + daemons.len()), "no other sockets leak into QEMU: {fds}");
+    assert!(!socket(8 + daemons.len()), "no other sockets leak into QEMU: {fds}");
+    assert_eq!(socket(72), extra.contains(&"-d"), "the gdb stub's listening socket with -d: {fds}");
     // A scratch disk (the first --disk here): the same unlinked file, twice.
     let file =
         |n: usize| fds.lines().find_map(|l| l.strip_prefix(&format!("{n} "))).unwrap_or("").to_string();
     if extra.contains(&"size=8M") {
-        assert!(file(71).ends_with("(deleted)") && file(71) == file(72), "{fds}");
+        assert!(file(73).ends_with("(deleted)") && file(73) == file(74), "{fds}");
     } else {
-        assert!(file(71).is_empty(), "{fds}");
+        assert!(file(73).is_empty(), "{fds}");
     }
     for f in recorded(rec.path(), "virtiofsd", ".fds") {
         let f = String::from_utf8(f).unwrap();
@@ -134,4 +135,15 @@ fn dry_run_prints_exactly_the_argv_that_runs_with_disks_numa_and_a_vmcore() {
     let args = ["--disk", "size=8M", "--disk", &ro, "--vmcore", "core", "--cpus", "2", "-m", "1G"];
     let numa = ["--numa", "512M,cpus=0", "--numa", "512M,cpus=1", "--numa-distance", "0,1=20"];
     check(&[&args[..], &numa[..]].concat(), 3);
+}
+
+#[test]
+fn dry_run_prints_exactly_the_argv_that_runs_with_another_root_and_a_network() {
+    // Shares: the root (a static `true` alone), the working directory, --rw,
+    // the installed kernel's modules (the root has none).
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.path().join("bin/true")).unwrap();
+    let root = root.path().to_str().unwrap();
+    check(&["--root", root, "--network", "user", "--forward", "18080:80"], 4);
 }

@@ -495,7 +495,8 @@ fn a_mount_point_on_a_read_only_share_is_refused_before_boot() {
 }
 
 /// Runs `kdf run ARGS` in a chroot whose root is a plain directory (no mount
-/// point, as in a debootstrap'd root), with the host's directories bound in.
+/// point, as in a debootstrap'd root), with the host's directories bound in
+/// (/tmp too: the workspace, and so kdf, may live there).
 fn in_chroot(m: &Marked, args: &[&str]) -> Out {
     let root = m.cwd().join("chroot");
     std::fs::create_dir(&root).unwrap();
@@ -505,17 +506,16 @@ fn in_chroot(m: &Marked, args: &[&str]) -> Out {
         mount --make-rprivate /
         for d in /*; do
             n=${d#/}
-            case $n in proc|sys|dev|tmp|run) continue ;; esac
+            case $n in proc|sys|dev|run) continue ;; esac
             if [ -L "$d" ]; then cp -P "$d" "$R/$n"; continue; fi
             [ -d "$d" ] || continue
             mkdir "$R/$n"
             mount --rbind "$d" "$R/$n"
         done
-        mkdir "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/run"
+        mkdir "$R/proc" "$R/sys" "$R/dev" "$R/run"
         mount -t proc proc "$R/proc"
         mount --rbind /sys "$R/sys"
         mount --rbind /dev "$R/dev"
-        mount -t tmpfs tmpfs "$R/tmp"
         mount -t tmpfs tmpfs "$R/run"
         exec chroot "$R" "$@"
     "#;

@@ -52,6 +52,23 @@ fn the_debug_profile_configures_with_every_option_landed() {
 }
 
 #[test]
+fn every_option_of_kdfs_fragments_landed_in_the_test_kernel() {
+    // The profile is best effort, so a fragment option whose menu is off only
+    // shows in the report; the test kernel is where kdf's own choices must hold.
+    let report = std::fs::read_to_string(build().join("kdf-config-report.txt")).unwrap();
+    let head = report.lines().take(4).collect::<Vec<_>>().join("\n");
+    let landed = landed_counts(&head);
+    assert!(landed.is_some_and(|(got, of)| got == of), "{report}");
+}
+
+/// `N of M landed.` from the report's head.
+fn landed_counts(head: &str) -> Option<(u32, u32)> {
+    let tail = &head[..head.find(" landed.")?];
+    let (got, of) = tail.rsplit_once(" of ")?;
+    Some((got.rsplit(' ').next()?.parse().ok()?, of.parse().ok()?))
+}
+
+#[test]
 fn the_debug_profile_without_rust_has_kasan() {
     let (out, dir) = configure(&["--profile", "debug", "--no-rust"]);
     assert_eq!(out.status, 0, "{}", out.stderr);

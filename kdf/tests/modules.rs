@@ -10,47 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::modules::{
+    build as build_modules, build_against as build_modules_against, ko as module, test_kernel,
+};
 use common::*;
-
-fn test_kernel() -> PathBuf {
-    let dir = std::env::var_os("KDF_TEST_KERNEL_BUILD").filter(|v| !v.is_empty()).map(PathBuf::from).expect(
-        "KDF_TEST_KERNEL_BUILD is not set: run scripts/test.sh, or export it to a kdf kernel build directory",
-    );
-    assert!(dir.join("vmlinux").is_file(), "{} has no vmlinux", dir.display());
-    dir
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// Copies `src` to a fresh directory under `target/` and builds it against
-/// the test kernel (once per test run); the directory with the `.ko` files.
-fn build_modules(name: &str, src: &Path) -> PathBuf {
-    build_modules_against(name, src, &test_kernel())
-}
-
-/// Builds the module sources in `src` against the kernel build `kdir`.
-fn build_modules_against(name: &str, src: &Path, kdir: &Path) -> PathBuf {
-    let dir = workspace().join("target/kdf-test-modules").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(src).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".c") || name.ends_with(".rs") || name == "Kbuild" {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-    }
-    let out = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(kdir)
-        .arg(format!("M={}", dir.display()))
-        .arg("modules")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "building {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    dir
-}
 
 fn hello() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -74,10 +37,6 @@ fn run_kernel(args: &[&str]) -> Out {
     let mut all = vec!["--kernel", kernel.to_str().unwrap()];
     all.extend_from_slice(args);
     run_in(dir.path(), &all)
-}
-
-fn module(dir: &Path, name: &str) -> String {
-    dir.join(format!("{name}.ko")).display().to_string()
 }
 
 #[test]

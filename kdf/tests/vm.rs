@@ -383,7 +383,11 @@ fn dry_run_prints_the_qemu_and_virtiofsd_command_lines() {
     assert!(out.contains("qemu-system-x86_64"), "{out}");
     assert!(out.contains("-smp 2") && out.contains("-m 768M"), "{out}");
     assert!(out.contains("foo=bar"), "{out}");
-    assert!(out.contains("-gdb tcp:127.0.0.1:1234"), "{out}");
+    assert!(
+        out.contains("-chardev socket,id=gdb,fd=72,server=on,wait=off,nodelay=on -gdb chardev:gdb"),
+        "{out}"
+    );
+    assert!(out.contains("# gdb stub (fd 72: kdf's socket listening on 127.0.0.1, a free port)"), "{out}");
     assert!(out.contains("virtiofsd --fd"), "{out}");
     assert!(out.contains("--shared-dir / ") && out.contains("--readonly"), "{out}");
 }
@@ -506,4 +510,39 @@ fn kdf_ps_lists_a_running_vm_with_its_directory_until_it_ends() {
     let status = wait(child);
     assert_eq!(status.status, 0, "{}", status.stderr);
     assert!(!listed(&ps()), "the record goes with the run");
+}
+
+/// Regression (issue 11): NixOS keeps root's login shell and the system PATH
+/// under /run/current-system (a symlink into /nix/store) and /run/wrappers,
+/// which the guest's own tmpfs on /run hid: the shell could not be executed
+/// (127) and PATH's commands were missing. Directories made here under /run
+/// (under /dev/shm, another guest tmpfs, where /run is not writable) stand in.
+#[test]
+fn a_shell_and_path_entries_under_run_reach_the_guest() {
+    use std::os::unix::fs::PermissionsExt;
+    let script = |path: &Path, text: &str| {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let base =
+        if nix::unistd::access("/run", nix::unistd::AccessFlags::W_OK).is_ok() { "/run" } else { "/dev/shm" };
+    let run = tempfile::Builder::new().prefix("kdf-test-nixos-").tempdir_in(base).unwrap();
+    // The "store" is outside every guest tmpfs, so the guest sees it through the root share.
+    let store =
+        tempfile::Builder::new().prefix("kdf-test-store-").tempdir_in(workspace().join("target")).unwrap();
+    std::fs::create_dir_all(store.path().join("sw/bin")).unwrap();
+    script(&store.path().join("sw/bin/tsh"), "#!/bin/sh\necho \"tsh $0\"\nexec /bin/sh \"$@\"\n");
+    script(&store.path().join("sw/bin/from-store"), "#!/bin/sh\necho store\n");
+    std::os::unix::fs::symlink(store.path(), run.path().join("current-system")).unwrap();
+    let wrappers = run.path().join("wrappers/bin");
+    std::fs::create_dir_all(&wrappers).unwrap();
+    script(&wrappers.join("wrapped"), "#!/bin/sh\necho wrapper\n");
+
+    let system = run.path().join("current-system/sw/bin");
+    let shell = system.join("tsh");
+    let path = format!("{}:{}:{}", wrappers.display(), system.display(), std::env::var("PATH").unwrap());
+    let cwd = tempfile::tempdir().unwrap();
+    let mut cmd = kdf(cwd.path());
+    cmd.env("PATH", path).arg("run").arg("--shell").arg(&shell).args(["-c", "from-store; wrapped"]);
+    assert_eq!(ok(run_with(cmd, None)), format!("tsh {}\nstore\nwrapper\n", shell.display()));
 }

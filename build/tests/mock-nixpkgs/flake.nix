@@ -13,6 +13,15 @@
       optionals = c: xs: if c then xs else [ ];
       optionalString = c: s: if c then s else "";
       optionalAttrs = c: a: if c then a else { };
+      # lib/kernel.nix
+      kernel = {
+        yes = { tristate = "y"; optional = false; };
+        no = { tristate = "n"; optional = false; };
+        module = { tristate = "m"; optional = false; };
+        unset = { tristate = null; optional = false; };
+        freeform = freeform: { inherit freeform; optional = false; };
+        option = x: x // { optional = true; };
+      };
       assertMsg = pred: msg: pred || builtins.throw msg;
       filter = builtins.filter;
       concatMapStrings = f: l: concatStringsSep "" (map f l);

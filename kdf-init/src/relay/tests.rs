@@ -4,15 +4,15 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use kdf_proto::{Outcome, Plan, ToGuest, ToHost, MAX_DATA};
+use kdf_proto::{Exec, Outcome, ToGuest, ToHost, MAX_DATA};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::unistd::{read, write, Pid};
 
-use super::{until_exit, Relay};
+use super::{until_exit, Relay, Waiter};
 use crate::command::{self, Child};
 use crate::testing::{
-    channel, credit, input_pipe, output, output_pipe, plan, processes, set_nonblocking, Host,
+    channel, credit, exec, input_pipe, output, output_pipe, processes, set_nonblocking, Host,
 };
 
 fn child() -> Child {
@@ -175,20 +175,20 @@ fn the_drain_after_exit_is_bounded_when_a_background_writer_keeps_writing() {
     assert!(output(&frames, false).len() <= 64 * MAX_DATA);
 }
 
-/// Runs `plan` through the whole relay loop (polling for the exit, as init
+/// Runs `exec` through the whole relay loop (polling for the exit, as init
 /// does without a signalfd), the host side in a thread driven by `host`.
-fn run(plan: &Plan, host: impl FnOnce(Host) -> Vec<ToHost> + Send + 'static) -> (Outcome, Vec<ToHost>) {
+fn run(exec: &Exec, host: impl FnOnce(Host) -> Vec<ToHost> + Send + 'static) -> (Outcome, Vec<ToHost>) {
     let _lock = processes();
     let (mut port, host_end) = channel();
     let host = std::thread::spawn(move || host(host_end));
-    let child = command::spawn(plan).expect("spawn");
-    let outcome = until_exit(&mut port, child, None);
+    let child = command::spawn(exec).expect("spawn");
+    let outcome = until_exit(&mut port, child, &Waiter::Sigchld(None));
     drop(port);
     (outcome, host.join().unwrap())
 }
 
-fn sh(script: &str) -> Plan {
-    plan(&["/bin/sh", "-c", script])
+fn sh(script: &str) -> Exec {
+    exec(&["/bin/sh", "-c", script])
 }
 
 #[test]
@@ -201,9 +201,9 @@ fn the_commands_output_and_exit_status_reach_the_host() {
 
 #[test]
 fn stdin_reaches_the_command_and_its_end_lets_the_command_finish() {
-    let mut plan = sh("exec cat");
-    plan.stdin = true;
-    let (outcome, got) = run(&plan, |mut h| {
+    let mut exec = sh("exec cat");
+    exec.stdin = true;
+    let (outcome, got) = run(&exec, |mut h| {
         h.send(&ToGuest::Stdin(b"hello ".to_vec()));
         h.send(&ToGuest::Stdin(b"world".to_vec()));
         h.send(&ToGuest::StdinEof);
@@ -212,6 +212,28 @@ fn stdin_reaches_the_command_and_its_end_lets_the_command_finish() {
     assert_eq!(outcome, Outcome::Exited(0));
     assert_eq!(output(&got, false), b"hello world");
     assert_eq!(credit(&got), 11);
+}
+
+#[test]
+fn stdin_the_port_read_before_the_command_started_is_not_left_waiting() {
+    let _lock = processes();
+    let (mut port, mut host) = channel();
+    // One read takes the request and the stdin after it (kdf attach sends both at once).
+    host.send(&ToGuest::Stdin(b"early".to_vec()));
+    host.send(&ToGuest::StdinEof);
+    port.fill();
+    let mut exec = sh("exec cat");
+    exec.stdin = true;
+    let child = command::spawn(&exec).expect("spawn");
+    let pid = child.pid;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(until_exit(&mut port, child, &Waiter::Sigchld(None))));
+    let outcome = rx.recv_timeout(Duration::from_secs(20));
+    if outcome.is_err() {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+    }
+    assert_eq!(outcome, Ok(Outcome::Exited(0)), "cat never saw its stdin end");
+    assert_eq!(output(&host.received(), false), b"early");
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! The command line, declared with clap: `--opt=value`, optional values,
 //! status 2 on usage errors, shell completions. `kdf kernel`'s arguments
-//! are in [`kernel`].
+//! are in [`kernel`], `kdf gdb`'s in [`gdb`], value parsers in `values`.
 
+pub mod gdb;
 pub mod kernel;
+mod values;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use crate::kernel as kernel_source;
 use crate::shares::{parse_virtiofs, ShareSpec};
 use crate::status;
 use crate::vm::numa;
+use values::{parse_memory, parse_secs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +42,14 @@ pub enum Command {
     /// Configure and build minimal debug kernels from a source tree
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// Attach gdb to the VM started with `kdf run -d` from this directory:
+    /// vmlinux, sources, the kernel's gdb scripts, module symbols
+    Gdb(gdb::GdbArgs),
+    /// Run a second command, or a shell, in the VM of a running `kdf run`
+    #[command(after_help = ATTACH_HELP)]
+    Attach(AttachArgs),
+    /// Send a SysRq key to the VM of a running `kdf run` and print what it logged
+    Sysrq(SysrqArgs),
     /// List this user's running VMs (what `kdf gdb` and `kdf attach` find)
     Ps,
     /// Write the memory of the VM started from this directory to FILE
@@ -54,6 +65,13 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 }
+
+const ATTACH_HELP: &str = "\
+The VM is the one `kdf run` started from this directory (or --pid). One
+attach session at a time; ending it (exit, Enter ~ ., a signal) never ends
+the VM. Exit status: the command's own, 125 when kdf or the VM failed (the
+run ended first, the directory is missing in the guest), 126/127 as for
+`kdf run`.";
 
 #[derive(Debug, Subcommand)]
 pub enum BuildCommand {
@@ -95,10 +113,30 @@ pub enum TtyMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MachineArg {
-    /// PCI machine; reliable everywhere
+    /// microvm where the kernel can find its devices there, else q35
+    Auto,
+    /// PCI machine with firmware: boots any x86 kernel, takes --qemu-arg devices
     Q35,
-    /// No PCI or firmware: faster, but its TSC calibration can fail on a loaded host (TCG)
+    /// No PCI or firmware, virtio-mmio devices: the fastest boot
     Microvm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RootModeArg {
+    /// Read-only; DIR is never written
+    Ro,
+    /// Writable in the guest through a tmpfs overlay; DIR never changes
+    Overlay,
+    /// Writes go to DIR
+    Rw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// Only the loopback
+    None,
+    /// A virtio-net device on QEMU's user-mode network: the guest reaches what the host reaches
+    User,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,6 +159,11 @@ pub struct KernelArgs {
     /// kdf-init binary (default: next to kdf)
     #[arg(long, value_name = "FILE", env = "KDF_INIT")]
     pub init: Option<PathBuf>,
+    /// The kernel's modules: a lib/modules directory holding its release, or the
+    /// release's own directory [default: next to the image (an unpacked package),
+    /// else /lib/modules/RELEASE, else in --root]
+    #[arg(long, value_name = "DIR")]
+    pub modules_dir: Option<PathBuf>,
 }
 
 impl KernelArgs {
@@ -172,6 +215,21 @@ pub struct RunArgs {
     /// Share files over 9p instead of virtiofs
     #[arg(long = "9p")]
     pub nine_p: bool,
+    /// Boot with DIR as the guest's / instead of the host's (another distribution,
+    /// a minimal root); the working directory and other shares still appear
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// How the guest may change --root's DIR [default: ro]
+    #[arg(long, value_enum, value_name = "MODE", requires = "root")]
+    pub root_mode: Option<RootModeArg>,
+
+    /// The guest's network
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = NetworkArg::None)]
+    pub network: NetworkArg,
+    /// Forward 127.0.0.1:HOSTPORT on the host to the guest's GUESTPORT (TCP;
+    /// repeatable; needs --network user)
+    #[arg(long = "forward", value_name = "HOSTPORT:GUESTPORT", value_parser = crate::vm::network::parse_forward)]
+    pub forwards: Vec<crate::vm::network::Forward>,
 
     /// Load a module before the command: 'FILE.ko [PARAM=VALUE ...]' (repeatable,
     /// loaded in order; dependencies from the kernel's modules)
@@ -220,43 +278,29 @@ pub struct RunArgs {
     #[arg(long, value_name = "SOCKET")]
     pub qmp: Option<PathBuf>,
     /// QEMU machine type
-    #[arg(long, value_enum, default_value_t = MachineArg::Q35)]
+    #[arg(long, value_enum, default_value_t = MachineArg::Auto)]
     pub machine: MachineArg,
     /// Force an accelerator (default: KVM where it really boots Linux, else TCG)
     #[arg(long, value_enum)]
     pub accel: Option<AccelArg>,
-    /// Start a GDB stub on 127.0.0.1:PORT
-    #[arg(short = 'd', long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
-    pub debug: Option<u16>,
+    /// Start a GDB stub on 127.0.0.1 (a free port, printed, unless PORT is
+    /// given) for `kdf gdb`; also boots with nokaslr and no boot timeout
+    #[arg(short = 'd', long, value_name = "PORT", num_args = 0..=1, require_equals = true)]
+    pub debug: Option<Option<u16>>,
+    /// Stop the CPU at its first instruction until a debugger continues (implies -d)
+    #[arg(long)]
+    pub debug_wait: bool,
     /// Print the QEMU and virtiofsd command lines instead of running them
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Set an environment variable for the command (repeatable)
-    #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = crate::plan::parse_env)]
-    pub env: Vec<(OsString, OsString)>,
-    /// Run as the invoking user instead of root
-    #[arg(long)]
-    pub user: bool,
-    /// Start the command in DIR instead of the working directory
-    #[arg(long, value_name = "DIR")]
-    pub chdir: Option<PathBuf>,
-    /// Do not forward stdin (the command reads /dev/null)
-    #[arg(short = 'n', long = "no-stdin")]
-    pub no_stdin: bool,
-    /// Shell for the interactive session and -c (default: your login shell, else /bin/sh)
-    #[arg(short = 's', long, value_name = "PATH")]
-    pub shell: Option<PathBuf>,
-    /// Run SCRIPT with the shell (`$SHELL -c SCRIPT`)
-    #[arg(short = 'c', long = "script", value_name = "SCRIPT", conflicts_with = "command")]
-    pub script: Option<OsString>,
-    /// Give the command a pseudo-terminal
-    #[arg(long, value_enum, default_value_t = TtyMode::Auto)]
-    pub tty: TtyMode,
+    #[command(flatten)]
+    pub command: CommandArgs,
     /// Stop the command after SECS (status 124)
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<Duration>,
-    /// Give up when the guest has not booted after SECS (default: 60 under TCG, 20 under KVM)
+    /// Give up when the guest has not booted after SECS (default: 60 under TCG,
+    /// 20 under KVM, none with -d)
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub boot_timeout: Option<Duration>,
 
@@ -278,27 +322,45 @@ pub struct RunArgs {
     /// Print where the time went
     #[arg(long)]
     pub timings: bool,
+}
+
+/// The command and how it runs in the guest: `run`'s and `attach`'s.
+#[derive(Debug, Clone, Args)]
+pub struct CommandArgs {
+    /// Set an environment variable for the command (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(OsString, OsString)>,
+    /// Run as the invoking user instead of root
+    #[arg(long)]
+    pub user: bool,
+    /// Start the command in DIR instead of the working directory
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Do not forward stdin (the command reads /dev/null)
+    #[arg(short = 'n', long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Shell for the interactive session and -c (default: your login shell, else /bin/sh)
+    #[arg(short = 's', long, value_name = "PATH")]
+    pub shell: Option<PathBuf>,
+    /// Run SCRIPT with the shell (`$SHELL -c SCRIPT`)
+    #[arg(short = 'c', long = "script", value_name = "SCRIPT", conflicts_with = "argv")]
+    pub script: Option<OsString>,
+    /// Give the command a pseudo-terminal
+    #[arg(long, value_enum, default_value_t = TtyMode::Auto)]
+    pub tty: TtyMode,
 
     /// The command and its arguments, after `--`
     #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<OsString>,
+    pub argv: Vec<OsString>,
 }
 
-/// `512`, `512M`, `1G`, `1048576K` -> MiB.
-pub fn parse_memory(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult_kib) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 1),
-        Some((i, 'M' | 'm')) => (&s[..i], 1024),
-        Some((i, 'G' | 'g')) => (&s[..i], 1024 * 1024),
-        _ => (s, 1024),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 512M, 2G)"))?;
-    let mib = n.saturating_mul(mult_kib) / 1024;
-    if !(64..=1024 * 1024).contains(&mib) {
-        return Err(format!("{s} is out of range (64M to 1024G)"));
-    }
-    Ok(mib)
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The kdf run to attach to (see `kdf ps`) [default: the one started here]
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    #[command(flatten)]
+    pub command: CommandArgs,
 }
 
 /// `--numa MEM[,cpus=A-B]`, MEM as for `-m`.
@@ -306,13 +368,31 @@ fn parse_numa_node(s: &str) -> Result<numa::Node, String> {
     numa::parse_node(s, parse_memory)
 }
 
-/// Seconds, fractions allowed: `30`, `1.5`.
-pub fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(secs > 0.0 && secs < 1e9) {
-        return Err(format!("{s} must be a positive number of seconds"));
+#[derive(Debug, Args)]
+pub struct SysrqArgs {
+    /// The kdf run whose VM gets the key (see `kdf ps`) [default: the one started here]
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// The SysRq key, e.g. `w` (blocked tasks), `t` (all tasks), `m` (memory),
+    /// `l` (backtraces), `c` (crash)
+    #[arg(value_name = "KEY", value_parser = parse_sysrq_key)]
+    pub key: u8,
+}
+
+/// `K=V` from `-e`: the first `=` splits, so values may contain `=`.
+pub fn parse_env(s: &str) -> Result<(OsString, OsString), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+        _ => Err(format!("expected K=V, got {s:?}")),
     }
-    Ok(Duration::from_secs_f64(secs))
+}
+
+/// One printable ASCII character, as `/proc/sysrq-trigger` takes it.
+pub fn parse_sysrq_key(s: &str) -> Result<u8, String> {
+    match s.as_bytes() {
+        [key] if key.is_ascii_graphic() => Ok(*key),
+        _ => Err(format!("{s:?} is not a SysRq key: give one character, e.g. w, t or m")),
+    }
 }
 
 #[cfg(test)]
@@ -323,25 +403,6 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn memory_sizes() {
-        assert_eq!(parse_memory("512"), Ok(512));
-        assert_eq!(parse_memory("512M"), Ok(512));
-        assert_eq!(parse_memory("2G"), Ok(2048));
-        assert_eq!(parse_memory("1048576K"), Ok(1024));
-        assert!(parse_memory("lots").is_err());
-        assert!(parse_memory("1K").is_err());
-        assert!(parse_memory("-5").is_err());
-    }
-
-    #[test]
-    fn seconds() {
-        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_secs("0").is_err());
-        assert!(parse_secs("-1").is_err());
-        assert!(parse_secs("soon").is_err());
     }
 
     fn run(args: &[&str]) -> RunArgs {
@@ -355,8 +416,12 @@ mod tests {
     fn optional_values_and_equals_forms() {
         assert_eq!(run(&["-r"]).kernel.release.as_deref(), Some(""));
         assert_eq!(run(&["--release=6.1"]).kernel.release.as_deref(), Some("6.1"));
-        assert_eq!(run(&["-d"]).debug, Some(1234));
-        assert_eq!(run(&["--debug=4321"]).debug, Some(4321));
+        assert_eq!(run(&["-d"]).debug, Some(None));
+        assert_eq!(run(&["--debug=4321"]).debug, Some(Some(4321)));
+        assert_eq!(run(&["-d=4321"]).debug, Some(Some(4321)));
+        assert_eq!(run(&[]).debug, None);
+        // A bare -d never swallows the next word.
+        assert_eq!(run(&["-d", "--", "true"]).command.argv, ["true"]);
         assert_eq!(run(&["--memory=2G"]).memory, 2048);
         let r = run(&[
             "--disk",
@@ -373,9 +438,68 @@ mod tests {
     }
 
     #[test]
+    fn gdb_takes_its_own_arguments_and_passes_the_rest_to_gdb() {
+        let cli = Cli::try_parse_from([
+            "kdf",
+            "gdb",
+            "--module-dir",
+            "m",
+            "--port",
+            "4",
+            "--",
+            "-batch",
+            "-ex",
+            "bt",
+        ]);
+        let Command::Gdb(g) = cli.unwrap().command else { panic!("not gdb") };
+        let o = g.options();
+        assert_eq!((o.port, o.module_dirs.len(), o.wait), (Some(4), 1, Duration::from_secs(30)));
+        assert_eq!(o.gdb_args, ["-batch", "-ex", "bt"]);
+    }
+
+    #[test]
     fn the_command_after_dashes_is_taken_whole() {
         let r = run(&["--", "sh", "-c", "echo a; exit 3", "", "--rw"]);
-        assert_eq!(r.command, ["sh", "-c", "echo a; exit 3", "", "--rw"]);
+        assert_eq!(r.command.argv, ["sh", "-c", "echo a; exit 3", "", "--rw"]);
+    }
+
+    #[test]
+    fn attach_takes_the_run_command_options_and_a_pid() {
+        let parsed = Cli::try_parse_from([
+            "kdf", "attach", "--pid", "42", "-e", "A=b=c", "--tty", "never", "--", "ls",
+        ]);
+        let Command::Attach(a) = parsed.unwrap().command else { panic!("not attach") };
+        assert_eq!(a.pid, Some(42));
+        assert_eq!(a.command.env, [("A".into(), "b=c".into())]);
+        assert_eq!(a.command.tty, TtyMode::Never);
+        assert_eq!(a.command.argv, ["ls"]);
+        let Command::Attach(a) = Cli::try_parse_from(["kdf", "attach"]).unwrap().command else { panic!() };
+        assert!(a.pid.is_none() && a.command.argv.is_empty(), "a shell in the VM of this directory");
+    }
+
+    #[test]
+    fn a_sysrq_key_is_one_printable_character() {
+        assert_eq!(parse_sysrq_key("w"), Ok(b'w'));
+        assert_eq!(parse_sysrq_key("9"), Ok(b'9'));
+        assert!(parse_sysrq_key("").is_err());
+        assert!(parse_sysrq_key("wt").is_err());
+        assert!(parse_sysrq_key(" ").is_err());
+        assert!(parse_sysrq_key("\u{e9}").is_err());
+        let err = Cli::try_parse_from(["kdf", "sysrq", "ww"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let Command::Sysrq(s) = Cli::try_parse_from(["kdf", "sysrq", "--pid", "7", "t"]).unwrap().command
+        else {
+            panic!("not sysrq")
+        };
+        assert_eq!((s.pid, s.key), (Some(7), b't'));
+    }
+
+    #[test]
+    fn env_values_split_at_the_first_equals() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env("A=").unwrap(), ("A".into(), "".into()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("noequals").is_err());
     }
 
     #[test]
@@ -392,6 +516,10 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let err = Cli::try_parse_from(["kdf", "run", "--numa", "1G,cpus=x"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from(["kdf", "run", "--root-mode", "rw"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "--root-mode needs --root");
+        let err = Cli::try_parse_from(["kdf", "run", "--forward", "80"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]
@@ -404,5 +532,17 @@ mod tests {
             (q.command.as_deref(), q.arguments.as_deref()),
             (Some("human-monitor-command"), Some("{}"))
         );
+    }
+
+    #[test]
+    fn root_and_network_flags() {
+        let r =
+            run(&["--root", "/srv/r", "--root-mode=overlay", "--network", "user", "--forward", "8080:80"]);
+        assert_eq!(r.root.as_deref(), Some(std::path::Path::new("/srv/r")));
+        assert_eq!(r.root_mode, Some(RootModeArg::Overlay));
+        assert_eq!((r.network, r.forwards.len()), (NetworkArg::User, 1));
+        let plain = run(&["--modules-dir", "/x/lib/modules"]);
+        assert_eq!((plain.network, plain.root_mode), (NetworkArg::None, None));
+        assert_eq!(plain.kernel.modules_dir.as_deref(), Some(std::path::Path::new("/x/lib/modules")));
     }
 }

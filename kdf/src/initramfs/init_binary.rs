@@ -29,9 +29,12 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
         return Ok(p.to_path_buf());
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    candidates(&exe)
-        .into_iter()
-        .find(|p| p.is_file())
+    let found: Vec<PathBuf> = candidates(&exe).into_iter().filter(|p| p.is_file()).collect();
+    // `cargo build --workspace` leaves a dynamic host build next to kdf: take
+    // the first that can be /init, else the first found (`read` says why not).
+    let fit = found.iter().find(|p| std::fs::read(p).is_ok_and(|b| unfit(&b).is_none()));
+    fit.or(found.first())
+        .cloned()
         .ok_or_else(|| hinted("cannot find kdf-init (the guest's /init)", BUILD_HINT))
 }
 

@@ -1,11 +1,12 @@
 //! A kernel ready to boot ([`Kernel`]), and reading one from a kernel file:
-//! its release (from the image) finds its modules and config where they are
-//! installed on the host.
+//! its release (from the image) finds its modules and config next to it, on
+//! the host or in `--root` ([`super::places`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::places::{self, Places};
 use super::{boot, image};
 use crate::errors::hinted;
 use crate::kconfig::config::KernelConfig;
@@ -52,8 +53,9 @@ pub fn read_image(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// A kernel given as a file: its release (from the image) finds its modules
-/// and config when they are installed on the host.
-pub fn from_file(path: &Path) -> Result<Kernel> {
+/// and config next to it (an unpacked package), installed on the host, or in
+/// `places.root`.
+pub fn from_file(path: &Path, places: &Places) -> Result<Kernel> {
     let bytes = read_image(path)?;
     let kind = image::kind(&bytes).ok_or_else(|| {
         hinted(
@@ -67,13 +69,25 @@ pub fn from_file(path: &Path) -> Result<Kernel> {
     };
     let boot = boot::bootable(path, &bytes, kind)?;
     let (boot_dir, modules_root) = host_dirs();
-    let installed = release.as_deref().map(|r| modules_root.join(r));
-    let modules_dir = installed.filter(|d| d.join("modules.dep").exists());
-    let config = match &release {
-        Some(r) => read_config(&boot_dir.join(format!("config-{r}")))?,
-        None => None,
-    };
-    Ok(Kernel { image: path.to_path_buf(), boot, release, modules_dir, guest_modules: None, config })
+    let root = places.root.as_deref();
+    let modules = release
+        .as_deref()
+        .and_then(|r| places::find_modules(places::module_candidates(path, r, &modules_root, root)));
+    let mut config = None;
+    for candidate in release.iter().flat_map(|r| places::config_candidates(path, r, &boot_dir, root)) {
+        config = read_config(&candidate)?;
+        if config.is_some() {
+            break;
+        }
+    }
+    Ok(Kernel {
+        image: path.to_path_buf(),
+        boot,
+        release,
+        modules_dir: modules.as_ref().map(|m| m.dir.clone()),
+        guest_modules: modules.and_then(|m| m.lib_modules),
+        config,
+    })
 }
 
 /// A `.config` if the file exists.
@@ -96,7 +110,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("notes.txt");
         std::fs::write(&p, "hello").unwrap();
-        let err = from_file(&p).unwrap_err();
+        let err = from_file(&p, &Places::default()).unwrap_err();
         assert!(format!("{err:#}").contains("is not a Linux kernel image"), "{err:#}");
     }
 }

@@ -52,7 +52,7 @@ pub fn resolve(version: Option<&str>) -> Result<Kernel> {
             format!("install the package with {}'s modules (Debian: linux-image-{version})", version),
         ));
     }
-    let mut kernel = from_file(&image)?;
+    let mut kernel = from_file(&image, &Default::default())?;
     kernel.release = Some(version);
     kernel.modules_dir = Some(modules);
     Ok(kernel)

@@ -8,6 +8,8 @@ pub mod file;
 pub mod image;
 pub mod installed;
 pub mod nix_kernel;
+pub mod places;
+pub mod vmlinux;
 
 use std::path::PathBuf;
 
@@ -15,6 +17,7 @@ use anyhow::Result;
 
 use file::from_file;
 pub use file::Kernel;
+pub use places::Places;
 
 /// Where the user said the kernel is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +44,21 @@ impl Source {
     }
 }
 
-pub fn resolve(source: &Source) -> Result<Kernel> {
-    match source {
+/// The kernel `source` names, its modules and config found in `places`;
+/// `--modules-dir` overrides wherever they were found.
+pub fn resolve(source: &Source, places: &Places) -> Result<Kernel> {
+    let mut kernel = match source {
         Source::Path(p) if p.is_dir() => build_dir::resolve(p),
-        Source::Path(p) => from_file(p),
+        Source::Path(p) => from_file(p, places),
         Source::Release(v) => installed::resolve(v.as_deref()),
         Source::Nix(series) => nix_kernel::resolve(series.as_deref()),
+    }?;
+    if let Some(dir) = &places.modules_dir {
+        let modules = places::modules_override(dir, kernel.release.as_deref())?;
+        kernel.modules_dir = Some(modules.dir);
+        kernel.guest_modules = modules.lib_modules;
     }
+    Ok(kernel)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub fn resolve(series: Option<&str>) -> Result<Kernel> {
     let [out, modules] = paths.as_slice() else {
         bail!("nix build printed {} paths for {attr}.kernel and its modules, expected 2", paths.len());
     };
-    let mut kernel = from_file(&out.join("bzImage"))?;
+    let mut kernel = from_file(&out.join("bzImage"), &Default::default())?;
     let lib_modules = modules.join("lib/modules");
     let release = only_entry(&lib_modules)?;
     kernel.modules_dir = Some(lib_modules.join(&release));

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::prepare::BootTimeout;
 use crate::status;
 use crate::vm::qemu::Accel;
 
@@ -42,6 +43,15 @@ pub fn default_boot_timeout(accel: Accel) -> Duration {
     }
 }
 
+/// How long the guest may take to boot under `accel`; `None`: no limit.
+pub fn boot_limit(timeout: BootTimeout, accel: Accel) -> Option<Duration> {
+    match timeout {
+        BootTimeout::Default => Some(default_boot_timeout(accel)),
+        BootTimeout::Given(t) => Some(t),
+        BootTimeout::Off => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +61,14 @@ mod tests {
         let t = Some(Duration::from_millis(1500));
         assert_eq!(Ending::TimedOut.report(t), (124, "the command timed out after 1.5s".into()));
         assert_eq!(Ending::Signalled(15).report(None), (143, "stopped the VM after SIGTERM".into()));
+    }
+
+    #[test]
+    fn a_debugged_run_has_no_boot_timeout_unless_one_is_given() {
+        let two = Duration::from_secs(2);
+        assert_eq!(boot_limit(BootTimeout::of(None, false), Accel::Tcg), Some(Duration::from_secs(60)));
+        assert_eq!(boot_limit(BootTimeout::of(None, true), Accel::Tcg), None);
+        assert_eq!(boot_limit(BootTimeout::of(Some(two), true), Accel::Kvm), Some(two));
+        assert_eq!(boot_limit(BootTimeout::of(Some(two), false), Accel::Tcg), Some(two));
     }
 }

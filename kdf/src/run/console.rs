@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use super::event::Event;
 use super::vmcore::PANIC_END;
+use crate::relay::event::Event;
 use crate::ring::LineRing;
 
 /// Lines shown after a failure.

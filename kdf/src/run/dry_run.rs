@@ -45,9 +45,10 @@ pub fn lines(p: &Prepared, choice: &Choice) -> Vec<String> {
         out.push(line(&virtiofsd::argv(daemon)));
     }
     out.push(format!(
-        "# QEMU (fd {}: console, fd {}: kdf channel, fd {}: the QMP socket kdf qmp connects to{}{})",
+        "# QEMU (fd {}: console, fd {}: kdf channel, fd {}: attach channel, fd {}: the QMP socket kdf qmp connects to{}{})",
         spec::CONSOLE_FD,
         spec::CHANNEL_FD,
+        spec::ATTACH_FD,
         spec::QMP_LISTEN_FD,
         if p.hw.vmcore.is_some() { format!(", fd {}: kdf's own QMP", spec::QMP_FD) } else { String::new() },
         if p.hw.disks.iter().any(|d| d.file.is_none()) {
@@ -56,6 +57,10 @@ pub fn lines(p: &Prepared, choice: &Choice) -> Vec<String> {
             String::new()
         }
     ));
+    if let Some(d) = p.debug {
+        let port = if d.port == 0 { "a free port".to_string() } else { d.port.to_string() };
+        out.push(format!("# gdb stub (fd {}: kdf's socket listening on 127.0.0.1, {port})", spec::GDB_FD));
+    }
     out.push(line(&qemu::argv(&spec::vm(p, p.accel.accel))));
     out
 }

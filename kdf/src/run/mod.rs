@@ -6,21 +6,21 @@
 
 mod attempt;
 mod build_first;
-mod channel;
+mod command;
 mod console;
+mod debug;
 mod dry_run;
-mod event;
+mod files;
 mod hardware;
 mod ktap;
+mod machine;
 mod prepare;
 mod result;
 mod sandbox;
 mod session;
 mod spec;
 mod splat;
-mod stdin;
 mod supervise;
-mod terminal;
 mod timings;
 mod verdict;
 mod vmcore;

@@ -1,39 +1,37 @@
 //! Resolving `kdf run`'s command line into a [`Prepared`] run: the kernel and
-//! the file QEMU boots, the initramfs, the shares, the command's plan and the
-//! accelerator. Everything that probes the host happens here; executing a
-//! prepared run only starts processes.
+//! the file QEMU boots, the initramfs, the files ([`super::files`]), the
+//! network, the command ([`super::command`]), the plan and the accelerator.
+//! Everything that probes the host happens here; executing a prepared run
+//! only starts processes.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use kdf_proto::{ModuleFile, Plan, User, Winsize, PROTOCOL_VERSION};
+use kdf_proto::{Exec, ModuleFile, Plan, PROTOCOL_VERSION};
 
 use super::hardware::{self, Hardware};
 use super::verdict::KunitInterest;
-use super::{sandbox, terminal};
+use super::{command, files, machine, sandbox};
 use crate::accel::{self, Decision};
-use crate::cli::{AccelArg, MachineArg, RunArgs, TtyMode};
-use crate::errors::{hinted, usage};
+use crate::cli::{AccelArg, NetworkArg, RunArgs};
+use crate::errors::{hinted, usage, usage_hinted};
 use crate::initramfs;
 use crate::kernel::choice::Choice;
-use crate::kernel::{self, Kernel};
+use crate::kernel::{self, Kernel, Places};
 use crate::module;
 use crate::plan;
+use crate::shares::view::View;
 use crate::shares::{self, ShareSpec};
 use crate::tools;
 use crate::ui::say;
+use crate::vm::network::{self, UserNet};
 use crate::vm::qemu::{Accel, Machine};
 use crate::vm::requirements::{self, Miss, Vm};
-use crate::vm::virtiofsd::{CacheMode, Sandbox};
+use crate::vm::virtiofsd::Sandbox;
 use crate::vm::Transport;
-
-/// The most shares a run can have (QEMU's descriptors for them stay below
-/// [`crate::child::FIRST_SPARE_FD`]).
-pub const MAX_SHARES: usize = 64;
 
 /// A run with everything resolved.
 #[derive(Debug)]
@@ -45,6 +43,8 @@ pub struct Prepared {
     pub transport: Transport,
     pub virtiofsd: Option<PathBuf>,
     pub shares: Vec<ShareSpec>,
+    /// `--network user`: QEMU's user network and its forwards.
+    pub network: Option<UserNet>,
     pub plan: Plan,
     /// argv[0], for messages.
     pub program: String,
@@ -52,19 +52,25 @@ pub struct Prepared {
     pub cmdline: Vec<String>,
     /// Modules kdf-init loads before it reaches the host (`kdf.preload`).
     pub preload: Vec<String>,
-    pub debug: bool,
+    /// `-d`: the gdb stub.
+    pub debug: Option<Debug>,
+    /// The kernel's unstripped vmlinux, for `kdf gdb` (with `-d`).
+    pub vmlinux: Option<PathBuf>,
+    /// The `--module` files: (module name, host file), for `kdf gdb`.
+    pub module_files: Vec<(String, PathBuf)>,
     pub machine: Machine,
     /// `-bios` on q35.
     pub firmware: Option<PathBuf>,
     pub cpus: u32,
     pub memory_mib: u64,
-    pub gdb_port: Option<u16>,
     /// `--disk`, `--numa`, `--vmcore`, `--qmp`.
     pub hw: Hardware,
     pub qemu_extra: Vec<OsString>,
     pub tty: bool,
     pub timeout: Option<Duration>,
-    pub boot_timeout: Option<Duration>,
+    /// `--boot-timeout`, else the accelerator's default; none with `-d`
+    /// unless given (a person at a debugger takes their time).
+    pub boot_timeout: BootTimeout,
     pub console_log: Option<PathBuf>,
     /// `--result`: where the JSON outcome goes.
     pub result: Option<PathBuf>,
@@ -79,40 +85,91 @@ pub struct Prepared {
     /// The descriptor limit passed on to virtiofsd.
     pub nofile: u64,
     pub sandbox: Sandbox,
+    /// The host's TSC rate, given to TCG guests (`tsc.rs`).
+    pub tsc_khz: Option<u32>,
+}
+
+/// `-d[=PORT]` and `--debug-wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Debug {
+    /// The port kdf listens on; 0: a free one.
+    pub port: u16,
+    /// Stop the CPU at its first instruction (`--debug-wait`).
+    pub wait: bool,
+}
+
+/// How long the guest may take to boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootTimeout {
+    /// The accelerator's default.
+    Default,
+    Given(Duration),
+    Off,
+}
+
+impl BootTimeout {
+    pub fn of(given: Option<Duration>, debug: bool) -> BootTimeout {
+        match (given, debug) {
+            (Some(t), _) => BootTimeout::Given(t),
+            (None, true) => BootTimeout::Off,
+            (None, false) => BootTimeout::Default,
+        }
+    }
 }
 
 pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
-    let kernel = kernel::resolve(&choice.source).map_err(|e| match &choice.hint {
+    let root = files::root(args)?;
+    let places =
+        Places { modules_dir: args.kernel.modules_dir.clone(), root: root.as_ref().map(|r| r.dir.clone()) };
+    let kernel = kernel::resolve(&choice.source, &places).map_err(|e| match &choice.hint {
         // No installed kernel either: the tree's own build is the way out.
         Some(_) => hinted(format!("{e:#}"), "build the kernel tree you are in and boot it: kdf run --build"),
         None => e,
     })?;
     let qemu = tools::qemu()?;
     let (transport, virtiofsd) = transport(args, &kernel);
-    let machine = machine(args.machine, &kernel);
-    let cwd = working_dir()?;
+    let machine = machine::choose(args.machine, kernel.config.as_ref(), !args.qemu_args.is_empty());
+    let cwd = files::working_dir()?;
     let modules = module::prepare(&args.modules, kernel.release.as_deref())?;
-    let shares = share_list(args, &kernel, &cwd, modules.as_ref().map(|(dir, _)| dir.as_path()))?;
-    let hw = hardware::resolve(args, &kernel, &cwd)?;
-    let vm = Vm {
-        disks: !hw.disks.is_empty(),
-        numa: !hw.numa.nodes.is_empty(),
-        ..Vm::plain(machine, transport, shares.iter().any(|s| s.overlay))
-    };
-    check_kernel(&kernel, &vm)?;
-    let workdir = match &args.chdir {
-        Some(dir) => cwd.join(dir),
-        None => cwd.clone(),
-    };
+    let network = network(args)?;
     let nix_bins: Vec<PathBuf> = if args.nix.is_empty() {
         Vec::new()
     } else {
         let installables: Vec<String> = args.nix.iter().map(|p| format!("nixpkgs#{p}")).collect();
         crate::nix::build(&installables)?.into_iter().map(|p| p.join("bin")).collect()
     };
-    let argv = plan::argv(&args.command, args.script.as_deref(), &shell(args));
-    let program = String::from_utf8_lossy(&argv[0]).into_owned();
-    let tty = tty_size(args);
+    let binds: &[&str] = if network.is_some() { &[kdf_proto::RESOLV_CONF] } else { &[] };
+    let staged = modules.as_ref().map(|(dir, _)| dir.as_path());
+    // The host's PATH and shell directories a guest tmpfs would hide (NixOS's
+    // /run/current-system); a --root brings its own.
+    let command_dirs = match &root {
+        None => command::host_dirs(&args.command, &nix_bins),
+        Some(_) => Vec::new(),
+    };
+    let shares = files::share_list(args, &kernel, &cwd, staged, root.as_ref(), binds, &command_dirs)?;
+    let hw = hardware::resolve(args, &kernel, &cwd)?;
+    let vm = Vm {
+        network: network.is_some(),
+        disks: !hw.disks.is_empty(),
+        numa: !hw.numa.nodes.is_empty(),
+        ..Vm::plain(machine, transport, shares.iter().any(|s| s.overlay))
+    };
+    check_kernel(&kernel, &vm)?;
+    let workdir = match &args.command.chdir {
+        Some(dir) => cwd.join(dir),
+        None => cwd.clone(),
+    };
+    let foreign = root.as_ref().map(|r| r.dir.as_path());
+    let command = command::prepare(&args.command, &View::new(&shares), foreign, &workdir, &nix_bins)?;
+    let exec = Exec {
+        argv: command.argv,
+        env: command.env,
+        cwd: workdir.as_os_str().as_bytes().to_vec(),
+        user: plan::user(args.command.user),
+        tty: plan::tty_size(args.command.tty),
+        stdin: !args.command.no_stdin,
+    };
+    let tty = exec.tty.is_some();
     let accel = accel::decide(args.accel.map(|a| match a {
         AccelArg::Kvm => Accel::Kvm,
         AccelArg::Tcg => Accel::Tcg,
@@ -124,10 +181,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     };
     let plan = Plan {
         version: PROTOCOL_VERSION,
-        argv,
-        env: plan::environment(|k| std::env::var_os(k), &nix_bins, &args.env),
-        cwd: workdir.as_os_str().as_bytes().to_vec(),
-        user: user(args),
+        command: exec,
         shares: shares::to_proto(&shares, transport),
         modules: requirements::plan_modules(&vm)
             .into_iter()
@@ -135,8 +189,6 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
             .collect(),
         hostname: "kdf".into(),
         clock_ns: 0,
-        tty,
-        stdin: !args.no_stdin,
         user_modules: modules
             .iter()
             .flat_map(|(_, m)| m)
@@ -148,7 +200,17 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
             .collect(),
         unload: !args.no_unload,
         kmsg: true,
+        network: network.as_ref().map(|_| network::guest_config()),
     };
+    let debug = match (args.debug, args.debug_wait) {
+        (None, false) => None,
+        (port, wait) => Some(Debug { port: port.flatten().unwrap_or(0), wait }),
+    };
+    let module_files = modules
+        .iter()
+        .flat_map(|(_, m)| m)
+        .map(|m| (m.name.clone(), m.source.canonicalize().unwrap_or_else(|_| cwd.join(&m.source))))
+        .collect();
     let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(_, hard)| hard.min(1 << 20))
         .unwrap_or(1024);
@@ -156,7 +218,9 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         cmdline: [hardware::kernel_args(&hw, &kernel), kernel_args(args, &kernel)].concat(),
         hw,
         preload: requirements::boot_modules(&vm),
-        debug: args.debug.is_some(),
+        debug,
+        vmlinux: debug.and_then(|_| kernel::vmlinux::find(&kernel.image, kernel.release.as_deref())),
+        module_files,
         firmware: firmware(&kernel),
         kernel,
         qemu,
@@ -165,16 +229,16 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         transport,
         virtiofsd,
         shares,
+        network,
         plan,
-        program,
+        program: command.program,
         machine,
         cpus: args.cpus,
         memory_mib: args.memory,
-        gdb_port: args.debug,
         qemu_extra: args.qemu_args.clone(),
-        tty: tty.is_some(),
+        tty,
         timeout: args.timeout,
-        boot_timeout: args.boot_timeout,
+        boot_timeout: BootTimeout::of(args.boot_timeout, debug.is_some()),
         console_log: args.console_log.clone(),
         result: args.result.clone(),
         ktap: args.ktap.clone(),
@@ -183,6 +247,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         timings: args.timings,
         nofile,
         sandbox: sandbox::choose(args.verbose),
+        tsc_khz: crate::tsc::host_khz(),
         allow_splats: args
             .allow_splats
             .iter()
@@ -214,20 +279,6 @@ fn transport(args: &RunArgs, kernel: &Kernel) -> (Transport, Option<PathBuf>) {
     }
 }
 
-/// q35 unless `--machine microvm` (no PCI, no firmware: ~0.2 s faster under
-/// TCG). microvm is opt-in: without an HPET or ACPI PM timer the kernel
-/// calibrates its TSC against the PIT alone, and on a loaded host that failed
-/// and the guest hung in 4 of 4 parallel boots (Debian 6.1, TCG). Its devices
-/// are found through ACPI when the kernel has it, else through the
-/// `virtio_mmio.device=` arguments QEMU adds (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
-fn machine(choice: MachineArg, kernel: &Kernel) -> Machine {
-    let acpi = kernel.config.as_ref().is_some_and(|c| c.builtin("CONFIG_ACPI"));
-    match choice {
-        MachineArg::Q35 => Machine::Q35,
-        MachineArg::Microvm => Machine::Microvm { acpi },
-    }
-}
-
 /// The options this run needs (the requirement table), named before anything starts.
 fn check_kernel(kernel: &Kernel, vm: &Vm) -> Result<()> {
     let Some(config) = &kernel.config else { return Ok(()) };
@@ -247,7 +298,9 @@ fn check_kernel(kernel: &Kernel, vm: &Vm) -> Result<()> {
         )),
         Err(Miss::NoModules(r)) => Err(hinted(
             format!("the kernel has {}=m but kdf cannot find its modules", r.option),
-            "install its modules under /lib/modules/<release>, or pass its build directory with --kernel",
+            "install its modules under /lib/modules/<release>, unpack them next to the image \
+             (<image dir>/../lib/modules/<release>, indexed with `depmod -b <that root> <release>`), \
+             pass them with --modules-dir, or pass the kernel's build directory with --kernel",
         )),
     }
 }
@@ -276,78 +329,18 @@ fn firmware(kernel: &Kernel) -> Option<PathBuf> {
     (acpi && qboot.is_file()).then_some(qboot)
 }
 
-/// The working directory, refused where it cannot be shared.
-fn working_dir() -> Result<PathBuf> {
-    let cwd = shares::check_host_dir(&shares::current_dir()?, "the working directory")?;
-    if nix::unistd::access(&cwd, nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK).is_err() {
-        return Err(hinted(
-            format!("cannot share the working directory {}: it is not readable", cwd.display()),
-            "cd to a directory you can read",
-        ));
-    }
-    Ok(cwd)
-}
-
-fn share_list(args: &RunArgs, kernel: &Kernel, cwd: &Path, modules: Option<&Path>) -> Result<Vec<ShareSpec>> {
-    let mut rest = Vec::new();
-    if cwd != Path::new("/") {
-        rest.push(ShareSpec::same_path(cwd.to_path_buf(), false));
-    }
-    if let Some(dir) = modules {
-        rest.push(ShareSpec {
-            guest: module::GUEST_DIR.into(),
-            ..ShareSpec::same_path(dir.to_path_buf(), true)
-        });
-    }
-    if let Some(modules) = &kernel.guest_modules {
-        let target = shares::check_host_dir(Path::new("/lib/modules"), "/lib/modules")?;
-        let host = shares::check_host_dir(modules, "the kernel's modules")?;
-        rest.push(ShareSpec { host, guest: target, readonly: true, overlay: false, cache: CacheMode::Auto });
-    }
-    for (paths, readonly, what) in [(&args.rw, false, "--rw"), (&args.ro, true, "--ro")] {
-        for p in paths {
-            rest.push(ShareSpec::same_path(shares::check_host_dir(p, what)?, readonly));
+/// `--network` and `--forward`, checked.
+fn network(args: &RunArgs) -> Result<Option<UserNet>> {
+    match args.network {
+        NetworkArg::None if !args.forwards.is_empty() => {
+            Err(usage_hinted("--forward needs a network", "add --network user"))
+        }
+        NetworkArg::None => Ok(None),
+        NetworkArg::User => {
+            network::check_forwards(&args.forwards).map_err(|e| usage(format!("--forward: {e}")))?;
+            Ok(Some(UserNet { forwards: args.forwards.clone() }))
         }
     }
-    for v in &args.virtiofs {
-        let host = shares::check_host_dir(&v.host, "--virtiofs")?;
-        let guest = if v.guest == v.host { host.clone() } else { v.guest.clone() };
-        rest.push(ShareSpec { host, guest, ..v.clone() });
-    }
-    if rest.len() >= MAX_SHARES {
-        return Err(usage(format!(
-            "too many shares ({}); kdf shares at most {}",
-            rest.len() + 1,
-            MAX_SHARES
-        )));
-    }
-    let shares = shares::order(ShareSpec::same_path("/".into(), true), rest)?;
-    shares::check_mount_points(&shares)?;
-    Ok(shares)
-}
-
-fn user(args: &RunArgs) -> Option<User> {
-    args.user.then(|| User {
-        uid: nix::unistd::getuid().as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
-        groups: nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect(),
-    })
-}
-
-fn shell(args: &RunArgs) -> PathBuf {
-    args.shell.clone().unwrap_or_else(|| {
-        let uid = if args.user { nix::unistd::getuid().as_raw() } else { 0 };
-        plan::login_shell(uid).filter(|s| s.exists()).unwrap_or_else(|| "/bin/sh".into())
-    })
-}
-
-fn tty_size(args: &RunArgs) -> Option<Winsize> {
-    let tty = match args.tty {
-        TtyMode::Always => true,
-        TtyMode::Never => false,
-        TtyMode::Auto => std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
-    };
-    tty.then(|| terminal::size().unwrap_or(Winsize { rows: 24, cols: 80 }))
 }
 
 fn initramfs_for(args: &RunArgs, kernel: &Kernel) -> Result<PathBuf> {

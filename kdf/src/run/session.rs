@@ -5,6 +5,7 @@
 //! threads, and hand over to [`super::supervise`]'s main loop.
 
 use std::fs::File;
+use std::net::TcpListener;
 use std::os::fd::{AsFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -17,29 +18,34 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::Signals;
 
 use super::attempt::Attempt;
-use super::channel::{self, Credit, Writer};
 use super::console::{self, Tail};
-use super::event::Event;
+use super::debug;
 use super::prepare::Prepared;
 use super::spec;
 use super::supervise::Run;
-use super::terminal::{self, RawMode};
 use super::timings::Timings;
 use crate::accel::{self, Decision};
+use crate::attach::router::Router;
 use crate::child::Guard;
 use crate::disks;
+use crate::relay::channel::{self, Credit, Writer};
+use crate::relay::event::Event;
+use crate::relay::terminal::{self, RawMode};
 use crate::runs::{self, Record};
 use crate::runtime::{self, RuntimeDir};
 use crate::ui::{self, say};
 use crate::vm::qemu::{self, Accel};
 use crate::vm::virtiofsd;
 
-/// What a session holds across attempts: the QMP socket others connect to
-/// and the scratch disks (their contents survive a KVM fallback).
+/// What a session holds across attempts: the QMP socket others connect to,
+/// the scratch disks (their contents survive a KVM fallback), the gdb stub's
+/// listening socket (`-d`) and the attach channel's router.
 struct Held {
     qmp: QmpSocket,
     /// `(descriptor number, file)`: each scratch disk read-write, then read-only.
     scratch: Vec<(RawFd, File)>,
+    gdb: Option<TcpListener>,
+    router: Router,
 }
 
 /// The listening QMP socket; its file goes when the run ends.
@@ -71,8 +77,16 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
         let (rw, ro) = disks::create_scratch(runtime.path(), disk.bytes)?;
         scratch.extend([(number, rw), (number + 1, ro)]);
     }
-    let held = Held { qmp, scratch };
-    runs::publish(&runtime, &record(p, &runtime, &held.qmp.path)?)?;
+    let gdb = p.debug.map(|d| debug::listen(d.port)).transpose()?;
+    let gdb_port = gdb.as_ref().map(debug::port).transpose()?;
+    let attach = runtime.path().join("attach.sock");
+    let router = Router::listen(&attach)?;
+    let held = Held { qmp, scratch, gdb, router };
+    runs::publish(&runtime, &record(p, &runtime, &held, gdb_port, attach)?)?;
+    if let (Some(port), Some(d)) = (gdb_port, p.debug) {
+        // The one line kdf prints without -v: the port is the point of -d.
+        say(&debug::announce(port, d.wait));
+    }
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).context("failed to set up signal handling")?;
     let mut accel = p.accel.clone();
@@ -103,7 +117,13 @@ pub fn execute(p: &Prepared, started: Instant) -> Result<i32> {
 }
 
 /// What `kdf gdb` and friends need to find this run.
-fn record(p: &Prepared, runtime: &RuntimeDir, qmp: &Path) -> Result<Record> {
+fn record(
+    p: &Prepared,
+    runtime: &RuntimeDir,
+    held: &Held,
+    gdb_port: Option<u16>,
+    attach: PathBuf,
+) -> Result<Record> {
     let cwd = crate::shares::current_dir()?;
     Ok(Record {
         pid: std::process::id(),
@@ -111,8 +131,11 @@ fn record(p: &Prepared, runtime: &RuntimeDir, qmp: &Path) -> Result<Record> {
         kernel: p.kernel.image.clone(),
         release: p.kernel.release.clone(),
         dir: runtime.path().to_path_buf(),
-        gdb_port: p.gdb_port,
-        qmp: Some(qmp.to_path_buf()),
+        gdb_port,
+        qmp: Some(held.qmp.path.clone()),
+        vmlinux: p.vmlinux.clone(),
+        modules: p.module_files.clone(),
+        attach: Some(attach),
     })
 }
 
@@ -152,6 +175,7 @@ fn attempt(
     let (daemons, connections) = start_daemons(p, runtime)?;
     let (console_host, console_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let (channel_host, channel_vm) = UnixStream::pair().context("failed to create a socket pair")?;
+    let (attach_host, attach_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let vm = spec::vm(p, decision.accel);
     // kdf's own monitor, for --vmcore.
     let (qmp_host, qmp_vm) = match vm.monitors.private_fd {
@@ -161,13 +185,20 @@ fn attempt(
         }
         None => (None, None),
     };
-    let mut fds = vec![(console_vm.as_fd(), vm.console_fd), (channel_vm.as_fd(), vm.channel_fd)];
-    fds.push((held.qmp.listener.as_fd(), spec::QMP_LISTEN_FD));
+    let mut fds = vec![
+        (console_vm.as_fd(), vm.console_fd),
+        (channel_vm.as_fd(), vm.channel_fd),
+        (attach_vm.as_fd(), vm.attach_fd),
+        (held.qmp.listener.as_fd(), spec::QMP_LISTEN_FD),
+    ];
     if let Some(v) = &qmp_vm {
         fds.push((v.as_fd(), spec::QMP_FD));
     }
     for (i, c) in connections.iter().enumerate() {
         fds.push((c.as_fd(), spec::FIRST_SHARE_FD + i as i32));
+    }
+    if let Some(listener) = &held.gdb {
+        fds.push((listener.as_fd(), spec::GDB_FD));
     }
     for (number, file) in &held.scratch {
         fds.push((file.as_fd(), *number));
@@ -185,7 +216,8 @@ fn attempt(
     let qemu = Guard::spawn("QEMU", cmd, &fds, Some(Box::new(hook)))
         .map_err(|e| e.context(format!("failed to start {}", p.qemu.display())))?;
     drop(fds);
-    drop((console_vm, channel_vm, connections, qmp_vm));
+    drop((console_vm, channel_vm, attach_vm, connections, qmp_vm));
+    held.router.guest(attach_host)?;
     timings.mark("qemu started");
 
     let tail = Tail::default();

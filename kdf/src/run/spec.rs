@@ -5,10 +5,11 @@
 
 use std::os::fd::RawFd;
 
-use super::prepare::{Prepared, MAX_SHARES};
+use super::files::MAX_SHARES;
+use super::prepare::Prepared;
 use crate::disks::MAX_DISKS;
 use crate::vm::disk::{Backing, DiskDevice};
-use crate::vm::qemu::{self, Accel, Machine, Monitors, ShareDevice, VmSpec};
+use crate::vm::qemu::{self, Accel, GdbStub, Machine, Monitors, ShareDevice, VmSpec};
 use crate::vm::virtiofsd::Virtiofsd;
 use crate::vm::Transport;
 
@@ -16,15 +17,19 @@ use crate::vm::Transport;
 pub const CONSOLE_FD: RawFd = 3;
 /// QEMU's end of the kdf channel's socket pair.
 pub const CHANNEL_FD: RawFd = 4;
+/// QEMU's end of the attach channel's socket pair.
+pub const ATTACH_FD: RawFd = 5;
 /// QEMU's end of the socket pair of kdf's own QMP monitor (`--vmcore`).
-pub const QMP_FD: RawFd = 5;
+pub const QMP_FD: RawFd = 6;
 /// The listening socket of the QMP monitor for `kdf qmp`, `kdf dump` and `--qmp`.
-pub const QMP_LISTEN_FD: RawFd = 6;
+pub const QMP_LISTEN_FD: RawFd = 7;
 /// QEMU's end of share `i`'s connection to its virtiofsd is `FIRST_SHARE_FD + i`.
-pub const FIRST_SHARE_FD: RawFd = 7;
+pub const FIRST_SHARE_FD: RawFd = 8;
+/// QEMU's gdb stub's listening socket (`-d`): after the last share's.
+pub const GDB_FD: RawFd = FIRST_SHARE_FD + MAX_SHARES as RawFd;
 /// Disk `i`, when it is a scratch disk, is `FIRST_DISK_FD + 2 * i` (read-write)
 /// and the next number (read-only), in an fd set of the first number.
-pub const FIRST_DISK_FD: RawFd = FIRST_SHARE_FD + MAX_SHARES as RawFd;
+pub const FIRST_DISK_FD: RawFd = GDB_FD + 1;
 const _: () = assert!(FIRST_DISK_FD + 2 * MAX_DISKS as RawFd <= crate::child::FIRST_SPARE_FD);
 /// Where each virtiofsd finds its listening socket.
 pub const VIRTIOFSD_FD: RawFd = 3;
@@ -89,11 +94,13 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         firmware: if p.machine == Machine::Q35 { p.firmware.clone() } else { None },
         kernel: p.kernel.boot.clone(),
         initramfs: p.initramfs.clone(),
-        cmdline: qemu::cmdline(p.verbose, p.debug, accel, &p.preload, &p.cmdline),
+        cmdline: qemu::cmdline(p.verbose, p.debug.is_some(), accel, &p.preload, &with_clock_args(p, accel)),
         console_fd: CONSOLE_FD,
         channel_fd: CHANNEL_FD,
+        attach_fd: ATTACH_FD,
         shares,
-        gdb_port: p.gdb_port,
+        gdb: p.debug.map(|d| GdbStub { fd: GDB_FD, wait: d.wait }),
+        network: p.network.clone(),
         monitors: Monitors {
             private_fd: p.hw.vmcore.as_ref().map(|_| QMP_FD),
             listen_fd: Some(QMP_LISTEN_FD),
@@ -102,4 +109,12 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         numa: p.hw.numa.clone(),
         extra: p.qemu_extra.clone(),
     }
+}
+
+/// kdf's clock arguments for this machine and accelerator, then the user's
+/// `--cmdline` (later arguments win).
+fn with_clock_args(p: &Prepared, accel: Accel) -> Vec<String> {
+    let mut args = qemu::clock_args(accel, p.machine, p.tsc_khz);
+    args.extend(p.cmdline.iter().cloned());
+    args
 }

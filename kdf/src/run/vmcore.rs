@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::hardware::Vmcore;
-use crate::qmp;
+use crate::qmp::{self, Written};
 
 /// What the console shows once a panic is complete: with `panic=0` the
 /// kernel prints this after the backtrace, stops the other CPUs' output and
@@ -18,13 +18,6 @@ pub const PANIC_END: &str = "---[ end Kernel panic - not syncing:";
 /// How long one wait on QEMU may take (the dump of a large guest under TCG
 /// is the long one).
 const QMP_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// A dump that was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    pub format: &'static str,
-    pub bytes: u64,
-}
 
 /// Writes the dump on a thread, then calls `done` there (the main loop
 /// hears it as `Event::Dumped`).

@@ -1,7 +1,8 @@
-//! The VM's processes as pure command lines (QEMU, virtiofsd), and the one
-//! table of what a kdf VM needs from its kernel.
+//! The VM's processes as pure command lines (QEMU, virtiofsd), its user-mode
+//! network, and the one table of what a kdf VM needs from its kernel.
 
 pub mod disk;
+pub mod network;
 pub mod numa;
 pub mod option;
 pub mod qemu;

@@ -6,6 +6,7 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use super::disk::{self, DiskDevice};
+use super::network::{self, UserNet};
 use super::numa::{self, Numa};
 use super::option::escape_os;
 
@@ -57,6 +58,15 @@ pub struct Monitors {
     pub listen_fd: Option<RawFd>,
 }
 
+/// QEMU's gdb stub on a socket kdf listens on (bound to 127.0.0.1 only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GdbStub {
+    /// The listening socket, passed as this descriptor.
+    pub fd: RawFd,
+    /// Stop the CPU before its first instruction until a debugger continues.
+    pub wait: bool,
+}
+
 /// Everything QEMU needs, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
@@ -74,15 +84,19 @@ pub struct VmSpec {
     pub console_fd: RawFd,
     /// One end of a socketpair for kdf's virtio-serial channel.
     pub channel_fd: RawFd,
+    /// One end of a socketpair for the attach channel (`kdf attach`, `kdf sysrq`).
+    pub attach_fd: RawFd,
     pub shares: Vec<ShareDevice>,
-    /// Listen for GDB on 127.0.0.1:port (never on other interfaces).
-    pub gdb_port: Option<u16>,
     /// QMP monitors: kdf's own and the one `kdf qmp`/`kdf dump` connect to.
     pub monitors: Monitors,
     /// `--disk`: virtio-blk devices, in order.
     pub disks: Vec<DiskDevice>,
     /// `--numa`: nodes, each with its own memory backend.
     pub numa: Numa,
+    /// The gdb stub (`-d`).
+    pub gdb: Option<GdbStub>,
+    /// `--network user`: a virtio-net device on QEMU's user-mode network.
+    pub network: Option<UserNet>,
     /// `--qemu-arg` values, appended last.
     pub extra: Vec<OsString>,
 }
@@ -165,14 +179,22 @@ fn console_args(spec: &VmSpec) -> Vec<String> {
     ]
 }
 
+/// Two ports on one virtio-serial device: the run's channel and the attach
+/// channel. A second port is a second pair of queues on the same device (no
+/// device to probe, no module to load). Port 0 is reserved for a console
+/// (QEMU refuses another port there), so the two are ports 1 and 2.
 fn channel_args(spec: &VmSpec) -> Vec<String> {
     vec![
         "-device".into(),
-        format!("{},id=vser,max_ports=2", spec.machine.device("virtio-serial")),
+        format!("{},id=vser,max_ports=3", spec.machine.device("virtio-serial")),
         "-chardev".into(),
         format!("socket,id=channel,fd={}", spec.channel_fd),
         "-device".into(),
         format!("virtserialport,bus=vser.0,chardev=channel,name={}", kdf_proto::PORT_NAME),
+        "-chardev".into(),
+        format!("socket,id=attach,fd={}", spec.attach_fd),
+        "-device".into(),
+        format!("virtserialport,bus=vser.0,chardev=attach,name={}", kdf_proto::ATTACH_PORT_NAME),
     ]
 }
 
@@ -225,11 +247,35 @@ fn monitor_args(spec: &VmSpec) -> Vec<String> {
     out
 }
 
-fn gdb_args(spec: &VmSpec) -> Vec<String> {
-    match spec.gdb_port {
-        Some(port) => vec!["-gdb".into(), format!("tcp:127.0.0.1:{port}")],
-        None => Vec::new(),
+fn network_args(spec: &VmSpec) -> Vec<String> {
+    let Some(net) = &spec.network else { return Vec::new() };
+    let mut device = format!("{},netdev=net0", spec.machine.device("virtio-net"));
+    if spec.machine == Machine::Q35 {
+        // No option ROM: nothing boots from the network, and QEMU would
+        // otherwise need iPXE's efi-virtio.rom to start at all.
+        device.push_str(",romfile=");
     }
+    vec!["-netdev".into(), network::netdev(net, "net0"), "-device".into(), device]
+}
+
+/// kdf binds the stub's socket itself (port 0: the kernel picks a free one)
+/// and QEMU serves on it: with `-gdb tcp::PORT` two parallel runs would race
+/// for a port, and kdf could not tell which one a run got. `wait=off`: QEMU
+/// starts without a debugger; `-S` stops the CPU instead. `nodelay=on`, as
+/// `-gdb tcp:` sets it: without it every packet waited for a delayed ACK, and
+/// `lx-dmesg` took 33 s instead of ~1.
+fn gdb_args(spec: &VmSpec) -> Vec<String> {
+    let Some(gdb) = spec.gdb else { return Vec::new() };
+    let mut out = vec![
+        "-chardev".into(),
+        format!("socket,id=gdb,fd={},server=on,wait=off,nodelay=on", gdb.fd),
+        "-gdb".into(),
+        "chardev:gdb".into(),
+    ];
+    if gdb.wait {
+        out.push("-S".into());
+    }
+    out
 }
 
 /// The complete argv, program first.
@@ -246,6 +292,7 @@ pub fn argv(spec: &VmSpec) -> Vec<OsString> {
     }
     out.extend(disk::args(&spec.machine.device("virtio-blk"), &spec.disks));
     out.extend(strings(monitor_args(spec)));
+    out.extend(strings(network_args(spec)));
     out.extend(strings(gdb_args(spec)));
     out.extend(spec.extra.iter().cloned());
     out
@@ -278,11 +325,6 @@ pub fn cmdline(verbose: bool, debug: bool, accel: Accel, preload: &[String], ext
         args.push("nokaslr");
     }
     if accel == Accel::Tcg {
-        // Under TCG, calibrating the local APIC timer against the PIT takes
-        // ~0.15-0.23 s of every boot (measured: Debian 6.1 and kdf's 7.3
-        // fast kernel). Without it the kernel keeps time with the HPET (q35
-        // has one) as the broadcast clock event.
-        args.push("noapictimer");
         // A guest starved of CPU (TCG on a loaded host) reports RCU stalls,
         // soft lockups and hung tasks that are not bugs, and kdf fails a run
         // on those: give it the most slack the kernel allows.
@@ -302,6 +344,34 @@ pub fn cmdline(verbose: bool, debug: bool, accel: Accel, preload: &[String], ext
     line
 }
 
+/// The kernel's clocks under TCG (none of this applies under KVM, where
+/// kvmclock gives the guest its frequencies): the host's TSC rate when known
+/// (`tsc_khz`), so the kernel neither calibrates the TSC against the PIT nor
+/// later distrusts it; on q35, no local APIC timer.
+pub fn clock_args(accel: Accel, machine: Machine, tsc_khz: Option<u32>) -> Vec<String> {
+    let mut args = Vec::new();
+    if accel != Accel::Tcg {
+        return args;
+    }
+    if let Some(khz) = tsc_khz {
+        // A starved vCPU fails the PIT calibration ("tsc: Unable to calibrate
+        // against PIT"); the TSC is then unusable and, on microvm, the
+        // kernel is left without a working clock. The guest reads the host's
+        // TSC, which the caller checked runs at a constant rate.
+        args.push(format!("tsc_early_khz={khz}"));
+        args.push("tsc=reliable".to_string());
+    }
+    if machine == Machine::Q35 {
+        // Calibrating the local APIC timer against the PIT takes ~0.15-0.23 s
+        // of a TCG boot (Debian 6.1, kdf's 7.3 fast kernel); without it the
+        // HPET is the broadcast clock event. microvm has no HPET, and under
+        // ACPI its PIT interrupt is not routed: there the local APIC timer
+        // is the only clock event, and `noapictimer` stalls the first sleep.
+        args.push("noapictimer".to_string());
+    }
+    args
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,14 +389,16 @@ mod tests {
             cmdline: cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]),
             console_fd: 5,
             channel_fd: 6,
+            attach_fd: 8,
             shares: vec![
                 ShareDevice::Virtiofs { tag: "kdf0".into(), fd: 7 },
                 ShareDevice::NineP { tag: "kdf1".into(), path: "/tmp/a,b c".into(), readonly: true },
             ],
-            gdb_port: Some(1234),
             monitors: Monitors { private_fd: Some(8), listen_fd: Some(9) },
             disks: Vec::new(),
             numa: Numa::default(),
+            gdb: Some(GdbStub { fd: 69, wait: false }),
+            network: None,
             extra: vec!["-device".into(), "virtio-rng-pci".into()],
         }
     }
@@ -380,6 +452,20 @@ mod tests {
     }
 
     #[test]
+    fn the_network_is_a_virtio_net_device_on_either_bus() {
+        let mut s = spec();
+        assert!(!joined(&s).contains("-netdev"), "no network unless asked");
+        s.network = Some(UserNet { forwards: vec![network::Forward { host: 8080, guest: 80 }] });
+        let j = joined(&s);
+        assert!(j.contains("-netdev user,id=net0,net=10.0.2.0/24,"), "{j}");
+        assert!(j.contains("hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80"), "{j}");
+        assert!(j.contains("-device virtio-net-pci,netdev=net0,romfile= "), "{j}");
+        s.machine = Machine::Microvm { acpi: false };
+        let j = joined(&s);
+        assert!(j.contains("-device virtio-net-device,netdev=net0 "), "{j}");
+    }
+
+    #[test]
     fn memory_is_a_shared_memfd_of_the_same_size() {
         let j = joined(&spec());
         assert!(j.contains("-m 512M"));
@@ -421,7 +507,9 @@ mod tests {
         let j = joined(&spec());
         assert!(j.contains("-chardev socket,id=console,fd=5 -serial chardev:console"));
         assert!(j.contains("socket,id=channel,fd=6"));
-        assert!(j.contains(&format!("name={}", kdf_proto::PORT_NAME)));
+        assert!(j.contains(&format!("chardev=channel,name={}", kdf_proto::PORT_NAME)));
+        assert!(j.contains("socket,id=attach,fd=8"));
+        assert!(j.contains(&format!("bus=vser.0,chardev=attach,name={}", kdf_proto::ATTACH_PORT_NAME)));
     }
 
     #[test]
@@ -435,11 +523,20 @@ mod tests {
     }
 
     #[test]
-    fn gdb_listens_on_loopback_only_and_extra_args_come_last() {
-        let a = argv(&spec());
-        let j = joined(&spec());
-        assert!(j.contains("-gdb tcp:127.0.0.1:1234"));
+    fn gdb_serves_on_kdfs_socket_and_extra_args_come_last() {
+        let mut s = spec();
+        let a = argv(&s);
+        let j = joined(&s);
+        assert!(
+            j.contains("-chardev socket,id=gdb,fd=69,server=on,wait=off,nodelay=on -gdb chardev:gdb"),
+            "{j}"
+        );
+        assert!(!j.contains(" -S"), "the CPU runs: {j}");
         assert_eq!(a[a.len() - 2..], [OsString::from("-device"), OsString::from("virtio-rng-pci")]);
+        s.gdb = Some(GdbStub { fd: 69, wait: true });
+        assert!(joined(&s).contains("-gdb chardev:gdb -S"));
+        s.gdb = None;
+        assert!(!joined(&s).contains("gdb"));
     }
 
     #[test]
@@ -449,10 +546,25 @@ mod tests {
         assert!(j.contains("-nodefaults"));
         let c = cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]);
         assert!(cmdline(false, true, Accel::Kvm, &preload("virtio_pci"), &[]).contains("nokaslr"));
-        assert!(c.contains("noapictimer"), "TCG skips the APIC timer calibration");
-        assert!(!cmdline(false, false, Accel::Kvm, &preload("virtio_pci"), &[]).contains("noapictimer"));
+
         assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
         assert!(c.contains("no_timer_check"), "a starved vCPU must not fail the IO-APIC timer check");
+    }
+
+    #[test]
+    fn tcg_clocks_use_the_hosts_tsc_rate_and_q35_skips_the_apic_timer() {
+        let microvm = Machine::Microvm { acpi: true };
+        assert_eq!(
+            clock_args(Accel::Tcg, Machine::Q35, Some(2_596_136)),
+            ["tsc_early_khz=2596136", "tsc=reliable", "noapictimer"]
+        );
+        assert_eq!(clock_args(Accel::Tcg, Machine::Q35, None), ["noapictimer"]);
+        assert_eq!(
+            clock_args(Accel::Tcg, microvm, Some(1_000_000)),
+            ["tsc_early_khz=1000000", "tsc=reliable"]
+        );
+        assert!(clock_args(Accel::Tcg, microvm, None).is_empty(), "microvm keeps its only clock event");
+        assert!(clock_args(Accel::Kvm, Machine::Q35, Some(1)).is_empty(), "kvmclock under KVM");
     }
 
     #[test]

@@ -20,12 +20,14 @@ pub enum When {
     Microvm,
     /// When shares travel this way.
     Shares(Transport),
-    /// When a share is an overlay (`--virtiofs ...,overlay`).
+    /// When a share is an overlay (`--virtiofs ...,overlay`, an overlaid `--root`).
     Overlay,
     /// With `--disk`.
     Disks,
     /// With `--numa`.
     Numa,
+    /// With `--network user`.
+    Network,
 }
 
 /// When kdf-init loads the module, if the kernel has it as `=m`.
@@ -123,6 +125,22 @@ pub const TABLE: &[Requirement] = &[
     module("CONFIG_9P_FS", "9p", "no 9p filesystem", When::Shares(Transport::NineP), Load::Plan),
     module("CONFIG_OVERLAY_FS", "overlay", "an overlay share cannot be mounted", When::Overlay, Load::Plan),
     Requirement {
+        option: "CONFIG_INET",
+        module: None,
+        why: "the guest has no IPv4 for --network",
+        when: When::Network,
+        load: Load::Never,
+        strict: true,
+        refuses: true,
+    },
+    module(
+        "CONFIG_VIRTIO_NET",
+        "virtio_net",
+        "the guest has no network device for --network",
+        When::Network,
+        Load::Plan,
+    ),
+    Requirement {
         option: "CONFIG_CONFIGFS_FS",
         module: Some("configfs"),
         why: "the guest gets no /sys/kernel/config",
@@ -161,14 +179,15 @@ pub struct Vm {
     pub machine: Machine,
     pub transport: Transport,
     pub overlay: bool,
+    pub network: bool,
     pub disks: bool,
     pub numa: bool,
 }
 
 impl Vm {
-    /// A VM without disks or NUMA nodes.
+    /// A VM without a network, disks or NUMA nodes.
     pub fn plain(machine: Machine, transport: Transport, overlay: bool) -> Vm {
-        Vm { machine, transport, overlay, disks: false, numa: false }
+        Vm { machine, transport, overlay, network: false, disks: false, numa: false }
     }
 }
 
@@ -182,6 +201,7 @@ impl When {
             When::Overlay => vm.overlay,
             When::Disks => vm.disks,
             When::Numa => vm.numa,
+            When::Network => vm.network,
         }
     }
 }
@@ -250,8 +270,11 @@ mod tests {
         for machine in MACHINES {
             for transport in [Transport::Virtiofs, Transport::NineP] {
                 for overlay in [false, true] {
-                    out.push(Vm::plain(machine, transport, overlay));
-                    out.push(Vm { disks: true, ..Vm::plain(machine, transport, overlay) });
+                    for network in [false, true] {
+                        let vm = Vm { network, ..Vm::plain(machine, transport, overlay) };
+                        out.push(vm);
+                        out.push(Vm { disks: true, ..vm });
+                    }
                 }
             }
         }
@@ -349,9 +372,10 @@ mod tests {
         let q35 = Vm::plain(Machine::Q35, Transport::Virtiofs, false);
         assert_eq!(boot_modules(&q35), ["virtio_pci", "virtio_console", "qemu_fw_cfg"]);
         assert_eq!(plan_modules(&q35), ["virtiofs", "configfs"]);
-        let microvm = Vm::plain(Machine::Microvm { acpi: false }, Transport::NineP, true);
+        let microvm =
+            Vm { network: true, ..Vm::plain(Machine::Microvm { acpi: false }, Transport::NineP, true) };
         assert_eq!(boot_modules(&microvm), ["virtio_mmio", "virtio_console", "qemu_fw_cfg"]);
-        assert_eq!(plan_modules(&microvm), ["9pnet_virtio", "9p", "overlay", "configfs"]);
+        assert_eq!(plan_modules(&microvm), ["9pnet_virtio", "9p", "overlay", "virtio_net", "configfs"]);
     }
 
     #[test]

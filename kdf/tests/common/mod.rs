@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod kernel;
+pub mod modules;
+pub mod pty;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -76,7 +78,12 @@ pub fn runtime_dir() -> PathBuf {
 
 /// `kdf` with the test cache, runtime directory and kdf-init, run in `cwd`.
 pub fn kdf(cwd: &Path) -> Command {
-    let mut cmd = Command::new(kdf_bin());
+    in_test_env(Command::new(kdf_bin()), cwd)
+}
+
+/// `cmd` (kdf, or a program that runs it) in `cwd` with the test cache,
+/// runtime directory and kdf-init.
+pub fn in_test_env(mut cmd: Command, cwd: &Path) -> Command {
     cmd.current_dir(cwd)
         .env("XDG_CACHE_HOME", cache_dir())
         .env("XDG_RUNTIME_DIR", runtime_dir())

@@ -43,10 +43,6 @@ impl Run<'_> {
         self.fail(&why.map(|w| format!("{what} ({w})")).unwrap_or(what))
     }
 
-    pub(super) fn timed_out(&mut self) -> i32 {
-        self.ended_early(Ending::TimedOut)
-    }
-
     pub(super) fn ended_early(&mut self, ending: Ending) -> i32 {
         let (status, why) = ending.report(self.p.timeout);
         self.note(&why);

@@ -13,17 +13,18 @@ use kdf_proto::{ToGuest, ToHost, PROTOCOL_VERSION};
 use signal_hook::consts::SIGWINCH;
 use signal_hook::iterator::Signals;
 
-use super::attempt::{default_boot_timeout, Attempt, Ending};
-use super::channel::{Credit, Writer};
+use super::attempt::{boot_limit, Attempt, Ending};
 use super::console::Tail;
-use super::event::Event;
 use super::prepare::Prepared;
 use super::result::{self, Outcome};
 use super::timings::Timings;
 use super::verdict::KernelLog;
-use super::{stdin, terminal, vmcore};
+use super::vmcore;
 use crate::accel::{self, Decision};
 use crate::child::Guard;
+use crate::relay::channel::{Credit, Writer};
+use crate::relay::event::Event;
+use crate::relay::{stdin, terminal};
 use crate::status;
 use crate::ui::{self, say};
 use crate::vm::qemu::Accel;
@@ -53,7 +54,8 @@ pub struct Run<'a> {
     /// When to kill the VM if the command has not ended by then.
     kill_at: Option<Instant>,
     qemu_gone: Option<Instant>,
-    boot_deadline: Instant,
+    /// None: no boot timeout (`-d`).
+    boot_deadline: Option<Instant>,
     timeout_at: Option<Instant>,
     /// The first failure to write the command's output: `(stream, error)`.
     write_error: Option<(&'static str, String)>,
@@ -98,7 +100,7 @@ impl<'a> Run<'a> {
             ending: None,
             kill_at: None,
             qemu_gone: None,
-            boot_deadline: Instant::now() + p.boot_timeout.unwrap_or(default_boot_timeout(decision.accel)),
+            boot_deadline: boot_limit(p.boot_timeout, decision.accel).map(|t| Instant::now() + t),
             timeout_at: p.timeout.map(|t| started + t),
             write_error: None,
             report: Vec::new(),
@@ -198,7 +200,7 @@ impl<'a> Run<'a> {
                 let (status, report) = self.kernel.verdict(status, self.p.verbose, &self.p.kunit);
                 self.report.extend(report);
                 Some(Attempt::Finished(match self.ending {
-                    Some(Ending::TimedOut) => self.timed_out(),
+                    Some(Ending::TimedOut) => self.ended_early(Ending::TimedOut),
                     _ => status,
                 }))
             }
@@ -267,7 +269,7 @@ impl<'a> Run<'a> {
 
     /// The dump is done: the panic is reported as without `--vmcore`, then
     /// where the dump is.
-    fn on_dumped(&mut self, result: Result<vmcore::Written, String>) -> Attempt {
+    fn on_dumped(&mut self, result: Result<crate::qmp::Written, String>) -> Attempt {
         self.dumping = false;
         self.timings.mark("vmcore written");
         let end = self.fail("the VM stopped before the command finished");
@@ -301,14 +303,13 @@ impl<'a> Run<'a> {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        self.writer.send(&ToGuest::Plan(plan));
+        self.writer.send(&ToGuest::Plan(Box::new(plan)));
         None
     }
 
     fn start_stdin(&mut self) {
-        if self.p.plan.stdin {
-            let (w, c, e, tty) =
-                (self.writer.clone(), self.credit.clone(), self.events.clone(), self.p.plan.tty.is_some());
+        if self.p.plan.command.stdin {
+            let (w, c, e, tty) = (self.writer.clone(), self.credit.clone(), self.events.clone(), self.p.tty);
             std::thread::spawn(move || stdin::pump(w, c, tty, e));
         }
     }
@@ -316,7 +317,7 @@ impl<'a> Run<'a> {
     fn on_signals(&mut self, signals: &mut Signals) -> Option<Attempt> {
         for sig in signals.pending() {
             if sig == SIGWINCH {
-                if let (Some(size), true) = (terminal::size(), self.p.plan.tty.is_some()) {
+                if let (Some(size), true) = (terminal::size(), self.p.tty) {
                     self.writer.send(&ToGuest::Winsize(size));
                 }
                 continue;
@@ -345,16 +346,16 @@ impl<'a> Run<'a> {
         if self.timeout_at.is_some_and(|at| now >= at) && self.ending.is_none() {
             self.ending = Some(Ending::TimedOut);
             if !self.ready {
-                return Some(Attempt::Finished(self.timed_out()));
+                return Some(Attempt::Finished(self.ended_early(Ending::TimedOut)));
             }
             self.writer.send(&ToGuest::Signal(libc::SIGTERM));
             self.kill_at = Some(now + GRACE);
         }
-        if self.release.is_none() && now >= self.boot_deadline {
+        if self.release.is_none() && self.boot_deadline.is_some_and(|at| now >= at) {
             if self.kvm_to_blame() {
                 return Some(Attempt::KvmFailed("no boot within the KVM boot timeout".into()));
             }
-            let secs = self.p.boot_timeout.unwrap_or(default_boot_timeout(self.decision.accel)).as_secs_f64();
+            let secs = boot_limit(self.p.boot_timeout, self.decision.accel).unwrap_or_default().as_secs_f64();
             let why =
                 format!("the guest did not finish booting within {secs}s (raise it with --boot-timeout)");
             // kdf-init never said hello: the kernel did not reach init.

@@ -21,5 +21,5 @@ pub enum Event {
     /// The console shows a complete kernel panic.
     Panicked,
     /// `--vmcore`'s dump is written, or why not.
-    Dumped(Result<super::vmcore::Written, String>),
+    Dumped(Result<crate::qmp::Written, String>),
 }

@@ -1,0 +1,241 @@
+//! `kdf run -d` and `kdf gdb` on real VMs (TCG) with gdb in batch mode:
+//! a breakpoint in a C module's `__init` and in the Rust module's `Drop`,
+//! the kernel's lx- commands, two debugged VMs at once, and the errors a
+//! user meets (no debug info, nothing listening, no run, no gdb).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::OnceLock;
+
+use common::modules::{build, ko, test_kernel};
+use common::*;
+
+/// Each run may wait this long for its debugger, then ends (124): a test
+/// that fails before it attaches leaves no VM behind.
+const RUN_TIMEOUT: &str = "150";
+
+fn hello() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build("gdb-helloworld", &workspace().join("modules/helloworld")))
+}
+
+fn rust_hello() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build("gdb-rust", &workspace().join("modules/rust")))
+}
+
+/// A `kdf run` in the background, killed if the test ends before it does.
+struct Running(Option<Child>);
+
+impl Running {
+    fn start(cwd: &Path, args: &[&str]) -> Running {
+        let mut cmd = kdf(cwd);
+        cmd.args(["run", "--timeout", RUN_TIMEOUT]).args(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        Running(Some(cmd.spawn().expect("spawn kdf run")))
+    }
+
+    /// `kdf run --kernel <test kernel> -d --debug-wait ARGS`.
+    fn waiting(cwd: &Path, args: &[&str]) -> Running {
+        let kernel = test_kernel();
+        let mut all = vec!["--kernel", kernel.to_str().unwrap(), "-d", "--debug-wait"];
+        all.extend_from_slice(args);
+        Running::start(cwd, &all)
+    }
+
+    fn still_running(&mut self) -> bool {
+        self.0.as_mut().unwrap().try_wait().unwrap().is_none()
+    }
+
+    fn terminate(&self) {
+        let pid = self.0.as_ref().unwrap().id() as i32;
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
+    fn finish(mut self) -> Out {
+        wait(self.0.take().unwrap())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `kdf gdb -- GDB-ARGS` in `cwd`.
+fn gdb_in(cwd: &Path, gdb_args: &[&str]) -> Out {
+    let mut cmd = kdf(cwd);
+    cmd.args(["gdb", "--"]).args(gdb_args);
+    run_with(cmd, None)
+}
+
+/// The 1-based number of the first line of `file` that contains `text`.
+fn line_of(file: &Path, text: &str) -> usize {
+    let source = std::fs::read_to_string(file).unwrap();
+    source
+        .lines()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no {text:?} in {}", file.display()))
+        + 1
+}
+
+/// The port `kdf run -d` announced on stderr.
+fn announced_port(stderr: &str) -> u16 {
+    let at = stderr.find("gdb stub on 127.0.0.1:").unwrap_or_else(|| panic!("no port announced: {stderr}"));
+    let rest = &stderr[at + "gdb stub on 127.0.0.1:".len()..];
+    rest[..rest.find(':').unwrap()].parse().unwrap()
+}
+
+#[test]
+fn gdb_stops_in_a_modules_init_at_its_source_line_and_the_run_then_ends_with_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::waiting(dir.path(), &["--module", &ko(hello(), "helloworld"), "--", "true"]);
+    // No port, no kernel: both from the run's record.
+    let out = gdb_in(
+        dir.path(),
+        &[
+            "-batch",
+            "-ex",
+            "lx-symbols-runtime",
+            "-ex",
+            "break helloworld_init",
+            "-ex",
+            "continue",
+            "-ex",
+            "bt",
+            "-ex",
+            "finish",
+            "-ex",
+            "lx-lsmod",
+            "-ex",
+            "lx-dmesg",
+            "-ex",
+            "continue",
+        ],
+    );
+    let run = run.finish();
+    let text = out.stdout_str();
+    let line = line_of(&hello().join("helloworld.c"), "pr_info(\"hello from");
+    assert!(
+        text.contains(&format!("#0  helloworld_init () at helloworld.c:{line}\n")),
+        "bt:\n{text}\n{}",
+        out.stderr
+    );
+    assert!(text.contains(" in do_init_module ("), "the module loader called it: {text}");
+    assert!(text.lines().any(|l| l.contains(" helloworld ") && l.starts_with("0x")), "lx-lsmod: {text}");
+    assert!(text.contains("helloworld: hello from kdf"), "lx-dmesg: {text}");
+    assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let port = announced_port(&run.stderr);
+    assert_eq!(
+        run.command_stderr(),
+        format!("kdf: gdb stub on 127.0.0.1:{port}: attach with `kdf gdb` from this directory; the CPU waits for it to continue\n")
+    );
+}
+
+#[test]
+fn gdb_stops_in_the_rust_modules_drop_on_rmmod() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::waiting(
+        dir.path(),
+        &["--module", &ko(rust_hello(), "rust_hello"), "--", "rmmod", "rust_hello"],
+    );
+    let line = line_of(&rust_hello().join("rust_hello.rs"), "my numbers are");
+    let out = gdb_in(
+        dir.path(),
+        &[
+            "-batch",
+            "-ex",
+            &format!("break rust_hello.rs:{line}"),
+            "-ex",
+            "continue",
+            "-ex",
+            "bt 1",
+            "-ex",
+            "continue",
+        ],
+    );
+    let run = run.finish();
+    let text = out.stdout_str();
+    let hit = text
+        .lines()
+        .find(|l| l.starts_with("#0 "))
+        .unwrap_or_else(|| panic!("no stop:\n{text}\n{}", out.stderr));
+    assert!(hit.contains("rust_hello::") && hit.contains("::drop ("), "{hit}");
+    assert!(hit.ends_with(&format!("rust_hello.rs:{line}")), "{hit}");
+    assert_eq!(run.status, 0, "{}", run.stderr);
+}
+
+#[test]
+fn two_debugged_vms_get_their_own_ports_and_kdf_gdb_finds_each_from_its_directory() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let run_a = Running::waiting(a.path(), &["--", "true"]);
+    let mut run_b = Running::waiting(b.path(), &["--", "true"]);
+    let attach = ["-batch", "-ex", "info connections", "-ex", "detach"];
+    let gdb_a = gdb_in(a.path(), &attach);
+    let run_a = run_a.finish();
+    assert_eq!(run_a.status, 0, "{}", run_a.stderr);
+    let port_a = announced_port(&run_a.stderr);
+    assert!(gdb_a.stdout_str().contains(&format!("127.0.0.1:{port_a}")), "{}", gdb_a.stdout_str());
+    // Detaching from A let A run; B's CPU still waits for its own debugger.
+    assert!(run_b.still_running(), "B ran on without a debugger");
+    let gdb_b = gdb_in(b.path(), &attach);
+    let run_b = run_b.finish();
+    assert_eq!(run_b.status, 0, "{}", run_b.stderr);
+    let port_b = announced_port(&run_b.stderr);
+    assert_ne!(port_a, port_b);
+    assert!(gdb_b.stdout_str().contains(&format!("127.0.0.1:{port_b}")), "{}", gdb_b.stdout_str());
+}
+
+#[test]
+fn a_distro_kernel_without_debug_symbols_is_a_no_debug_info_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // The newest installed kernel, as `kdf run` boots it by default.
+    let run = Running::start(dir.path(), &["-d", "--debug-wait", "--", "true"]);
+    let out = gdb_in(dir.path(), &["-batch"]);
+    run.terminate();
+    let run = run.finish();
+    assert_eq!(out.status, 125, "{}", out.stderr);
+    assert!(out.stderr.contains("kdf: error: no debug info for the kernel /boot/vmlinuz-"), "{}", out.stderr);
+    assert!(out.stderr.contains("/usr/lib/debug/boot/vmlinux-"), "where it looked: {}", out.stderr);
+    assert!(out.stderr.contains("kdf: hint: ") && out.stderr.contains("-dbg"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Traceback"));
+    assert_eq!(run.status, 143, "stopped by SIGTERM: {}", run.stderr);
+}
+
+#[test]
+fn without_a_run_a_stub_or_gdb_kdf_gdb_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = kdf(dir.path());
+    cmd.args(["gdb", "--wait", "0.5"]);
+    let out = run_with(cmd, None);
+    assert_eq!(out.status, 125);
+    assert!(out.stderr.contains("kdf: error: no kdf run started from "), "{}", out.stderr);
+    assert!(out.stderr.contains("kdf: hint: start one here with `kdf run -d`"), "{}", out.stderr);
+
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = kdf(dir.path());
+    cmd.args(["gdb", "--wait", "0.5", "--port", &port.to_string(), "--kernel"]).arg(test_kernel());
+    let out = run_with(cmd, None);
+    assert_eq!(out.status, 125);
+    assert!(
+        out.stderr.contains(&format!("kdf: error: nothing is listening on 127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
+
+    let mut cmd = kdf(dir.path());
+    cmd.arg("gdb").env("PATH", dir.path());
+    let out = run_with(cmd, None);
+    assert_eq!(out.status, 125);
+    assert!(out.stderr.contains("kdf: error: gdb is not installed"), "{}", out.stderr);
+    assert!(out.stderr.contains("kdf: hint: sudo apt install gdb"), "{}", out.stderr);
+}
