@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +34,9 @@ pub fn is_kernel_record(record: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct Follower {
     stop: Arc<AtomicBool>,
+    /// Written on stop, so the thread's wait for new records ends at once
+    /// (without it, every run's end waited out the wait's 100 ms).
+    wake: OwnedFd,
     thread: JoinHandle<()>,
 }
 
@@ -48,6 +51,13 @@ impl Follower {
                     return None;
                 }
             };
+        let (woken, wake) = match nix::unistd::pipe() {
+            Ok(pair) => pair,
+            Err(e) => {
+                say(&format!("warning: cannot follow the kernel log: pipe: {e}"));
+                return None;
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -61,20 +71,21 @@ impl Follower {
                     Some(&nix::sys::signal::SigSet::all()),
                     None,
                 );
-                follow(file, &flag, &out)
+                follow(file, &woken, &flag, &out)
             })
             .ok()?;
-        Some(Follower { stop, thread })
+        Some(Follower { stop, wake, thread })
     }
 
     /// Sends what the log holds now, then stops.
     pub fn finish(self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = nix::unistd::write(&self.wake, b"x");
         let _ = self.thread.join();
     }
 }
 
-fn follow(mut file: File, stop: &AtomicBool, out: &Writer) {
+fn follow(mut file: File, woken: &OwnedFd, stop: &AtomicBool, out: &Writer) {
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut size = 0;
     let mut buf = vec![0u8; 8192];
@@ -121,7 +132,9 @@ fn follow(mut file: File, stop: &AtomicBool, out: &Writer) {
         if stopping {
             return;
         }
-        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        // New records, or the stop (the next pass reads what is left).
+        let mut fds =
+            [PollFd::new(file.as_fd(), PollFlags::POLLIN), PollFd::new(woken.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::from(100u16));
     }
     if !batch.is_empty() {
