@@ -8,16 +8,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::kernel::build;
-use common::pty::winsize;
 use common::*;
-use nix::sys::termios::{tcgetattr, LocalFlags};
+use nix::sys::termios::tcgetattr;
 
 /// The first run's command: says `ready`, then waits for `stop`.
 const WAIT_FOR_STOP: &str = "echo ready; while [ ! -e stop ]; do sleep 0.1; done; echo first-done; exit 3";
@@ -146,23 +144,7 @@ fn attach_on_a_terminal_runs_an_interactive_shell_with_job_control() {
     s.type_("stty size; tty\r");
     at = s.expect(at, "30 100");
     at = s.expect(at, "/dev/pts/");
-    // SAFETY: TIOCSWINSZ on our own pty master; the kernel signals kdf.
-    unsafe { libc::ioctl(s.master.as_raw_fd(), libc::TIOCSWINSZ, &winsize(40, 120)) };
-    std::thread::sleep(Duration::from_millis(300));
-    s.type_("stty size\r");
-    at = s.expect(at, "40 120");
-    // Ctrl-C reaches the guest's foreground job, not the shell.
-    s.type_("sleep 300\r");
-    std::thread::sleep(Duration::from_millis(1500));
-    s.type_("\x03");
-    s.type_("echo al''ive\r");
-    s.expect(at, "alive");
-    s.type_("exit 5\r");
-    let (status, slave) = s.wait();
-    assert_eq!(status, 5);
-    let after = tcgetattr(&slave).unwrap();
-    assert!(after.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO), "terminal restored");
-    assert_eq!(before.local_flags, after.local_flags);
+    common::pty::resize_interrupt_and_exit(s, at, before.local_flags);
 
     // Enter ~ . leaves a session whose command would never end; the command
     // is hung up, so the next session may start.

@@ -90,3 +90,28 @@ impl Session {
         }
     }
 }
+
+/// From `at` on, in a shell on `s`: a resize followed live, Ctrl-C for its
+/// foreground job only, `exit 5` passed back, and the terminal left with the
+/// flags it had before (`before`).
+pub fn resize_interrupt_and_exit(mut s: Session, mut at: usize, before: nix::sys::termios::LocalFlags) {
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSWINSZ on our own pty master; the kernel signals kdf.
+    unsafe { libc::ioctl(s.master.as_raw_fd(), libc::TIOCSWINSZ, &winsize(40, 120)) };
+    std::thread::sleep(Duration::from_millis(300));
+    s.type_("stty size\r");
+    at = s.expect(at, "40 120");
+    // Ctrl-C reaches the guest's foreground job, not the shell.
+    s.type_("sleep 300\r");
+    std::thread::sleep(Duration::from_millis(1500));
+    s.type_("\x03");
+    s.type_("echo al''ive\r");
+    s.expect(at, "alive");
+    s.type_("exit 5\r");
+    let (status, slave) = s.wait();
+    assert_eq!(status, 5);
+    let after = tcgetattr(&slave).unwrap();
+    assert!(after.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO), "terminal restored");
+    assert_eq!(before, after.local_flags);
+}
