@@ -227,10 +227,10 @@ fn attempt(
         }
         None => None,
     };
-    let verbose = p.verbose;
+    let echo = p.verbose.then_some(ui::STDERR);
     let console_tail = tail.clone();
     let panics = tx.clone();
-    std::thread::spawn(move || console::pump(console_host, console_tail, log, verbose, Some(panics)));
+    std::thread::spawn(move || console::pump(console_host, console_tail, log, echo, Some(panics)));
     let writer = Writer::new(channel_host.try_clone().context("failed to clone a socket")?);
     let credit = Credit::default();
     let (w, c, t) = (writer.clone(), credit.clone(), tx.clone());
