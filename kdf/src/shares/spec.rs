@@ -110,7 +110,8 @@ f\u{e9},dst=/mnt/x,ro,cache=never",
     fn read_only_shares_are_kept_in_cache_and_writable_ones_are_not() {
         let ro = ShareSpec::same_path("/".into(), true).kept_in_cache();
         assert_eq!(ro.cache, CacheMode::Always);
-        let overlay = ShareSpec { overlay: true, ..ShareSpec::same_path("/srv".into(), false) }.kept_in_cache();
+        let overlay =
+            ShareSpec { overlay: true, ..ShareSpec::same_path("/srv".into(), false) }.kept_in_cache();
         assert_eq!(overlay.cache, CacheMode::Always);
         let rw = ShareSpec::same_path("/src".into(), false).kept_in_cache();
         assert_eq!(rw.cache, CacheMode::Auto);
