@@ -246,3 +246,43 @@ fn the_rust_module_loads_and_prints_its_values_when_removed() {
     let text = ok(out);
     assert!(text.contains("[72, 108, 200]"), "{text}");
 }
+
+/// The module file of `name` in the distro kernel's modules.dep, and the
+/// names of the modules it depends on.
+fn distro_module(release: &str, name: &str) -> (PathBuf, Vec<String>) {
+    let dir = PathBuf::from(format!("/lib/modules/{release}"));
+    let dep = std::fs::read_to_string(dir.join("modules.dep")).unwrap();
+    let base = |p: &str| p.rsplit('/').next().unwrap().split(".ko").next().unwrap().replace('-', "_");
+    let (path, deps) = dep
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(p, _)| base(p) == name)
+        .unwrap_or_else(|| panic!("{name} is not a module of {release}"));
+    (dir.join(path), deps.split_whitespace().map(base).collect())
+}
+
+// Regression: a --module's kernel dependencies were looked up in the
+// initramfs, which holds only kdf's own modules; those missing there were
+// taken to be built in, and the module failed with "Unknown symbol" (123).
+#[test]
+fn a_distro_module_loads_after_its_dependencies_from_the_kernels_modules_directory() {
+    let release = newest_installed_release();
+    // udf needs crc-itu-t and cdrom: neither is a module kdf's VM loads.
+    let (udf, deps) = distro_module(&release, "udf");
+    assert_eq!(deps, ["crc_itu_t", "cdrom"], "{release}'s udf changed: pick another module");
+    let tmp = tempfile::tempdir().unwrap();
+    let absent = "for m in crc_itu_t cdrom udf; do test ! -e /sys/module/$m || echo $m; done";
+    assert_eq!(ok(run_in(tmp.path(), &["--", "sh", "-c", absent])), "", "loaded without --module");
+    let out = run_in(
+        tmp.path(),
+        &[
+            "--module",
+            udf.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "grep -w udf /proc/filesystems; ls -d /sys/module/crc_itu_t /sys/module/cdrom",
+        ],
+    );
+    assert_eq!(ok(out), "\tudf\n/sys/module/cdrom\n/sys/module/crc_itu_t\n");
+}
