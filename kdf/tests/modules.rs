@@ -108,11 +108,23 @@ fn userspace_writing_bug_to_the_kernel_log_is_no_splat() {
 fn a_module_built_for_another_kernel_is_refused_before_boot() {
     // The test kernel's module, offered to the host's installed kernel.
     let dir = tempfile::tempdir().unwrap();
-    let out = run_in(dir.path(), &["--module", &module(hello(), "helloworld"), "--", "true"]);
+    let json = dir.path().join("result.json");
+    let out = run_in(
+        dir.path(),
+        &["--result", json.to_str().unwrap(), "--module", &module(hello(), "helloworld"), "--", "true"],
+    );
     assert_eq!(out.status, 123, "{}", out.stderr);
     assert!(out.stderr.contains("helloworld.ko was built for 7."), "{}", out.stderr);
     assert!(out.stderr.contains(", the kernel is "), "{}", out.stderr);
     assert!(out.took.as_secs() < 10, "refused before any boot: {:?}", out.took);
+    // CI still gets its result file.
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        (v["status"].as_i64(), v["meaning"].as_str()),
+        (Some(123), Some("a --module did not load or unload"))
+    );
+    assert!(v["error"].as_str().unwrap().contains("helloworld.ko was built for 7."), "{v}");
+    assert!(v["command_status"].is_null(), "{v}");
 }
 
 fn result(args: &[&str]) -> (Out, serde_json::Value) {
