@@ -1,8 +1,9 @@
 //! The module loop on real VMs (TCG): `--module` with parameters, load
-//! failures (123), kernel splats (122), `--allow-splat`, and refusing a module
-//! built for another kernel. The modules (`modules/helloworld`, and the test
-//! modules in `tests/modules/`) are built against the test kernel
-//! (`KDF_TEST_KERNEL_BUILD`, set by `scripts/test.sh`).
+//! failures (123), kernel splats (122), `--allow-splat`, KUnit suites,
+//! refusing a module built for another kernel, and a distro module's
+//! dependencies. The modules (`modules/helloworld`, `modules/kunit-example`,
+//! `modules/rust` and the test modules in `tests/modules/`) are built against
+//! the test kernel (`KDF_TEST_KERNEL_BUILD`, set by `scripts/test.sh`).
 
 mod common;
 
@@ -27,7 +28,7 @@ fn faulty() -> &'static Path {
 
 fn kunit() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build_modules("kunit", &workspace().join("kdf/tests/kunit_module")))
+    DIR.get_or_init(|| build_modules("kunit-example", &workspace().join("modules/kunit-example")))
 }
 
 /// `kdf run --kernel <test kernel> ARGS` in a temporary directory.
@@ -162,22 +163,29 @@ fn result_json_names_the_splat_and_the_modules() {
 
 #[test]
 fn a_kunit_suite_in_a_module_is_counted_and_a_failing_case_gives_121() {
+    // modules/kunit-example, as the README's recipe runs it.
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("result.json");
-    let m = module(kunit(), "kdf_kunit");
-    let out = run_kernel(&["--result", json.to_str().unwrap(), "--module", &m, "--", "true"]);
+    let m = module(kunit(), "kdf_kunit_example");
+    let failing = format!("{m} fail=1");
+    let out = run_kernel(&["--result", json.to_str().unwrap(), "--module", &failing, "--", "true"]);
     assert_eq!(out.status, 121, "{}", out.stderr);
     // The summary counts every suite that ran (a Rust kernel's own run at boot).
     assert!(out.stderr.contains(" passed, 1 skipped, 1 failed"), "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let suites = v["kunit"]["suites"].as_array().unwrap();
-    let ours = suites.iter().find(|s| s["name"] == "kdf_kunit").expect("the module's suite");
+    let ours = suites.iter().find(|s| s["name"] == "kdf_kunit_example").expect("the module's suite");
     assert_eq!(
         (ours["passed"].as_u64(), ours["skipped"].as_u64(), ours["failed"].as_u64()),
         (Some(1), Some(1), Some(1))
     );
-    assert_eq!(ours["module"], "kdf_kunit");
-    let out = run_kernel(&["--kunit-filter", "kdf_kunit.kdf_kunit_passes", "--module", &m, "--", "true"]);
+    assert_eq!(ours["module"], "kdf_kunit_example");
+    // Without fail=1 it passes, and its summary is still shown: its suite ran.
+    let out = run_kernel(&["--module", &m, "--", "true"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.stderr.contains(" passed, 1 skipped, 0 failed"), "{}", out.stderr);
+    let only = "kdf_kunit_example.kdf_kunit_example_passes";
+    let out = run_kernel(&["--kunit-filter", only, "--module", &failing, "--", "true"]);
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert!(out.stderr.contains("kdf: KUnit: 1 tests, 1 passed, 0 skipped, 0 failed"), "{}", out.stderr);
 }
