@@ -55,11 +55,7 @@ fn main() {
             if let Some(hint) = errors::hint_of(&err) {
                 ui::say(&format!("hint: {hint}"));
             }
-            match errors::status_of(&err) {
-                Some(code) => code,
-                None if errors::is_usage(&err) => status::USAGE,
-                None => status::FAILURE,
-            }
+            errors::exit_status(&err)
         }
     };
     let _ = std::io::stdout().flush();

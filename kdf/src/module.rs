@@ -138,12 +138,13 @@ pub fn check_release(module: &Module, kernel_release: Option<&str>) -> Result<()
     ))
 }
 
-/// The kernel's own modules the `--module` files need: their `depends=` less
-/// what another `--module` provides.
-pub fn kernel_deps(modules: &[Module]) -> Vec<String> {
+/// The kernel's own modules `module` needs: its `depends=` less what one of
+/// the `--module` files (`all`) provides. kdf-init loads them from the
+/// kernel's modules directory just before `module`.
+pub fn kernel_deps(module: &Module, all: &[Module]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for d in modules.iter().flat_map(|m| &m.info.depends) {
-        if !modules.iter().any(|m| &m.name == d) && !out.contains(d) {
+    for d in &module.info.depends {
+        if !all.iter().any(|m| &m.name == d) && !out.contains(d) {
             out.push(d.clone());
         }
     }
@@ -231,7 +232,10 @@ mod tests {
     #[test]
     fn another_module_satisfies_a_dependency() {
         let mods = [module("a", &["b", "fuse"], None), module("b", &["fuse", "virtio"], None)];
-        assert_eq!(kernel_deps(&mods), ["fuse", "virtio"]);
+        assert_eq!(kernel_deps(&mods[0], &mods), ["fuse"]);
+        assert_eq!(kernel_deps(&mods[1], &mods), ["fuse", "virtio"]);
+        let alone = module("udf", &["crc-itu-t", "cdrom", "cdrom"], None);
+        assert_eq!(kernel_deps(&alone, std::slice::from_ref(&alone)), ["crc-itu-t", "cdrom"], "each once");
     }
 
     #[test]

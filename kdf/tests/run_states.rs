@@ -545,6 +545,26 @@ fn an_initramfs_from_an_older_kdf_is_refused_before_boot() {
 }
 
 #[test]
+fn a_run_refused_before_boot_still_writes_its_result() {
+    let fake = Fake::new("exit:0");
+    std::fs::write(fake.dir.path().join("initramfs.cpio"), newc(&[("init", b"old")])).unwrap();
+    let path = fake.dir.path().join("result.json");
+    let fake = fake.args(&["--result", path.to_str().unwrap()]);
+    let out = fake.run();
+    assert_eq!(out.status, 125, "{}", out.stderr);
+    assert!(!fake.log().contains("argv"), "QEMU never started: {}", fake.log());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!((v["status"].as_i64(), v["meaning"].as_str()), (Some(125), Some("kdf or the VM failed")));
+    assert!(v["error"].as_str().unwrap().contains("built by an older kdf"), "{v}");
+    assert!(v["command_status"].is_null() && v["kernel_release"].is_null(), "{v}");
+    // A usage error found after parsing gives its own status.
+    let fake = Fake::new("exit:0").args(&["--result", path.to_str().unwrap(), "--forward", "8080:80"]);
+    assert_eq!(fake.run().status, 2);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!((v["status"].as_i64(), v["error"].as_str()), (Some(2), Some("--forward needs a network")));
+}
+
+#[test]
 fn result_json_has_the_status_the_command_status_and_the_release() {
     let fake = Fake::new("exit:3");
     let path = fake.dir.path().join("result.json");

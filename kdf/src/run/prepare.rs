@@ -183,19 +183,17 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         version: PROTOCOL_VERSION,
         command: exec,
         shares: shares::to_proto(&shares, transport),
-        modules: requirements::plan_modules(&vm)
-            .into_iter()
-            .chain(modules.iter().flat_map(|(_, m)| module::kernel_deps(m)))
-            .collect(),
+        modules: requirements::plan_modules(&vm),
         hostname: "kdf".into(),
         clock_ns: 0,
         user_modules: modules
             .iter()
-            .flat_map(|(_, m)| m)
-            .map(|m| ModuleFile {
+            .flat_map(|(_, all)| all.iter().map(move |m| (m, all)))
+            .map(|(m, all)| ModuleFile {
                 name: m.name.clone(),
                 path: module::guest_path(m).into_bytes(),
                 params: m.params.clone(),
+                depends: module::kernel_deps(m, all),
             })
             .collect(),
         unload: !args.no_unload,
