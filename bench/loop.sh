@@ -2,7 +2,8 @@
 # The in-tree loop, timed: inside a kernel source tree, `kdf run --build --
 # true` after a one-file change, the same with nothing changed, the boot
 # alone (`kdf run -- true`), and the floor (`make vmlinux` after the same
-# change), interleaved. Run with --help for usage.
+# change), interleaved; with --vng, virtme-ng's loop on the same build too.
+# Run with --help for usage.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +24,17 @@ change - boot is what the rebuild after a one-file change costs; make is the
 least any tool's rebuild can cost (kdf's build also makes bzImage, modules,
 the gdb scripts and rust-project.json).
 
+With --vng, each round also times virtme-ng's loop on the same build:
+  vng-change     touch SRC/FILE; vng -b O=BUILD LOCALVERSION=;
+                 vng -r BUILD/arch/x86/boot/bzImage --exec true
+  vng-no-change  the same without the touch
+  vng-boot       vng -r BUILD/arch/x86/boot/bzImage --exec true
+  (vng -b        the vng -b part of vng-change, reported on its own)
+vng -b finds BUILD's .config and leaves it as it is, then runs make (the
+whole kernel) in BUILD; LOCALVERSION= undoes its -virtme suffix, which would
+change the release and make each tool's build redo the other's version
+files. vng gets --disable-kvm when kdf's warm-up fell back to TCG.
+
 Options:
   -n, --runs N       rounds (default 5)
   -f, --file FILE    the file to change, relative to SRC (default fs/pipe.c)
@@ -32,18 +44,22 @@ Options:
                      SRC and DIR under overlays: the change and the rebuild
                      land in a temporary upper directory and nothing outside
                      changes (for source trees and builds others use)
+      --vng          also time virtme-ng (from PyPI, installed into its venv
+                     when missing)
       --kdf PATH     the kdf binary [default: $repo/target/release/kdf]
   -h, --help         this help
 
 kdf runs with a cache of its own (a temporary XDG_CACHE_HOME), filled by the
 warm-up. KDF_INIT is set to the repository's musl kdf-init when unset.
+KDF_BENCH_VENV is virtme-ng's venv [default: \$XDG_CACHE_HOME/kdf-bench/venv,
+as for bench/boot.sh].
 EOF
 }
 
 die() { echo "bench/loop.sh: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
 
-runs=5 file=fs/pipe.c build="" overlay=0 kdf_bin="" src="" inside=0
+runs=5 file=fs/pipe.c build="" overlay=0 kdf_bin="" src="" inside=0 vng=0
 args=("$@")
 while (($#)); do
     case $1 in
@@ -51,6 +67,7 @@ while (($#)); do
     -f | --file) file=${2:?}; shift ;;
     -k | --build) build=${2:?}; shift ;;
     --overlay) overlay=1 ;;
+    --vng) vng=1 ;;
     --inside-overlay) inside=1 ;;
     --kdf) kdf_bin=${2:?}; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -82,6 +99,13 @@ if ((inside)); then
     note "SRC and the build directory are under overlays in a private mount namespace"
 fi
 
+venv=${KDF_BENCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/kdf-bench/venv}
+if ((vng)) && [[ ! -x $venv/bin/vng ]]; then
+    note "installing virtme-ng into $venv (pip install virtme-ng)"
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet virtme-ng ||
+        die "could not install virtme-ng into $venv"
+fi
+
 if [[ -z $kdf_bin ]]; then kdf_bin=$repo/target/release/kdf; fi
 [[ -x $kdf_bin ]] || die "kdf not found: cargo build --release -p kdf, or pass --kdf PATH"
 musl_init=$repo/target/x86_64-unknown-linux-musl/release/kdf-init
@@ -101,39 +125,95 @@ chosen_build=${chosen_build%%, the build of*}
 note "warming up (fills kdf's cache)"
 "$kdf_bin" run --build -- true >/dev/null 2>"$work/warmup.err" || { cat "$work/warmup.err" >&2; die "the warm-up run failed"; }
 
-# timed KIND ARGS...: runs kdf, appends "KIND SECONDS" to $work/times.
+# seconds T0 T1: the difference, to 0.01 s.
+seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# timed KIND CMD...: runs CMD (its output to $work/last.*), sets $last to its
+# wall seconds; a failure ends the benchmark with its output.
 timed() {
-    local kind=$1 t0 t1
+    local kind=$1 t0
     shift
     t0=$EPOCHREALTIME
-    "$kdf_bin" run "$@" -- true >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; die "$kind run failed"; }
-    t1=$EPOCHREALTIME
-    last=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-    echo "$kind $last" >>"$work/times"
+    "$@" </dev/null >"$work/last.out" 2>"$work/last.err" ||
+        { tail -n 30 "$work/last.out" "$work/last.err" >&2; die "$kind failed: $*"; }
+    last=$(seconds "$t0" "$EPOCHREALTIME")
 }
+# record KIND: appends "KIND $last" to $work/times.
+record() { echo "$1 $last" >>"$work/times"; }
+
+kinds=(change no-change boot make)
+if ((vng)); then
+    kinds+=(vng-change vng-no-change vng-boot "vng -b")
+    vng_kernel=$chosen_build/arch/x86/boot/bzImage
+    [[ -f $vng_kernel ]] || die "no $vng_kernel for virtme-ng (x86 only)"
+    if grep -q '^[^#]' "$chosen_build/kdf-make-vars" 2>/dev/null; then
+        die "$chosen_build/kdf-make-vars records make variables that vng -b would not get: kdf kernel build -O $chosen_build --reset-vars first"
+    fi
+    vng_accel=()
+    grep -q 'TCG' "$work/warmup.err" && vng_accel=(--disable-kvm)
+    vng_build=(env PATH="$venv/bin:$PATH" KDF_BENCH_RUN="loop-$$/" vng -b O="$chosen_build" LOCALVERSION=)
+    vng_run=(env PATH="$venv/bin:$PATH" KDF_BENCH_RUN="loop-$$/" vng "${vng_accel[@]}" -r "$vng_kernel" --exec true)
+    vng_left=0
+    # reap: ends what vng left behind (marked KDF_BENCH_RUN=loop-$$/), counts it.
+    reap() { vng_left=$((vng_left + $(python3 "$here/boot.py" reap "loop-$$/"))); }
+    note "warming up virtme-ng $("$venv/bin/vng" --version 2>&1 | awk '{ print $NF; exit }'): ${vng_build[*]:3}; ${vng_run[*]:3}"
+    timed "the warm-up vng -b" "${vng_build[@]}"
+    note "warm-up vng -b: $last s"
+    timed "the warm-up vng run" "${vng_run[@]}"
+    reap
+    note "warm-up vng run: $last s"
+fi
+
 : >"$work/times"
 for ((i = 1; i <= runs; i++)); do
     touch "$src/$file"
-    timed change --build
+    timed change "$kdf_bin" run --build -- true
+    record change
     line="run $i/$runs: change $last"
-    timed no-change --build
+    timed no-change "$kdf_bin" run --build -- true
+    record no-change
     line+=" no-change $last"
-    timed boot
+    timed boot "$kdf_bin" run -- true
+    record boot
     line+=" boot $last"
     touch "$src/$file"
-    t0=$EPOCHREALTIME
-    make -s -C "$src" O="$chosen_build" -j"$(nproc)" vmlinux >"$work/make.out" 2>&1 || { cat "$work/make.out" >&2; die "make failed"; }
-    last=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
-    echo "make $last" >>"$work/times"
-    note "$line make $last"
+    timed make make -s -C "$src" O="$chosen_build" -j"$(nproc)" vmlinux
+    record make
+    line+=" make $last"
+    if ((vng)); then
+        touch "$src/$file"
+        t0=$EPOCHREALTIME
+        timed "vng -b" "${vng_build[@]}"
+        record "vng -b"
+        line+=" vng -b $last"
+        timed "vng run" "${vng_run[@]}"
+        reap
+        last=$(seconds "$t0" "$EPOCHREALTIME")
+        record vng-change
+        line+=" vng-change $last"
+        t0=$EPOCHREALTIME
+        timed "vng -b" "${vng_build[@]}"
+        timed "vng run" "${vng_run[@]}"
+        reap
+        last=$(seconds "$t0" "$EPOCHREALTIME")
+        record vng-no-change
+        line+=" vng-no-change $last"
+        timed "vng run" "${vng_run[@]}"
+        reap
+        record vng-boot
+        line+=" vng-boot $last"
+    fi
+    note "$line"
 done
 
 echo "kernel tree: $src (changed file: $file)"
 echo "${chosen#\# }"
 echo "kdf: $kdf_bin; $runs runs each; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
-for kind in change no-change boot make; do
-    awk -v k="$kind" '$1 == k { print $2 }' "$work/times" | sort -n | awk -v k="$kind" '
+if ((vng)); then
+    echo "virtme-ng: ${vng_build[*]:3}; ${vng_run[*]:3} ($vng_left processes left behind, ended)"
+fi
+for kind in "${kinds[@]}"; do
+    awk -v k="$kind" '{ t = $NF; $NF = ""; sub(/ $/, "") } $0 == k { print t }' "$work/times" | sort -n | awk -v k="$kind" '
         { t[NR] = $1 }
         END { m = NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
-              printf "%-10s median %6.2f s  (min %.2f, max %.2f)\n", k, m, t[1], t[NR] }'
+              printf "%-13s median %6.2f s  (min %.2f, max %.2f)\n", k, m, t[1], t[NR] }'
 done
