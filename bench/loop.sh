@@ -152,14 +152,34 @@ if ((vng)); then
     grep -q 'TCG' "$work/warmup.err" && vng_accel=(--disable-kvm)
     vng_build=(env PATH="$venv/bin:$PATH" KDF_BENCH_RUN="loop-$$/" vng -b O="$chosen_build" LOCALVERSION=)
     vng_run=(env PATH="$venv/bin:$PATH" KDF_BENCH_RUN="loop-$$/" vng "${vng_accel[@]}" -r "$vng_kernel" --exec true)
-    vng_left=0
+    vng_left=0 vng_failed=0 vng_runs=0
+    fails=${TMPDIR:-/tmp}/kdf-loop-vng-failures.$$
     # reap: ends what vng left behind (marked KDF_BENCH_RUN=loop-$$/), counts it.
     reap() { vng_left=$((vng_left + $(python3 "$here/boot.py" reap "loop-$$/"))); }
+    # vng_boot: one `vng -r ... --exec true`, timed into $last. A failed run
+    # is kept in $fails, counted and reported, and run once more (a second
+    # failure ends the benchmark).
+    vng_boot() {
+        local t0=$EPOCHREALTIME rc=0
+        vng_runs=$((vng_runs + 1))
+        "${vng_run[@]}" </dev/null >"$work/last.out" 2>"$work/last.err" || rc=$?
+        reap
+        if ((rc != 0)); then
+            vng_failed=$((vng_failed + 1))
+            mkdir -p "$fails"
+            cp "$work/last.out" "$fails/$vng_failed.out"
+            cp "$work/last.err" "$fails/$vng_failed.err"
+            note "vng run failed (exit status $rc, $(seconds "$t0" "$EPOCHREALTIME") s; output in $fails/$vng_failed.*): running it again"
+            t0=$EPOCHREALTIME
+            timed "vng run (again)" "${vng_run[@]}"
+            reap
+        fi
+        last=$(seconds "$t0" "$EPOCHREALTIME")
+    }
     note "warming up virtme-ng $("$venv/bin/vng" --version 2>&1 | awk '{ print $NF; exit }'): ${vng_build[*]:3}; ${vng_run[*]:3}"
     timed "the warm-up vng -b" "${vng_build[@]}"
     note "warm-up vng -b: $last s"
-    timed "the warm-up vng run" "${vng_run[@]}"
-    reap
+    vng_boot
     note "warm-up vng run: $last s"
 fi
 
@@ -180,25 +200,24 @@ for ((i = 1; i <= runs; i++)); do
     record make
     line+=" make $last"
     if ((vng)); then
+        # vng-change and vng-no-change: vng -b's seconds plus the run's (a
+        # failed run's time is not added).
         touch "$src/$file"
-        t0=$EPOCHREALTIME
         timed "vng -b" "${vng_build[@]}"
         record "vng -b"
         line+=" vng -b $last"
-        timed "vng run" "${vng_run[@]}"
-        reap
-        last=$(seconds "$t0" "$EPOCHREALTIME")
+        t0=$last
+        vng_boot
+        last=$(awk -v a="$t0" -v b="$last" 'BEGIN { printf "%.2f", a + b }')
         record vng-change
         line+=" vng-change $last"
-        t0=$EPOCHREALTIME
         timed "vng -b" "${vng_build[@]}"
-        timed "vng run" "${vng_run[@]}"
-        reap
-        last=$(seconds "$t0" "$EPOCHREALTIME")
+        t0=$last
+        vng_boot
+        last=$(awk -v a="$t0" -v b="$last" 'BEGIN { printf "%.2f", a + b }')
         record vng-no-change
         line+=" vng-no-change $last"
-        timed "vng run" "${vng_run[@]}"
-        reap
+        vng_boot
         record vng-boot
         line+=" vng-boot $last"
     fi
@@ -210,6 +229,7 @@ echo "${chosen#\# }"
 echo "kdf: $kdf_bin; $runs runs each; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 if ((vng)); then
     echo "virtme-ng: ${vng_build[*]:3}; ${vng_run[*]:3} ($vng_left processes left behind, ended)"
+    echo "virtme-ng: $vng_failed of $vng_runs runs failed and were run again (a failed run's time is not counted; their output: $fails)"
 fi
 for kind in "${kinds[@]}"; do
     awk -v k="$kind" '{ t = $NF; $NF = ""; sub(/ $/, "") } $0 == k { print t }' "$work/times" | sort -n | awk -v k="$kind" '
