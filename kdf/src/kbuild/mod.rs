@@ -9,6 +9,7 @@
 //! checking a resulting `.config` ([`verify`], [`misses`]), make variables
 //! ([`makevars`]).
 
+pub mod arch;
 pub mod base;
 pub mod build;
 pub mod ccache;

@@ -259,7 +259,9 @@ mod tests {
     use crate::kconfig::fragment::Fragment;
 
     // The fragments `kdf kernel config` uses (and the Nix builders read).
-    const VM_CONFIG: &str = include_str!("../../../configs/vm.config");
+    // x86's own options (its serial console, PVH) are in x86_64.config.
+    const VM_CONFIG: &str =
+        concat!(include_str!("../../../configs/vm.config"), include_str!("../../../configs/x86_64.config"));
     const FAST_CONFIG: &str = include_str!("../../../configs/fast.config");
 
     const MACHINES: [Machine; 3] =
