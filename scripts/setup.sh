@@ -20,9 +20,11 @@ esac
 # rsync: kselftest's `make install` (README, "Kernel selftests") copies with it.
 # The runvm/rungdb scripts are checked with shellcheck, as nixpkgs'
 # writeShellApplication does (kdf/tests/nix_scripts.rs); gdb: `kdf gdb`.
+# gcc-aarch64-linux-gnu + binutils: `kdf kernel build --arch arm64` and arm64
+# modules (CROSS_COMPILE=aarch64-linux-gnu-).
 pkgs=(qemu-system-x86 qemu-utils kmod cpio busybox-static gcc make libc6-dev pkg-config
   libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd nix-bin rsync
-  shellcheck gdb)
+  shellcheck gdb gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu)
 if ! compgen -G '/boot/vmlinuz-*' >/dev/null; then
   pkgs+=("$kernel_pkg")
 fi
