@@ -7,7 +7,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::profile::Builtin;
 use crate::kconfig::fragment::{Fragment, Value};
 
 /// A kernel architecture kdf builds and boots.
@@ -19,11 +18,6 @@ pub enum Arch {
 
 /// `--arch`'s words.
 pub const WORDS: &str = "x86_64 (x86, amd64) or arm64 (aarch64)";
-
-pub const X86_64_CONFIG: Builtin =
-    Builtin { name: "configs/x86_64.config", text: include_str!("../../../configs/x86_64.config") };
-pub const ARM64_CONFIG: Builtin =
-    Builtin { name: "configs/arm64.config", text: include_str!("../../../configs/arm64.config") };
 
 impl Arch {
     /// The architecture kdf itself runs on (x86_64 on anything else).
@@ -74,14 +68,6 @@ impl Arch {
         match self {
             Arch::X86_64 => ("bzImage", "arch/x86/boot/bzImage"),
             Arch::Arm64 => ("Image.gz", "arch/arm64/boot/Image.gz"),
-        }
-    }
-
-    /// kdf's fragment for this architecture (applied after vm.config).
-    pub fn fragment(self) -> Builtin {
-        match self {
-            Arch::X86_64 => X86_64_CONFIG,
-            Arch::Arm64 => ARM64_CONFIG,
         }
     }
 
@@ -345,13 +331,8 @@ mod tests {
     }
 
     #[test]
-    fn each_architecture_has_its_image_fragment_and_console() {
+    fn each_architecture_has_its_image() {
         assert_eq!(Arch::X86_64.image(), ("bzImage", "arch/x86/boot/bzImage"));
         assert_eq!(Arch::Arm64.image().1, "arch/arm64/boot/Image.gz");
-        for arch in [Arch::X86_64, Arch::Arm64] {
-            let f = Fragment::parse(arch.fragment().text, arch.fragment().name).unwrap();
-            assert_eq!(f.value(arch.console_option()), &Value::Yes, "{arch}");
-            assert!(arch.fragment().name.contains(&arch.to_string()));
-        }
     }
 }

@@ -222,7 +222,8 @@ mod tests {
         assert_eq!(arm.len(), names.len());
         for arch in [Arch::X86_64, Arch::Arm64] {
             let mut f = Fragment::parse(profile::VM.text, profile::VM.name).unwrap();
-            f.merge(Fragment::parse(arch.fragment().text, arch.fragment().name).unwrap());
+            let b = profile::arch_fragment(arch);
+            f.merge(Fragment::parse(b.text, b.name).unwrap());
             assert!(needs(arch).all(|r| *f.value(r.option) == Value::Yes), "{arch}");
         }
     }

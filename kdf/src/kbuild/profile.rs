@@ -6,8 +6,6 @@
 //! ([`super::layers`]).
 
 use super::arch::Arch;
-#[cfg(test)]
-use super::arch::{ARM64_CONFIG, X86_64_CONFIG};
 use super::fragment::{Entry, Fragment, Origin, ParseError, Value};
 
 /// A fragment compiled into kdf, named by its path in the repository.
@@ -27,6 +25,18 @@ pub const RUST: Builtin =
     Builtin { name: "configs/rust.config", text: include_str!("../../../configs/rust.config") };
 pub const BPF: Builtin =
     Builtin { name: "configs/bpf.config", text: include_str!("../../../configs/bpf.config") };
+pub const X86_64_CONFIG: Builtin =
+    Builtin { name: "configs/x86_64.config", text: include_str!("../../../configs/x86_64.config") };
+pub const ARM64_CONFIG: Builtin =
+    Builtin { name: "configs/arm64.config", text: include_str!("../../../configs/arm64.config") };
+
+/// kdf's fragment for an architecture (applied after vm.config).
+pub fn arch_fragment(arch: Arch) -> Builtin {
+    match arch {
+        Arch::X86_64 => X86_64_CONFIG,
+        Arch::Arm64 => ARM64_CONFIG,
+    }
+}
 
 /// Every compiled-in fragment.
 #[cfg(test)]
@@ -61,7 +71,7 @@ pub struct Requested {
 
 /// The compiled-in fragments a request uses, in merge order.
 pub fn builtins(req: &Request) -> Vec<Builtin> {
-    let mut out = vec![VM, req.arch.fragment()];
+    let mut out = vec![VM, arch_fragment(req.arch)];
     out.push(match req.profile {
         Profile::Fast => FAST,
         Profile::Debug => DEBUG,
@@ -140,6 +150,16 @@ mod tests {
             ["CONFIG_KASAN", "CONFIG_PROVE_LOCKING", "CONFIG_UBSAN", "CONFIG_FTRACE", "CONFIG_BPF_SYSCALL"]
         {
             assert_eq!(f.value(off), &Value::No, "{off}");
+        }
+    }
+
+    #[test]
+    fn each_architectures_fragment_has_its_console() {
+        for arch in [Arch::X86_64, Arch::Arm64] {
+            let b = arch_fragment(arch);
+            let f = Fragment::parse(b.text, b.name).unwrap();
+            assert_eq!(f.value(arch.console_option()), &Value::Yes, "{arch}");
+            assert!(b.name.contains(&arch.to_string()));
         }
     }
 
