@@ -29,7 +29,10 @@ impl Arch {
         }
     }
 
-    /// kbuild's `ARCH=` (and `SRCARCH`: the directory under `arch/`).
+    /// kbuild's `ARCH=` (and `SRCARCH`: the directory under `arch/`). `x86`,
+    /// not `x86_64`: it is what kbuild defaults to on an x86 host, and the
+    /// `.config` records the value (`include/config/auto.conf.cmd`), so a tree
+    /// configured by a plain `make` is not reconfigured when kdf builds it.
     pub fn kbuild(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86",
