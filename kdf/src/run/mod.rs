@@ -13,6 +13,7 @@ mod dry_run;
 mod files;
 mod hardware;
 mod ktap;
+mod guest;
 mod machine;
 mod prepare;
 mod result;
