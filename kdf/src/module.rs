@@ -132,7 +132,8 @@ pub fn check_arch(module: &Module, arch: Arch) -> Result<()> {
     if elf.machine == arch.elf_machine() {
         return Ok(());
     }
-    let built_for = crate::elf::machine_name(elf.machine).map_or(format!("machine {}", elf.machine), String::from);
+    let built_for =
+        crate::elf::machine_name(elf.machine).map_or(format!("machine {}", elf.machine), String::from);
     Err(hinted_status(
         format!("{} is a module for {built_for}, the kernel is {arch}", module.source.display()),
         format!(

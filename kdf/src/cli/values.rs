@@ -22,7 +22,8 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
 
 /// `--arch`: `x86_64`, `arm64`, and their other spellings (`aarch64`, `amd64`).
 pub fn parse_arch(s: &str) -> Result<crate::arch::Arch, String> {
-    crate::arch::Arch::parse(s).ok_or_else(|| format!("{s:?} is not an architecture kdf boots (x86_64, arm64)"))
+    crate::arch::Arch::parse(s)
+        .ok_or_else(|| format!("{s:?} is not an architecture kdf boots (x86_64, arm64)"))
 }
 
 /// Seconds, fractions allowed: `30`, `1.5`.

@@ -50,8 +50,11 @@ pub fn locate(explicit: Option<&Path>, arch: Arch) -> Result<PathBuf> {
     let fits = |p: &PathBuf| std::fs::read(p).is_ok_and(|b| unfit(&b, arch).is_none());
     let exe = std::env::current_exe().unwrap_or_default();
     let shared = var("KDF_INIT").filter(|_| arch != Arch::X86_64);
-    let found: Vec<PathBuf> =
-        shared.into_iter().filter(fits).chain(candidates(&exe, arch).into_iter().filter(|p| p.is_file())).collect();
+    let found: Vec<PathBuf> = shared
+        .into_iter()
+        .filter(fits)
+        .chain(candidates(&exe, arch).into_iter().filter(|p| p.is_file()))
+        .collect();
     // `cargo build --workspace` leaves a dynamic host build next to kdf: take
     // the first that can be /init, else the first found (`read` says why not).
     let fit = found.iter().find(|p| fits(p));
@@ -78,12 +81,18 @@ fn unfit(bytes: &[u8], arch: Arch) -> Option<String> {
         Err(e) => return Some(format!("is not an ELF executable: {e:#}")),
     };
     if elf.class != Class::Elf64 {
-        return Some(format!("is a 32-bit ELF; the {arch} guest's /init must be a 64-bit {} one", want(arch)));
+        return Some(format!(
+            "is a 32-bit ELF; the {arch} guest's /init must be a 64-bit {} one",
+            want(arch)
+        ));
     }
     if elf.endian != Endian::Little || elf.machine != arch.elf_machine() {
         let machine = elf::machine_name(elf.machine).map_or(format!("machine {}", elf.machine), String::from);
         let order = if elf.endian == Endian::Big { "big-endian " } else { "" };
-        return Some(format!("is built for {order}{machine}; the {arch} guest's /init must be {}", want(arch)));
+        return Some(format!(
+            "is built for {order}{machine}; the {arch} guest's /init must be {}",
+            want(arch)
+        ));
     }
     match elf.has_interpreter() {
         Ok(false) => None,
@@ -105,7 +114,10 @@ mod tests {
     fn this_test_binary_is_dynamic() {
         // cargo test binaries link glibc dynamically: a PT_INTERP must be found.
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert_eq!(unfit(&exe, Arch::X86_64).unwrap(), "is dynamically linked and cannot run as the guest's /init");
+        assert_eq!(
+            unfit(&exe, Arch::X86_64).unwrap(),
+            "is dynamically linked and cannot run as the guest's /init"
+        );
     }
 
     #[test]
@@ -132,7 +144,10 @@ mod tests {
         let arm = build(Class::Elf64, Endian::Little, EM_AARCH64, &[(1, b"code")], &[]);
         assert_eq!(unfit(&arm, Arch::Arm64), None);
         let x86 = build(Class::Elf64, Endian::Little, EM_X86_64, &[(1, b"code")], &[]);
-        assert_eq!(unfit(&x86, Arch::Arm64).unwrap(), "is built for x86_64; the arm64 guest's /init must be aarch64");
+        assert_eq!(
+            unfit(&x86, Arch::Arm64).unwrap(),
+            "is built for x86_64; the arm64 guest's /init must be aarch64"
+        );
     }
 
     #[test]

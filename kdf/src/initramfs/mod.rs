@@ -255,7 +255,6 @@ mod tests {
         let c = Contents {
             init: b"init".to_vec(),
             release: Some("6.1.0".into()),
-            arch: crate::arch::Arch::X86_64,
             modules: vec![Module { path: "kernel/fs/fuse/fuse.ko".into(), data: b"ko".to_vec() }],
             modules_dep: "kernel/fs/fuse/fuse.ko:\n".into(),
             preload: vec!["virtio_pci".into()],

@@ -16,7 +16,9 @@ pub enum Kind {
     BzImage,
     Elf,
     /// arm64's `Image` (arch/arm64/boot/Image), `gzip`'d as `Image.gz`.
-    Arm64Image { gzip: bool },
+    Arm64Image {
+        gzip: bool,
+    },
 }
 
 /// arm64's boot header: "ARM\x64" at offset 56 (Documentation/arch/arm64/booting.rst).

@@ -36,7 +36,12 @@ pub fn parse_deb822(text: &str) -> Vec<Source> {
         let signed_by = field("Signed-By").first().cloned();
         for uri in field("URIs") {
             for suite in field("Suites") {
-                out.push(Source { uri: uri.clone(), suite, components: field("Components"), signed_by: signed_by.clone() });
+                out.push(Source {
+                    uri: uri.clone(),
+                    suite,
+                    components: field("Components"),
+                    signed_by: signed_by.clone(),
+                });
             }
         }
     }
@@ -52,7 +57,8 @@ pub fn parse_one_line(text: &str) -> Vec<Source> {
             Some(r) => r.split_once(']').map(|(o, r)| (o, r.trim())).unwrap_or(("", r)),
             None => ("", rest),
         };
-        let signed_by = options.split_whitespace().find_map(|o| o.strip_prefix("signed-by=")).map(String::from);
+        let signed_by =
+            options.split_whitespace().find_map(|o| o.strip_prefix("signed-by=")).map(String::from);
         let mut words = rest.split_whitespace().map(String::from);
         let (Some(uri), Some(suite)) = (words.next(), words.next()) else { continue };
         out.push(Source { uri, suite, components: words.collect(), signed_by });
@@ -76,7 +82,8 @@ pub fn sources_list(sources: &[Source], arch: Arch) -> String {
     let mut out = String::new();
     let mut seen = Vec::new();
     for s in sources {
-        let uri = match (arch, s.uri.contains("archive.ubuntu.com") || s.uri.contains("security.ubuntu.com")) {
+        let uri = match (arch, s.uri.contains("archive.ubuntu.com") || s.uri.contains("security.ubuntu.com"))
+        {
             (Arch::Arm64, true) => "http://ports.ubuntu.com/ubuntu-ports".to_string(),
             _ => s.uri.trim_end_matches('/').to_string(),
         };
@@ -160,8 +167,14 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
                     deb-src http://m/debian bookworm main\ndeb http://archive.ubuntu.com/ubuntu noble main universe\n";
         let s = parse_one_line(text);
         assert_eq!(s.len(), 2);
-        assert_eq!((s[0].uri.as_str(), s[0].suite.as_str(), s[0].signed_by.as_deref()), ("http://m/debian", "bookworm", Some("/k.gpg")));
-        assert_eq!((s[1].suite.as_str(), s[1].components.len(), s[1].signed_by.as_deref()), ("noble", 2, None));
+        assert_eq!(
+            (s[0].uri.as_str(), s[0].suite.as_str(), s[0].signed_by.as_deref()),
+            ("http://m/debian", "bookworm", Some("/k.gpg"))
+        );
+        assert_eq!(
+            (s[1].suite.as_str(), s[1].components.len(), s[1].signed_by.as_deref()),
+            ("noble", 2, None)
+        );
     }
 
     #[test]
@@ -174,7 +187,10 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
              deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bookworm-security main\n"
         );
         let ubuntu = parse_one_line("deb http://archive.ubuntu.com/ubuntu/ noble main\ndeb http://security.ubuntu.com/ubuntu noble main\n");
-        assert_eq!(sources_list(&ubuntu, Arch::Arm64), "deb [arch=arm64] http://ports.ubuntu.com/ubuntu-ports noble main\n");
+        assert_eq!(
+            sources_list(&ubuntu, Arch::Arm64),
+            "deb [arch=arm64] http://ports.ubuntu.com/ubuntu-ports noble main\n"
+        );
         assert!(sources_list(&fallback(), Arch::Arm64).contains("deb.debian.org/debian bookworm main"));
     }
 

@@ -23,8 +23,22 @@ const MARKER: &str = ".kdf-root";
 /// kdf-init uses ([`kdf_proto::ROOT_MOUNT_POINTS`]) and `/lib/modules` for
 /// the kernel's modules, so the root is used as it is, with no overlay for
 /// those alone.
-const DIRS: &[&str] =
-    &["bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "lib/modules", "mnt", "dev", "proc", "sys", "tmp", "run", "var/tmp"];
+const DIRS: &[&str] = &[
+    "bin",
+    "sbin",
+    "usr/bin",
+    "usr/sbin",
+    "etc",
+    "root",
+    "lib/modules",
+    "mnt",
+    "dev",
+    "proc",
+    "sys",
+    "tmp",
+    "run",
+    "var/tmp",
+];
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -94,12 +108,16 @@ fn lock(arch: Arch) -> Result<Flock<File>> {
 /// Builds the busybox root in a scratch directory and renames it into place.
 fn build(arch: Arch, dir: &Path) -> Result<()> {
     let parent = dir.parent().context("the root has no parent directory")?;
-    let work = tempfile::Builder::new().prefix(".build-").tempdir_in(parent).context("failed to create a scratch root")?;
+    let work = tempfile::Builder::new()
+        .prefix(".build-")
+        .tempdir_in(parent)
+        .context("failed to create a scratch root")?;
     let files = fetch::unpack(arch, &["busybox-static".to_string()], work.path())?;
     layout(work.path())?;
     cache::write_atomic(&work.path().join(MARKER), files.join("\n").as_bytes())?;
     let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(work.path(), dir).with_context(|| format!("failed to move the root into {}", dir.display()))?;
+    std::fs::rename(work.path(), dir)
+        .with_context(|| format!("failed to move the root into {}", dir.display()))?;
     // The rename took the directory; nothing is left for the guard to remove.
     let _ = work.keep();
     Ok(())
@@ -108,7 +126,8 @@ fn build(arch: Arch, dir: &Path) -> Result<()> {
 /// The directories, applet links and user database around an unpacked busybox.
 pub fn layout(root: &Path) -> Result<()> {
     for d in DIRS {
-        std::fs::create_dir_all(root.join(d)).with_context(|| format!("failed to create /{d} in the root"))?;
+        std::fs::create_dir_all(root.join(d))
+            .with_context(|| format!("failed to create /{d} in the root"))?;
     }
     let busybox = root.join("bin/busybox");
     let bytes = std::fs::read(&busybox).with_context(|| format!("failed to read {}", busybox.display()))?;

@@ -18,7 +18,8 @@ use crate::tools;
 fn state_dir(arch: Arch) -> Result<PathBuf> {
     let dir = cache::subdir("apt")?.join(arch.debian());
     for sub in ["lists/partial", "cache/archives/partial"] {
-        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("failed to create {}", dir.display()))?;
     }
     Ok(dir)
 }

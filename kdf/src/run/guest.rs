@@ -26,20 +26,28 @@ pub fn arch(given: Option<Arch>, kernel: &Kernel) -> Result<Arch> {
 
 fn kernel_hint(arch: Arch) -> String {
     match arch {
-        Arch::Arm64 => "pass --kernel with an arm64 Image, Image.gz or Debian's vmlinuz (its package unpacked: \
+        Arch::Arm64 => {
+            "pass --kernel with an arm64 Image, Image.gz or Debian's vmlinuz (its package unpacked: \
              scripts/fetch-kernel-package.sh --arch arm64 DIR), or build one: kdf kernel build --arch arm64"
-            .into(),
+                .into()
+        }
         Arch::X86_64 => "pass --kernel with an x86_64 bzImage or vmlinux, or drop --arch".into(),
     }
 }
 
 /// The QEMU machine: x86_64's choice ([`machine::choose`]); on arm64 always
 /// `virt`, its virtio devices on MMIO unless the kernel has only PCI.
-pub fn machine(arch: Arch, given: MachineArg, config: Option<&KernelConfig>, qemu_args: bool) -> Result<Machine> {
+pub fn machine(
+    arch: Arch,
+    given: MachineArg,
+    config: Option<&KernelConfig>,
+    qemu_args: bool,
+) -> Result<Machine> {
     match arch {
         Arch::X86_64 => Ok(machine::choose(given, config, qemu_args)),
         Arch::Arm64 if given != MachineArg::Auto => Err(usage_hinted(
-            format!("--machine {given:?} is an x86_64 machine; arm64 guests run on QEMU's virt").to_lowercase(),
+            format!("--machine {given:?} is an x86_64 machine; arm64 guests run on QEMU's virt")
+                .to_lowercase(),
             "drop --machine",
         )),
         Arch::Arm64 => Ok(Machine::Virt { pci: virt_pci(config) }),

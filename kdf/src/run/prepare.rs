@@ -122,8 +122,10 @@ impl BootTimeout {
 
 pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     let given_root = files::root(args)?;
-    let places =
-        Places { modules_dir: args.kernel.modules_dir.clone(), root: given_root.as_ref().map(|r| r.dir.clone()) };
+    let places = Places {
+        modules_dir: args.kernel.modules_dir.clone(),
+        root: given_root.as_ref().map(|r| r.dir.clone()),
+    };
     let kernel = kernel::resolve(&choice.source, &places).map_err(|e| match &choice.hint {
         // No installed kernel either: the tree's own build is the way out.
         Some(_) => hinted(format!("{e:#}"), "build the kernel tree you are in and boot it: kdf run --build"),
@@ -135,7 +137,9 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     // gets kdf's default root for it.
     let root = match given_root {
         Some(r) => Some(r),
-        None if foreign => Some(files::Root { dir: crate::root::default::dir(arch)?, mode: crate::root::Mode::Ro }),
+        None if foreign => {
+            Some(files::Root { dir: crate::root::default::dir(arch)?, mode: crate::root::Mode::Ro })
+        }
         None => None,
     };
     let qemu = tools::qemu(arch)?;

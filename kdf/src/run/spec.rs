@@ -8,8 +8,8 @@ use std::os::fd::RawFd;
 use super::files::MAX_SHARES;
 use super::prepare::Prepared;
 use crate::disks::MAX_DISKS;
-use crate::vm::disk::{Backing, DiskDevice};
 use crate::vm::cmdline;
+use crate::vm::disk::{Backing, DiskDevice};
 use crate::vm::qemu::{Accel, GdbStub, Machine, Monitors, ShareDevice, VmSpec};
 use crate::vm::virtiofsd::Virtiofsd;
 use crate::vm::Transport;
@@ -95,7 +95,14 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         firmware: if p.machine == Machine::Q35 { p.firmware.clone() } else { None },
         kernel: p.kernel.boot.clone(),
         initramfs: p.initramfs.clone(),
-        cmdline: cmdline::cmdline(p.machine, p.verbose, p.debug.is_some(), accel, &p.preload, &with_clock_args(p, accel)),
+        cmdline: cmdline::cmdline(
+            p.machine,
+            p.verbose,
+            p.debug.is_some(),
+            accel,
+            &p.preload,
+            &with_clock_args(p, accel),
+        ),
         console_fd: CONSOLE_FD,
         channel_fd: CHANNEL_FD,
         attach_fd: ATTACH_FD,

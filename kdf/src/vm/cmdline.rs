@@ -6,7 +6,14 @@ use super::qemu::{Accel, Machine};
 /// The kernel command line: kdf's essentials, quiet unless `verbose`, the
 /// modules kdf-init loads before it reaches the host (`preload`), then the
 /// user's `--cmdline` (later arguments win in the kernel's parser).
-pub fn cmdline(machine: Machine, verbose: bool, debug: bool, accel: Accel, preload: &[String], extra: &[String]) -> String {
+pub fn cmdline(
+    machine: Machine,
+    verbose: bool,
+    debug: bool,
+    accel: Accel,
+    preload: &[String],
+    extra: &[String],
+) -> String {
     let preload = format!("{}={}", kdf_proto::CMDLINE_PRELOAD, preload.join(","));
     let mut args = match machine {
         Machine::Q35 | Machine::Microvm { .. } => vec![
@@ -97,7 +104,9 @@ mod tests {
     #[test]
     fn the_vm_always_exits_instead_of_rebooting() {
         let c = cmdline(Machine::Q35, false, false, Accel::Tcg, &preload("virtio_pci"), &[]);
-        assert!(cmdline(Machine::Q35, false, true, Accel::Kvm, &preload("virtio_pci"), &[]).contains("nokaslr"));
+        assert!(
+            cmdline(Machine::Q35, false, true, Accel::Kvm, &preload("virtio_pci"), &[]).contains("nokaslr")
+        );
 
         assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
         assert!(c.contains("no_timer_check"), "a starved vCPU must not fail the IO-APIC timer check");
@@ -123,10 +132,21 @@ mod tests {
 
     #[test]
     fn cmdline_is_quiet_unless_verbose_and_user_args_come_last() {
-        assert!(cmdline(Machine::Q35, false, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet"));
-        assert!(!cmdline(Machine::Q35, true, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet"));
-        assert!(cmdline(Machine::Q35, false, false, Accel::Tcg, &preload("virtio_pci"), &["loglevel=7".into()])
-            .ends_with(" loglevel=7"));
+        assert!(
+            cmdline(Machine::Q35, false, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet")
+        );
+        assert!(
+            !cmdline(Machine::Q35, true, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet")
+        );
+        assert!(cmdline(
+            Machine::Q35,
+            false,
+            false,
+            Accel::Tcg,
+            &preload("virtio_pci"),
+            &["loglevel=7".into()]
+        )
+        .ends_with(" loglevel=7"));
     }
 
     #[test]

@@ -482,8 +482,13 @@ mod tests {
         s.firmware = None;
         s.extra.clear();
         let j = joined(&s);
-        assert!(j.contains("-machine virt,gic-version=max,accel=tcg,memory-backend=mem -cpu max,pauth-impdef=on"));
-        assert!(j.contains("virtio-serial-device,id=vser") && j.contains("vhost-user-fs-device,chardev=fs0"), "{j}");
+        assert!(
+            j.contains("-machine virt,gic-version=max,accel=tcg,memory-backend=mem -cpu max,pauth-impdef=on")
+        );
+        assert!(
+            j.contains("virtio-serial-device,id=vser") && j.contains("vhost-user-fs-device,chardev=fs0"),
+            "{j}"
+        );
         assert!(j.contains("-serial chardev:console") && !j.contains("-pci") && !j.contains("-bios"), "{j}");
         s.machine = Machine::Virt { pci: true };
         s.network = Some(UserNet { forwards: Vec::new() });

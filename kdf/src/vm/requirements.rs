@@ -102,7 +102,10 @@ pub const TABLE: &[Requirement] = &[
     req("CONFIG_BLK_DEV_INITRD", "the kernel cannot load kdf's initramfs"),
     req("CONFIG_DEVTMPFS", "kdf-init cannot create device nodes"),
     req("CONFIG_TMPFS", "the guest gets no /tmp"),
-    Requirement { when: When::X86, ..req("CONFIG_SERIAL_8250_CONSOLE", "there is no kernel console to diagnose failures") },
+    Requirement {
+        when: When::X86,
+        ..req("CONFIG_SERIAL_8250_CONSOLE", "there is no kernel console to diagnose failures")
+    },
     // Not strict: `kdf kernel config` adds it from the arm64 fragment, not
     // from every kdf kernel's.
     asked(
@@ -411,7 +414,9 @@ mod tests {
         assert_eq!(plan_modules(&virt), ["virtiofs", "overlay", "configfs"]);
         let pci = Vm::plain(Machine::Virt { pci: true }, Transport::Virtiofs, false);
         assert_eq!(boot_modules(&pci)[0], "virtio_pci");
-        let no_console = config("CONFIG_BLK_DEV_INITRD=y\nCONFIG_DEVTMPFS=y\nCONFIG_TMPFS=y\nCONFIG_SERIAL_8250_CONSOLE=y\n");
+        let no_console = config(
+            "CONFIG_BLK_DEV_INITRD=y\nCONFIG_DEVTMPFS=y\nCONFIG_TMPFS=y\nCONFIG_SERIAL_8250_CONSOLE=y\n",
+        );
         match check(&no_console, &virt, true) {
             Err(Miss::Lacks(r)) => assert_eq!(r.option, "CONFIG_SERIAL_AMBA_PL011_CONSOLE"),
             other => panic!("{other:?}"),
