@@ -1,7 +1,8 @@
-//! Loading kernel modules: from the initramfs or the kernel's module
-//! directory, dependencies first, using the `modules.dep` next to them; and
-//! the user's `--module` files, loaded in a child process and unloaded after
-//! the command.
+//! Loading kernel modules: kdf's own from the initramfs, dependencies first,
+//! using the `modules.dep` next to them; the kernel modules a `--module`
+//! needs, from the kernel's real modules directory once the host's files are
+//! mounted; and the user's `--module` files, loaded in a child process and
+//! unloaded after the command.
 
 use std::fs::File;
 
@@ -58,14 +59,90 @@ pub fn load<S: AsRef<str>>(release: &str, names: &[S]) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// The module files (paths in `dep`, dependencies first) that give the
+/// kernel the modules `names`. A name the kernel already has (`present`: its
+/// `/sys/module` entry) or has built in (`builtin`: `modules.builtin`'s
+/// paths) needs none; `Err` names the first that is none of these.
+pub fn deps_to_load<S: AsRef<str>>(
+    names: &[S],
+    dep: &ModulesDep,
+    builtin: &str,
+    present: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, String> {
+    let builtin: Vec<String> = builtin.lines().map(module_name).collect();
+    let mut load = Vec::new();
+    for name in names.iter().map(|n| n.as_ref().replace('-', "_")) {
+        if present(&name) || (dep.find(&name).is_none() && builtin.contains(&name)) {
+            continue;
+        }
+        if dep.find(&name).is_none() {
+            return Err(name);
+        }
+        load.push(name);
+    }
+    Ok(dep.load_order(&load).0)
+}
+
+/// Loads the kernel modules a `--module` needs (`names`, from its
+/// `.modinfo`), with their dependencies, from `/lib/modules/<release>`: by
+/// now the kernel's whole modules directory (the initramfs holds only kdf's).
+pub fn load_deps(release: &str, names: &[String]) -> Result<(), ModuleError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let dir = dir(release);
+    let fail = |error: String, log| Err(ModuleError { error, log });
+    let read = |file: &str| match std::fs::read_to_string(format!("{dir}/{file}")) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(format!("cannot read {dir}/{file}: {e}")),
+    };
+    let (dep, builtin) = match (read("modules.dep"), read("modules.builtin")) {
+        (Ok(dep), Ok(builtin)) => (ModulesDep::parse(&dep), builtin),
+        (Err(e), _) | (_, Err(e)) => return fail(e, Vec::new()),
+    };
+    let present = |name: &str| std::path::Path::new("/sys/module").join(name).exists();
+    let paths = match deps_to_load(names, &dep, &builtin, present) {
+        Ok(paths) => paths,
+        Err(name) => {
+            return fail(
+                format!(
+                    "it needs the kernel module {name}, which is neither built in nor in {dir}/modules.dep"
+                ),
+                Vec::new(),
+            )
+        }
+    };
+    let log = LogSince::now();
+    for path in paths {
+        if let Err(e) = insert(&format!("{dir}/{path}")) {
+            let name = module_name(&path);
+            return fail(
+                format!("it needs the kernel module {name}, which failed to load ({dir}/{path}): {e}"),
+                log.lines(),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn load_one(dir: &str, path: &str) -> Result<(), Fatal> {
     insert(&format!("{dir}/{path}"))
         .map_err(|e| Fatal(format!("module {} ({path}) failed to load: {e}", module_name(path))))
 }
 
+/// `finit_module`'s MODULE_INIT_COMPRESSED_FILE (Linux 5.17, with
+/// CONFIG_MODULE_DECOMPRESS): the kernel decompresses the file itself. A
+/// distribution's modules directory may hold `.ko.xz`/`.ko.zst` files.
+const COMPRESSED_FILE: u32 = 4;
+
 fn insert(path: &str) -> Result<(), String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
-    match finit_module(&file, c"", ModuleInitFlags::empty()) {
+    let flags = match [".xz", ".zst", ".gz"].iter().any(|s| path.ends_with(s)) {
+        true => ModuleInitFlags::from_bits_retain(COMPRESSED_FILE),
+        false => ModuleInitFlags::empty(),
+    };
+    match finit_module(&file, c"", flags) {
         Ok(()) | Err(Errno::EEXIST) => Ok(()),
         Err(e) => Err(e.desc().to_string()),
     }
@@ -174,5 +251,59 @@ pub fn unload_user(name: &str) -> Result<(), ModuleError> {
     match nix::kmod::delete_module(&cname, nix::kmod::DeleteModuleFlags::O_NONBLOCK) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(e) => Err(ModuleError { error: e.desc().to_string(), log: log.lines() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Lines of the Debian 6.1 kernel's modules.dep.
+    const DEP: &str = "\
+kernel/fs/udf/udf.ko: kernel/lib/crc-itu-t.ko kernel/drivers/cdrom/cdrom.ko
+kernel/lib/crc-itu-t.ko:
+kernel/drivers/cdrom/cdrom.ko:
+kernel/fs/fuse/fuse.ko:
+kernel/fs/xfs/xfs.ko: kernel/lib/libcrc32c.ko.xz
+kernel/lib/libcrc32c.ko.xz:
+";
+    const BUILTIN: &str = "kernel/lib/crc32.ko\nkernel/fs/ext4/ext4.ko\n";
+
+    fn nothing_loaded(_: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn a_dependency_loads_with_its_own_dependencies_first() {
+        let dep = ModulesDep::parse(DEP);
+        assert_eq!(
+            deps_to_load(&["crc-itu-t", "cdrom"], &dep, BUILTIN, nothing_loaded).unwrap(),
+            ["kernel/lib/crc-itu-t.ko", "kernel/drivers/cdrom/cdrom.ko"]
+        );
+        assert_eq!(
+            deps_to_load(&["xfs"], &dep, BUILTIN, nothing_loaded).unwrap(),
+            ["kernel/lib/libcrc32c.ko.xz", "kernel/fs/xfs/xfs.ko"]
+        );
+    }
+
+    #[test]
+    fn loaded_and_built_in_dependencies_need_no_file() {
+        let dep = ModulesDep::parse(DEP);
+        let loaded = |n: &str| n == "fuse" || n == "crc_itu_t";
+        assert_eq!(
+            deps_to_load(&["fuse", "crc32", "ext4", "crc-itu-t", "cdrom"], &dep, BUILTIN, loaded).unwrap(),
+            ["kernel/drivers/cdrom/cdrom.ko"]
+        );
+        assert!(deps_to_load::<&str>(&[], &dep, "", nothing_loaded).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_dependency_that_is_nowhere_is_named() {
+        let dep = ModulesDep::parse(DEP);
+        assert_eq!(deps_to_load(&["cdrom", "no-such"], &dep, BUILTIN, nothing_loaded), Err("no_such".into()));
+        // Without a modules directory only what the kernel has will do.
+        let none = ModulesDep::default();
+        assert_eq!(deps_to_load(&["cdrom"], &none, "", nothing_loaded), Err("cdrom".into()));
+        assert!(deps_to_load(&["cdrom"], &none, "", |n| n == "cdrom").unwrap().is_empty());
     }
 }

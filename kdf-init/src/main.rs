@@ -60,7 +60,9 @@ fn main() {
     marks.push(("mounted".into(), system::uptime_us()));
     let mut port = port.take().expect("port is kept until here");
     for module in &plan.user_modules {
-        if let Err(err) = kmod::load_user(module) {
+        // Its kernel dependencies come from the real modules directory,
+        // mounted by now.
+        if let Err(err) = kmod::load_deps(&release, &module.depends).and_then(|()| kmod::load_user(module)) {
             module_failed(&mut port, &module.name, "load", err);
             end(port, follower, None);
         }

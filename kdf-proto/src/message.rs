@@ -369,6 +369,7 @@ mod tests {
                 name: "hello".into(),
                 path: b"/run/kdf/modules/hello.ko".to_vec(),
                 params: "who=\"a b\" n=3".into(),
+                depends: vec!["crc_itu_t".into(), "cdrom".into()],
             }],
             unload: true,
             kmsg: true,

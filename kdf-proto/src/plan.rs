@@ -75,13 +75,14 @@ pub struct Plan {
     /// `shares[0]` is the new root; the rest are mounted in order after the
     /// guest's own filesystems (so a share below `/tmp` stays the host's).
     pub shares: Vec<Share>,
-    /// Module names to load (with their dependencies) before mounting shares.
+    /// kdf's own modules (the VM's devices and filesystems) to load, with
+    /// their dependencies, from the initramfs before mounting shares.
     pub modules: Vec<String>,
     pub hostname: String,
     /// Host wall clock (ns since the Unix epoch) when the plan was sent.
     pub clock_ns: u64,
     /// Modules given with `--module`, loaded in this order after the shares
-    /// are mounted (their dependencies from the kernel are in `modules`).
+    /// are mounted, each after the kernel modules it depends on.
     pub user_modules: Vec<ModuleFile>,
     /// Unload `user_modules` in reverse order after the command.
     pub unload: bool,
@@ -100,6 +101,11 @@ pub struct ModuleFile {
     pub path: Vec<u8>,
     /// `PARAM=VALUE ...`, as `insmod` takes them.
     pub params: String,
+    /// The kernel's modules it needs (its `.modinfo` `depends=`, less the
+    /// other `--module` files), loaded with their own dependencies from the
+    /// kernel's `modules.dep` once the host's files are mounted (the
+    /// initramfs holds only kdf's modules).
+    pub depends: Vec<String>,
 }
 
 pub(crate) fn put_winsize(w: &mut Writer, ws: &Winsize) {
@@ -211,6 +217,9 @@ impl Plan {
         w.str(&self.hostname).u64(self.clock_ns);
         w.list(&self.user_modules, |w, m| {
             w.str(&m.name).bytes(&m.path).str(&m.params);
+            w.list(&m.depends, |w, d| {
+                w.str(d);
+            });
         });
         w.bool(self.unload).bool(self.kmsg);
         put_option(w, &self.network, put_network);
@@ -230,7 +239,12 @@ impl Plan {
             hostname: r.string()?,
             clock_ns: r.u64()?,
             user_modules: r.list(|r| {
-                Ok(ModuleFile { name: r.string()?, path: r.bytes()?.to_vec(), params: r.string()? })
+                Ok(ModuleFile {
+                    name: r.string()?,
+                    path: r.bytes()?.to_vec(),
+                    params: r.string()?,
+                    depends: r.list(|r| r.string())?,
+                })
             })?,
             unload: r.bool()?,
             kmsg: r.bool()?,

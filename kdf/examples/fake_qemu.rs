@@ -5,7 +5,8 @@
 //!
 //! `KDF_FAKE_GUEST` names the guest (below); `KDF_FAKE_GUEST_KVM` another one
 //! to play when the machine asks for KVM. `KDF_FAKE_LOG`, if set, is a file
-//! the fake appends what it saw to (`argv`, `plan`, `ack`, `signal N`).
+//! the fake appends what it saw to (`argv`, `plan`, `ack`, `signal N`) and
+//! why it reset after an exit (`ack`, `channel closed`, `no ack`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -165,12 +166,43 @@ impl Machine {
         self.await_ack()
     }
 
+    /// Logs why it "resets": `ack`, `channel closed` or `no ack`. The
+    /// acknowledgement is peeked, never read: kdf kills QEMU as soon as it
+    /// has sent it, often before this logs, and the frame then stays in the
+    /// socket for a test that took a copy of it (`pidfd_getfd`) to find.
     fn await_ack(&mut self) -> ! {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::{AsFd, AsRawFd};
+        let ack = ToGuest::Ack.encode();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            match self.recv() {
-                Some(ToGuest::Ack) | None => break,
-                Some(_) => {}
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.channel.as_fd(), PollFlags::POLLIN)];
+            if left.is_zero() || poll(&mut fds, PollTimeout::from(ms)).is_ok_and(|n| n == 0) {
+                log("no ack");
+                break;
+            }
+            let mut head = vec![0u8; ack.len()];
+            match recv(self.channel.as_raw_fd(), &mut head, MsgFlags::MSG_PEEK) {
+                Ok(n) if n == ack.len() && head == ack => {
+                    log("ack");
+                    break;
+                }
+                Ok(0) | Err(_) => {
+                    log("channel closed");
+                    break;
+                }
+                // Another message first (a signal, say), or part of one: take it.
+                Ok(_) => match self.recv() {
+                    Some(ToGuest::Ack) => break,
+                    Some(_) => {}
+                    None => {
+                        log("channel closed");
+                        break;
+                    }
+                },
             }
         }
         std::process::exit(0)
@@ -225,11 +257,17 @@ fn play(m: &mut Machine, guest: &str) -> ! {
             m.boot();
             m.output(arg.parse().expect("output:BYTES"))
         }
-        // Stderr without end; ignores signals (a stuck command).
+        // Stderr (or with `flood:stdout`, stdout) without end; ignores
+        // signals (a stuck command).
         "flood" => {
             m.boot();
+            let chunk = vec![b'y'; kdf_proto::MAX_DATA];
             loop {
-                m.send(&ToHost::Stderr(vec![b'y'; kdf_proto::MAX_DATA]));
+                m.send(&if arg == "stdout" {
+                    ToHost::Stdout(chunk.clone())
+                } else {
+                    ToHost::Stderr(chunk.clone())
+                });
             }
         }
         // Runs until signalled, then exits with that signal.

@@ -70,6 +70,16 @@ pub fn is_usage(err: &anyhow::Error) -> bool {
     err.chain().any(|e| e.downcast_ref::<Usage>().is_some())
 }
 
+/// The exit status kdf ends with on `err`: the one it asks for, else 2 for a
+/// usage error, else 125.
+pub fn exit_status(err: &anyhow::Error) -> i32 {
+    match status_of(err) {
+        Some(code) => code,
+        None if is_usage(err) => crate::status::USAGE,
+        None => crate::status::FAILURE,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +94,9 @@ mod tests {
         assert_eq!(format!("{err:#}"), "failed to start the VM: no qemu");
         assert!(!is_usage(&err));
         assert!(is_usage(&usage("--cpus must be at least 1").context("bad flags")));
+        assert_eq!(exit_status(&err), crate::status::FAILURE);
+        assert_eq!(exit_status(&usage("x").context("bad flags")), crate::status::USAGE);
+        let refused = hinted_status("built for 6.1", "rebuild it", crate::status::MODULE).context("--module");
+        assert_eq!(exit_status(&refused), crate::status::MODULE);
     }
 }

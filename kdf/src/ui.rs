@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::{AsFd, FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -59,10 +59,24 @@ pub fn write_bounded(fd: i32, data: &[u8], limit: Duration) -> bool {
     true
 }
 
+/// kdf's stderr.
+pub const STDERR: RawFd = 2;
+
 /// One line on stderr, as it is.
 pub fn line(text: &str) {
-    let end = if RAW.load(Ordering::SeqCst) { "\r\n" } else { "\n" };
-    write_bounded(2, format!("{text}{end}").as_bytes(), PATIENCE);
+    line_on(STDERR, text);
+}
+
+/// One line on `fd` (stderr, or a pipe in a test): ended for the terminal's
+/// mode, written with a bounded attempt.
+pub fn line_on(fd: RawFd, text: &str) {
+    write_bounded(fd, terminated(text, RAW.load(Ordering::SeqCst)).as_bytes(), PATIENCE);
+}
+
+/// `text` with the line ending a raw terminal needs (`\r\n`: without the
+/// carriage return each line starts where the last one ended), else `\n`.
+fn terminated(text: &str, raw: bool) -> String {
+    format!("{text}{}", if raw { "\r\n" } else { "\n" })
 }
 
 /// A `kdf:` line on stderr.
@@ -105,6 +119,12 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(150) && took < Duration::from_secs(5), "{took:?}");
         drop(r);
+    }
+
+    #[test]
+    fn lines_end_in_crlf_only_in_a_raw_terminal() {
+        assert_eq!(terminated("kdf: hi", false), "kdf: hi\n");
+        assert_eq!(terminated("kdf: hi", true), "kdf: hi\r\n");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The module loop on real VMs (TCG): `--module` with parameters, load
-//! failures (123), kernel splats (122), `--allow-splat`, and refusing a module
-//! built for another kernel. The modules (`modules/helloworld`, and the test
-//! modules in `tests/modules/`) are built against the test kernel
-//! (`KDF_TEST_KERNEL_BUILD`, set by `scripts/test.sh`).
+//! failures (123), kernel splats (122), `--allow-splat`, KUnit suites,
+//! refusing a module built for another kernel, and a distro module's
+//! dependencies. The modules (`modules/helloworld`, `modules/kunit-example`,
+//! `modules/rust` and the test modules in `tests/modules/`) are built against
+//! the test kernel (`KDF_TEST_KERNEL_BUILD`, set by `scripts/test.sh`).
 
 mod common;
 
@@ -27,7 +28,7 @@ fn faulty() -> &'static Path {
 
 fn kunit() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build_modules("kunit", &workspace().join("kdf/tests/kunit_module")))
+    DIR.get_or_init(|| build_modules("kunit-example", &workspace().join("modules/kunit-example")))
 }
 
 /// `kdf run --kernel <test kernel> ARGS` in a temporary directory.
@@ -108,11 +109,23 @@ fn userspace_writing_bug_to_the_kernel_log_is_no_splat() {
 fn a_module_built_for_another_kernel_is_refused_before_boot() {
     // The test kernel's module, offered to the host's installed kernel.
     let dir = tempfile::tempdir().unwrap();
-    let out = run_in(dir.path(), &["--module", &module(hello(), "helloworld"), "--", "true"]);
+    let json = dir.path().join("result.json");
+    let out = run_in(
+        dir.path(),
+        &["--result", json.to_str().unwrap(), "--module", &module(hello(), "helloworld"), "--", "true"],
+    );
     assert_eq!(out.status, 123, "{}", out.stderr);
     assert!(out.stderr.contains("helloworld.ko was built for 7."), "{}", out.stderr);
     assert!(out.stderr.contains(", the kernel is "), "{}", out.stderr);
     assert!(out.took.as_secs() < 10, "refused before any boot: {:?}", out.took);
+    // CI still gets its result file.
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        (v["status"].as_i64(), v["meaning"].as_str()),
+        (Some(123), Some("a --module did not load or unload"))
+    );
+    assert!(v["error"].as_str().unwrap().contains("helloworld.ko was built for 7."), "{v}");
+    assert!(v["command_status"].is_null(), "{v}");
 }
 
 fn result(args: &[&str]) -> (Out, serde_json::Value) {
@@ -150,22 +163,29 @@ fn result_json_names_the_splat_and_the_modules() {
 
 #[test]
 fn a_kunit_suite_in_a_module_is_counted_and_a_failing_case_gives_121() {
+    // modules/kunit-example, as the README's recipe runs it.
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("result.json");
-    let m = module(kunit(), "kdf_kunit");
-    let out = run_kernel(&["--result", json.to_str().unwrap(), "--module", &m, "--", "true"]);
+    let m = module(kunit(), "kdf_kunit_example");
+    let failing = format!("{m} fail=1");
+    let out = run_kernel(&["--result", json.to_str().unwrap(), "--module", &failing, "--", "true"]);
     assert_eq!(out.status, 121, "{}", out.stderr);
     // The summary counts every suite that ran (a Rust kernel's own run at boot).
     assert!(out.stderr.contains(" passed, 1 skipped, 1 failed"), "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let suites = v["kunit"]["suites"].as_array().unwrap();
-    let ours = suites.iter().find(|s| s["name"] == "kdf_kunit").expect("the module's suite");
+    let ours = suites.iter().find(|s| s["name"] == "kdf_kunit_example").expect("the module's suite");
     assert_eq!(
         (ours["passed"].as_u64(), ours["skipped"].as_u64(), ours["failed"].as_u64()),
         (Some(1), Some(1), Some(1))
     );
-    assert_eq!(ours["module"], "kdf_kunit");
-    let out = run_kernel(&["--kunit-filter", "kdf_kunit.kdf_kunit_passes", "--module", &m, "--", "true"]);
+    assert_eq!(ours["module"], "kdf_kunit_example");
+    // Without fail=1 it passes, and its summary is still shown: its suite ran.
+    let out = run_kernel(&["--module", &m, "--", "true"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.stderr.contains(" passed, 1 skipped, 0 failed"), "{}", out.stderr);
+    let only = "kdf_kunit_example.kdf_kunit_example_passes";
+    let out = run_kernel(&["--kunit-filter", only, "--module", &failing, "--", "true"]);
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert!(out.stderr.contains("kdf: KUnit: 1 tests, 1 passed, 0 skipped, 0 failed"), "{}", out.stderr);
 }
@@ -245,4 +265,44 @@ fn the_rust_module_loads_and_prints_its_values_when_removed() {
     ]);
     let text = ok(out);
     assert!(text.contains("[72, 108, 200]"), "{text}");
+}
+
+/// The module file of `name` in the distro kernel's modules.dep, and the
+/// names of the modules it depends on.
+fn distro_module(release: &str, name: &str) -> (PathBuf, Vec<String>) {
+    let dir = PathBuf::from(format!("/lib/modules/{release}"));
+    let dep = std::fs::read_to_string(dir.join("modules.dep")).unwrap();
+    let base = |p: &str| p.rsplit('/').next().unwrap().split(".ko").next().unwrap().replace('-', "_");
+    let (path, deps) = dep
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(p, _)| base(p) == name)
+        .unwrap_or_else(|| panic!("{name} is not a module of {release}"));
+    (dir.join(path), deps.split_whitespace().map(base).collect())
+}
+
+// Regression: a --module's kernel dependencies were looked up in the
+// initramfs, which holds only kdf's own modules; those missing there were
+// taken to be built in, and the module failed with "Unknown symbol" (123).
+#[test]
+fn a_distro_module_loads_after_its_dependencies_from_the_kernels_modules_directory() {
+    let release = newest_installed_release();
+    // udf needs crc-itu-t and cdrom: neither is a module kdf's VM loads.
+    let (udf, deps) = distro_module(&release, "udf");
+    assert_eq!(deps, ["crc_itu_t", "cdrom"], "{release}'s udf changed: pick another module");
+    let tmp = tempfile::tempdir().unwrap();
+    let absent = "for m in crc_itu_t cdrom udf; do test ! -e /sys/module/$m || echo $m; done";
+    assert_eq!(ok(run_in(tmp.path(), &["--", "sh", "-c", absent])), "", "loaded without --module");
+    let out = run_in(
+        tmp.path(),
+        &[
+            "--module",
+            udf.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "grep -w udf /proc/filesystems; ls -d /sys/module/crc_itu_t /sys/module/cdrom",
+        ],
+    );
+    assert_eq!(ok(out), "\tudf\n/sys/module/cdrom\n/sys/module/crc_itu_t\n");
 }

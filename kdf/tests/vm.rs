@@ -85,6 +85,33 @@ fn hundred_mib_of_stdout_arrives_whole() {
     assert_eq!(Sha256::digest(&out.stdout), Sha256::digest(&data));
 }
 
+/// `kdf run -- head -c 1000000 /dev/zero | (head -c1; sleep 2; wc -c)`
+/// (issue 8's case 1): kdf-init reset the VM right after sending `Exit`, and
+/// QEMU exited with frames still queued, so about 270 KB arrived and kdf
+/// blamed virtiofsd. It now resets on kdf's acknowledgement.
+#[test]
+fn every_byte_arrives_when_the_reader_pauses_near_the_end() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = kdf(dir.path());
+    cmd.args(["run", "--", "head", "-c", "1000000", "/dev/zero"]);
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0xffu8; 1];
+    if let Err(e) = stdout.read_exact(&mut first) {
+        panic!("no first byte ({e}): {}", wait(child).stderr);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let out = wait(child);
+    assert_eq!(rest.len(), 999_999, "{}", out.stderr);
+    assert!(first[0] == 0 && rest.iter().all(|&b| b == 0), "only zeros");
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("virtiofsd"), "{}", out.stderr);
+}
+
 #[test]
 fn stdin_is_piped_through_byte_exact() {
     let dir = tempfile::tempdir().unwrap();

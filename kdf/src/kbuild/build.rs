@@ -10,12 +10,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
-use super::arch::{self, Arch, BuildAsk, Toolchain};
+use super::arch::{self, BuildAsk, Toolchain};
 use super::configure::{self, REQUESTED, VERIFIED};
 use super::make::{self, Display, Make};
 use super::makevars::{self, MakeVar};
 use super::tree::{self, Tree};
 use super::{ccache, toolchain, tree_build};
+use crate::arch::Arch;
 use crate::cache;
 use crate::errors::hinted;
 use crate::kconfig::fragment::{Fragment, Value};
@@ -71,12 +72,12 @@ fn tree_toolchain(tree: &Tree, config: &Fragment, opts: &Options) -> Result<Tool
     };
     let ask = BuildAsk {
         recorded: recorded.clone(),
-        configured: Arch::of_config(config),
+        configured: arch::of_config(config),
         configured_llvm: use_llvm(config, opts.llvm, &tree.build)?,
         arch: opts.arch,
         cross_compile: opts.cross_compile,
     };
-    let toolchain = arch::for_build(&ask, Arch::host()).map_err(|e| {
+    let toolchain = arch::for_build(&ask, arch::host()).map_err(|e| {
         hinted(
             e,
             format!(

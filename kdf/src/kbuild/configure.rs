@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::arch::{self, Arch, Toolchain};
+use super::arch::{self, Toolchain};
 use super::base::{self, Base};
 use super::layers::{Kind, Layer, Merged};
 use super::tree::{self, Tree};
 use super::{inputs, make, misses, toolchain, tree_build};
+use crate::arch::Arch;
 use crate::cache;
 use crate::errors::{hinted, usage};
 use crate::kbuild::kconfig_deps::Symbols;
@@ -87,7 +88,7 @@ fn request(args: &ConfigOptions, arch: Arch) -> Request {
 
 /// The toolchain `args` ask for, on this host.
 pub fn toolchain(args: &ConfigOptions) -> Toolchain {
-    Toolchain::resolve(args.arch, args.cross_compile.as_deref(), args.llvm, Arch::host())
+    Toolchain::resolve(args.arch, args.cross_compile.as_deref(), args.llvm, arch::host())
 }
 
 /// `--fragment`s, `--kselftest`s and `--set`, in that order.
@@ -176,7 +177,7 @@ pub fn check(requested: &Fragment, tree: &Tree, arch: Arch, prefix: &str) -> Res
 /// after the architecture where it is not the host's (`arm64, ...`).
 pub fn summary(base: &Base, req: &Request, merged: &Merged, toolchain: &Toolchain) -> String {
     let mut parts = Vec::new();
-    if toolchain.arch != Arch::host() {
+    if toolchain.arch != arch::host() {
         parts.push(toolchain.arch.to_string());
     }
     parts.push(base.to_string());
@@ -337,13 +338,13 @@ mod tests {
     #[test]
     fn the_summary_names_every_choice() {
         let mut req =
-            Request { arch: Arch::host(), profile: Profile::Fast, rust: true, bpf: false, llvm: false };
+            Request { arch: arch::host(), profile: Profile::Fast, rust: true, bpf: false, llvm: false };
         let kdf = Layer { kind: Kind::Kdf, name: "kdf's fragments".into(), fragment: Fragment::default() };
         let merged = Merged::new(vec![kdf.clone()]);
         let native = Toolchain::native();
         assert_eq!(summary(&Base::AllNo, &req, &merged, &native), "allnoconfig, fast profile, Rust, GCC");
-        let foreign = if Arch::host() == Arch::Arm64 { Arch::X86_64 } else { Arch::Arm64 };
-        let cross = Toolchain::resolve(Some(foreign), None, false, Arch::host());
+        let foreign = if arch::host() == Arch::Arm64 { Arch::X86_64 } else { Arch::Arm64 };
+        let cross = Toolchain::resolve(Some(foreign), None, false, arch::host());
         assert_eq!(
             summary(&Base::AllNo, &req, &merged, &cross),
             format!("{foreign}, allnoconfig, fast profile, Rust, GCC {}", foreign.cross_prefix())

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::arch::Arch;
 use super::fragment::{Entry, Fragment};
 use super::layers::{Kind, Layer};
+use crate::arch::Arch;
 use crate::errors::hinted;
 
 /// Where `--fragment NAME` is looked for when it is not a path: the kernel's
@@ -34,7 +34,7 @@ pub fn fragment_candidates(src: &Path, given: &Path, arch: Arch) -> Vec<PathBuf>
 /// where there is one.
 pub fn kselftest_configs(src: &Path, target: &str, arch: Arch) -> Vec<PathBuf> {
     let dir = src.join("tools/testing/selftests").join(target.trim_end_matches('/'));
-    vec![dir.join("config"), dir.join(format!("config.{}", arch.machine()))]
+    vec![dir.join("config"), dir.join(format!("config.{}", arch.gnu_cpu()))]
 }
 
 fn parse(text: &str, path: &Path) -> Result<Fragment> {

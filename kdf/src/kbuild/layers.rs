@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 
-use super::arch::Arch;
+use super::arch::console_option;
 use super::fragment::{Entry, Fragment};
+use crate::arch::Arch;
 use crate::vm::requirements::{Requirement, TABLE};
 
 /// Where a layer comes from.
@@ -122,7 +123,7 @@ pub struct Need {
 /// it), whichever layer set it, unless `--set` asked otherwise.
 pub fn needs(arch: Arch) -> impl Iterator<Item = Need> {
     TABLE.iter().filter(|r| r.strict).map(move |r: &Requirement| Need {
-        option: if r.option == Arch::X86_64.console_option() { arch.console_option() } else { r.option },
+        option: if r.option == console_option(Arch::X86_64) { console_option(arch) } else { r.option },
         why: r.why,
     })
 }

@@ -275,7 +275,7 @@ pub fn run_build(m: &Make, expected: Option<usize>, display: Display, log: &Path
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kbuild::arch::Arch;
+    use crate::arch::Arch;
 
     fn spec() -> Make {
         Make {

@@ -5,11 +5,11 @@
 //! fragments) is counted per layer, explained in full in a report file in the
 //! build directory, and the config goes on.
 
-use super::arch::Arch;
 use super::fragment::{Entry, Fragment, Origin, Value};
 use super::kconfig_deps::Symbols;
 use super::layers::{self, Check, Kind, Merged};
 use super::verify::{self, Mismatch};
+use crate::arch::Arch;
 
 /// The best-effort report's name in the build directory.
 pub const REPORT: &str = "kdf-config-report.txt";

@@ -5,8 +5,8 @@
 //! adds on top (fragments, `--set`) and the base underneath are layers
 //! ([`super::layers`]).
 
-use super::arch::Arch;
 use super::fragment::{Entry, Fragment, Origin, ParseError, Value};
+use crate::arch::Arch;
 
 /// A fragment compiled into kdf, named by its path in the repository.
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +158,7 @@ mod tests {
         for arch in [Arch::X86_64, Arch::Arm64] {
             let b = arch_fragment(arch);
             let f = Fragment::parse(b.text, b.name).unwrap();
-            assert_eq!(f.value(arch.console_option()), &Value::Yes, "{arch}");
+            assert_eq!(f.value(crate::kbuild::arch::console_option(arch)), &Value::Yes, "{arch}");
             assert!(b.name.contains(&arch.to_string()));
         }
     }

@@ -149,7 +149,7 @@ make[1]: *** [/src/Makefile:2042: rustavailable] Error 1
 
     #[test]
     fn a_missing_cross_compiler_names_the_package() {
-        use crate::kbuild::arch::Arch;
+        use crate::arch::Arch;
         let t = Toolchain::resolve(
             Some(Arch::Arm64),
             Some("/nonexistent/aarch64-linux-gnu-"),

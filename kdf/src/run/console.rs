@@ -5,12 +5,14 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::RawFd;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use super::vmcore::PANIC_END;
 use crate::relay::event::Event;
 use crate::ring::LineRing;
+use crate::ui;
 
 /// Lines shown after a failure.
 pub const TAIL_LINES: usize = 40;
@@ -90,13 +92,15 @@ impl Tail {
     }
 }
 
-/// Reads the console until QEMU closes it; says on `events` when a kernel
-/// panic has ended. Runs on its own thread.
+/// Reads the console until QEMU closes it, streaming each line to `echo`
+/// (kdf's stderr with `-v`) through kdf's line writer, so a stalled reader
+/// of stderr holds it up only briefly and a raw terminal gets `\r\n`; says on
+/// `events` when a kernel panic has ended. Runs on its own thread.
 pub fn pump(
     source: impl Read,
     tail: Tail,
     mut log: Option<File>,
-    verbose: bool,
+    echo: Option<RawFd>,
     events: Option<Sender<Event>>,
 ) {
     for line in BufReader::new(source).split(b'\n').map_while(Result::ok) {
@@ -104,8 +108,8 @@ pub fn pump(
             let _ = f.write_all(&line).and_then(|()| f.write_all(b"\n"));
         }
         let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
-        if verbose {
-            let _ = writeln!(std::io::stderr().lock(), "{PREFIX}{text}");
+        if let Some(fd) = echo {
+            ui::line_on(fd, &format!("{PREFIX}{text}"));
         }
         if let Some(events) = events.as_ref().filter(|_| text.contains(PANIC_END)) {
             let _ = events.send(Event::Panicked);
@@ -175,7 +179,7 @@ mod tests {
         let tail = Tail::default();
         let mut input = String::from("Kernel panic - not syncing: sysrq triggered crash\n");
         input.extend((0..100).map(|i| format!(" ? frame{i}+0x10/0x20\n")));
-        pump(input.as_bytes(), tail.clone(), None, false, None);
+        pump(input.as_bytes(), tail.clone(), None, None, None);
         assert!(!tail.lines().iter().any(|l| l.contains("panic")));
         assert_eq!(diagnose(&tail.evidence()).unwrap(), "kernel panic: sysrq triggered crash");
     }
@@ -185,7 +189,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let input = "[ 1.0] Kernel panic - not syncing: sysrq triggered crash\n[ 1.1] CPU: 0\n\
                      [ 1.2] ---[ end Kernel panic - not syncing: sysrq triggered crash ]---\n";
-        pump(input.as_bytes(), Tail::default(), None, false, Some(tx));
+        pump(input.as_bytes(), Tail::default(), None, None, Some(tx));
         assert!(matches!(rx.try_recv(), Ok(Event::Panicked)));
         assert!(rx.try_recv().is_err(), "once");
     }
@@ -196,11 +200,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = File::create(dir.path().join("log")).unwrap();
         let input: String = (0..50).map(|i| format!("line {i}\r\n")).collect();
-        pump(input.as_bytes(), tail.clone(), Some(log), false, None);
+        pump(input.as_bytes(), tail.clone(), Some(log), None, None);
         let got = tail.lines();
         assert_eq!(got.len(), TAIL_LINES);
         assert_eq!(got.last().unwrap(), "line 49");
         let logged = std::fs::read_to_string(dir.path().join("log")).unwrap();
         assert_eq!(logged, input);
+    }
+
+    #[test]
+    fn streamed_lines_go_through_the_line_writer_with_their_prefix() {
+        use std::os::fd::AsRawFd;
+        let (r, w) = nix::unistd::pipe().unwrap();
+        pump(&b"one\r\ntwo\n"[..], Tail::default(), None, Some(w.as_raw_fd()), None);
+        drop(w);
+        let mut got = String::new();
+        File::from(r).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "[console] one\n[console] two\n");
     }
 }

@@ -15,7 +15,6 @@ use crate::root::{self, Mode};
 use crate::shares::view::View;
 use crate::shares::{self, ShareSpec};
 use crate::ui::say;
-use crate::vm::virtiofsd::CacheMode;
 
 /// The most shares a run can have (QEMU's descriptors for them stay below
 /// [`crate::child::FIRST_SPARE_FD`]).
@@ -65,16 +64,17 @@ pub fn share_list(
     let root_share = match root {
         Some(r) => root::share(&r.dir, r.mode),
         None => ShareSpec::same_path("/".into(), true),
-    };
+    }
+    .kept_in_cache();
     let mut rest = Vec::new();
     if cwd != Path::new("/") {
         rest.push(ShareSpec::same_path(cwd.to_path_buf(), false));
     }
     if let Some(dir) = modules {
-        rest.push(ShareSpec {
-            guest: module::GUEST_DIR.into(),
-            ..ShareSpec::same_path(dir.to_path_buf(), true)
-        });
+        rest.push(
+            ShareSpec { guest: module::GUEST_DIR.into(), ..ShareSpec::same_path(dir.to_path_buf(), true) }
+                .kept_in_cache(),
+        );
     }
     rest.extend(kernel_modules(kernel, &root_share, root.is_some())?);
     for (paths, readonly, what) in [(&args.rw, false, "--rw"), (&args.ro, true, "--ro")] {
@@ -127,12 +127,8 @@ fn kernel_modules(kernel: &Kernel, root_share: &ShareSpec, foreign: bool) -> Res
             shares::check_host_dir(Path::new("/lib/modules"), "/lib/modules")
         }
     };
-    let share = |host: PathBuf, guest: PathBuf| ShareSpec {
-        host,
-        guest,
-        readonly: true,
-        overlay: false,
-        cache: CacheMode::Auto,
+    let share = |host: PathBuf, guest: PathBuf| {
+        ShareSpec { guest, ..ShareSpec::same_path(host, true) }.kept_in_cache()
     };
     if let Some(modules) = &kernel.guest_modules {
         let host = shares::check_host_dir(modules, "the kernel's modules")?;
@@ -158,6 +154,7 @@ mod tests {
             image: "vmlinuz".into(),
             boot: "vmlinuz".into(),
             release: Some("6.1.0-9".into()),
+            arch: crate::arch::Arch::X86_64,
             modules_dir,
             guest_modules,
             config: None,

@@ -141,6 +141,7 @@ mod tests {
             image: "/b/vmlinux".into(),
             boot: "/b/vmlinux".into(),
             release: Some("7.3.4".into()),
+            arch: crate::arch::Arch::X86_64,
             modules_dir: None,
             guest_modules: None,
             config: Some(KernelConfig::parse(config, "test").unwrap()),

@@ -11,6 +11,7 @@ mod console;
 mod debug;
 mod dry_run;
 mod files;
+mod guest;
 mod hardware;
 mod ktap;
 mod machine;
@@ -35,6 +36,18 @@ use crate::kernel::choice::{self, Choice};
 use crate::ui::say;
 
 pub fn run(args: &RunArgs, started: Instant) -> Result<i32> {
+    let ran = choose_and_run(args, started);
+    // A run that ends in kdf's own error (refused before boot, a VM that
+    // could not start) still leaves the --result a CI job reads.
+    if let (Err(err), Some(path), false) = (&ran, &args.result, args.dry_run) {
+        if let Err(e) = std::fs::write(path, result::to_json(&result::refusal(err))) {
+            say(&format!("failed to write --result {}: {e}", path.display()));
+        }
+    }
+    ran
+}
+
+fn choose_and_run(args: &RunArgs, started: Instant) -> Result<i32> {
     let choice = choice::decide(&args.kernel.flags(args.build))?;
     if args.dry_run {
         let p = prepare::prepare(args, &choice)?;

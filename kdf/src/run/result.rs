@@ -4,7 +4,9 @@
 //! `kernel_release`, `accel`, `timings` (`host`: seconds since kdf started
 //! at each step; `guest`: kernel uptime at kdf-init's steps), `modules`
 //! (`name`, `params`, `loaded`, `error`), `splats` (`title`, `lines`,
-//! `allowed`).
+//! `allowed`), `kunit`, and `error` (why kdf refused or failed before the
+//! run had an outcome, e.g. a `--module` built for another kernel; null
+//! otherwise).
 
 use serde_json::{json, Value};
 
@@ -13,6 +15,7 @@ use super::prepare::Prepared;
 use super::splat::Splat;
 use super::timings::Timings;
 use super::verdict::KernelLog;
+use crate::errors;
 use crate::status;
 use crate::vm::qemu::Accel;
 
@@ -64,14 +67,22 @@ fn write(
         status: outcome.status,
         command_status: outcome.command_status,
         kernel_release: outcome.release,
-        accel: format!("{accel:?}").to_lowercase(),
+        accel: Some(format!("{accel:?}").to_lowercase()),
         host_timings,
         guest_timings,
         modules: modules.collect(),
         splats: kernel.splats().to_vec(),
         kunit: kernel.ktap.seen().then(|| (kernel.ktap.counts, kernel.ktap.suites.clone())),
+        error: None,
     };
     std::fs::write(path, to_json(&report))
+}
+
+/// `--result` of a run that ended in an error of kdf's (a refusal before
+/// boot, a VM that could not start): its status and the error, the rest
+/// empty.
+pub fn refusal(err: &anyhow::Error) -> Report {
+    Report { status: errors::exit_status(err), error: Some(format!("{err:#}")), ..Report::default() }
 }
 
 /// `--ktap FILE`: the KTAP lines alone, for `kunit.py parse` and CI tools.
@@ -96,13 +107,16 @@ pub struct Report {
     pub status: i32,
     pub command_status: Option<i32>,
     pub kernel_release: Option<String>,
-    pub accel: String,
+    /// None when kdf stopped before choosing one.
+    pub accel: Option<String>,
     pub host_timings: Vec<(String, f64)>,
     pub guest_timings: Vec<(String, f64)>,
     pub modules: Vec<ModuleOutcome>,
     pub splats: Vec<Splat>,
     /// KUnit's counts and suites, when the kernel ran tests.
     pub kunit: Option<(Counts, Vec<KunitSuite>)>,
+    /// kdf's own error, when the run ended in one.
+    pub error: Option<String>,
 }
 
 fn pairs(v: &[(String, f64)]) -> Value {
@@ -142,6 +156,7 @@ pub fn to_json(r: &Report) -> String {
                 "failed": s.counts.failed,
             })).collect::<Vec<_>>(),
         })),
+        "error": r.error,
     });
     let mut text = serde_json::to_string_pretty(&value).expect("a JSON value always serialises");
     text.push('\n');
@@ -158,7 +173,7 @@ mod tests {
             status: 122,
             command_status: Some(0),
             kernel_release: Some("7.3.4".into()),
-            accel: "tcg".into(),
+            accel: Some("tcg".into()),
             host_timings: vec![("qemu started".into(), 0.0151234567)],
             guest_timings: vec![("init".into(), 0.4)],
             modules: vec![ModuleOutcome { name: "m".into(), params: "a=1".into(), error: None }],
@@ -167,8 +182,10 @@ mod tests {
                 allowed: false,
             }],
             kunit: None,
+            error: None,
         };
         let v: Value = serde_json::from_str(&to_json(&r)).unwrap();
+        assert!(v["error"].is_null(), "a run with an outcome has no error");
         assert_eq!(v["status"], 122);
         assert_eq!(v["meaning"], status::meaning(122));
         assert_eq!(v["command_status"], 0);
@@ -193,5 +210,21 @@ mod tests {
         let empty: Value = serde_json::from_str(&to_json(&Report::default())).unwrap();
         assert!(empty["kunit"].is_null());
         assert!(empty["command_status"].is_null() && empty["splats"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refusal_has_its_status_meaning_and_error() {
+        let err =
+            crate::errors::hinted_status("m.ko was built for 7.3.4, the kernel is 6.1.0", "rebuild", 123);
+        let v: Value = serde_json::from_str(&to_json(&refusal(&err.context("--module")))).unwrap();
+        assert_eq!(
+            (v["status"].as_i64(), v["meaning"].as_str()),
+            (Some(123), Some(status::meaning(123).as_str()))
+        );
+        assert_eq!(v["error"], "--module: m.ko was built for 7.3.4, the kernel is 6.1.0");
+        assert!(v["command_status"].is_null() && v["accel"].is_null() && v["kunit"].is_null());
+        assert!(v["modules"].as_array().unwrap().is_empty());
+        let v: Value = serde_json::from_str(&to_json(&refusal(&anyhow::anyhow!("no qemu")))).unwrap();
+        assert_eq!(v["status"], status::FAILURE);
     }
 }

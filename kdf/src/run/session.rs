@@ -136,6 +136,7 @@ fn record(
         vmlinux: p.vmlinux.clone(),
         modules: p.module_files.clone(),
         attach: Some(attach),
+        arch: Some(p.arch.name().to_string()),
     })
 }
 
@@ -227,10 +228,10 @@ fn attempt(
         }
         None => None,
     };
-    let verbose = p.verbose;
+    let echo = p.verbose.then_some(ui::STDERR);
     let console_tail = tail.clone();
     let panics = tx.clone();
-    std::thread::spawn(move || console::pump(console_host, console_tail, log, verbose, Some(panics)));
+    std::thread::spawn(move || console::pump(console_host, console_tail, log, echo, Some(panics)));
     let writer = Writer::new(channel_host.try_clone().context("failed to clone a socket")?);
     let credit = Credit::default();
     let (w, c, t) = (writer.clone(), credit.clone(), tx.clone());
