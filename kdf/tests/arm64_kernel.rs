@@ -2,13 +2,14 @@
 //! on the test kernel's source, the cross-built test kernel
 //! (`KDF_TEST_KERNEL_BUILD_ARM64`, from `scripts/build-test-kernel.sh --arch
 //! arm64`) with everything `kdf run` and module builds need, and the example
-//! C module built for arm64 against it, as the README says. No VM: booting
-//! it is `kdf run --arch arm64`'s.
+//! C module built for arm64 against it, as the README says, then booted with
+//! that module (`--module`) and the build's Rust sample loaded, under TCG.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use common::kernel::*;
 use common::*;
@@ -125,17 +126,26 @@ fn helloworld_copy() -> PathBuf {
     dir
 }
 
+/// modules/helloworld built for arm64 against the test kernel (once).
+fn helloworld_arm64() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = helloworld_copy();
+        let out = Command::new("make")
+            .arg("-s")
+            .arg(format!("KDIR={}", build_arm64().display()))
+            .args(["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "make failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
 #[test]
 fn the_example_module_builds_for_arm64_as_the_readme_says() {
-    let dir = helloworld_copy();
-    let out = Command::new("make")
-        .arg("-s")
-        .arg(format!("KDIR={}", build_arm64().display()))
-        .args(["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "make failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let dir = helloworld_arm64();
     let module = dir.join("helloworld.ko");
     assert_eq!(elf_machine(&module), EM_AARCH64, "{} is not an arm64 module", module.display());
     let info = Command::new("modinfo").arg("-F").arg("vermagic").arg(&module).output().unwrap();
@@ -143,4 +153,45 @@ fn the_example_module_builds_for_arm64_as_the_readme_says() {
     let vermagic = String::from_utf8_lossy(&info.stdout);
     assert!(vermagic.starts_with(&format!("{} ", release.trim())), "vermagic {vermagic:?}");
     assert!(vermagic.contains("aarch64"), "vermagic {vermagic:?}");
+}
+
+#[test]
+fn the_arm64_kernel_boots_with_the_arm64_module_and_its_rust_sample() {
+    let init = workspace().join("target/aarch64-unknown-linux-musl/release/kdf-init");
+    assert!(
+        init.is_file(),
+        "{} is missing: run scripts/test.sh, or `cargo build --release -p kdf-init --target \
+         aarch64-unknown-linux-musl`",
+        init.display()
+    );
+    // The default arm64 root, fetched first (its first use prints a notice).
+    let mut fetch_root = kdf(&workspace());
+    fetch_root.args(["root", "fetch", "--arch", "arm64"]);
+    let root = run_with(fetch_root, None);
+    assert_eq!(root.status, 0, "kdf root fetch: {}", root.stderr);
+
+    let dir = helloworld_arm64();
+    let build = build_arm64();
+    let script = "uname -m; echo written > out.txt; dmesg | grep -o 'helloworld: hello from arm64'; \
+                  modprobe rust_minimal && dmesg | grep -o 'rust_minimal: Rust minimal sample (init)'";
+    let out = run_in(
+        dir,
+        &[
+            "--kernel",
+            build.to_str().unwrap(),
+            "--module",
+            "helloworld.ko who=arm64",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout_str(),
+        "aarch64\nhelloworld: hello from arm64\nrust_minimal: Rust minimal sample (init)\n"
+    );
+    assert_eq!(out.command_stderr(), "");
+    assert_eq!(std::fs::read_to_string(dir.join("out.txt")).unwrap(), "written\n");
 }

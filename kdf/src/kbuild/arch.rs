@@ -4,6 +4,8 @@
 //! or `LLVM=1`), and recorded in the build directory (`kdf-toolchain`) so
 //! that `kdf kernel build` without flags builds as the tree was configured.
 
+use std::path::Path;
+
 use crate::arch::Arch;
 use crate::kconfig::fragment::{Fragment, Value};
 
@@ -130,6 +132,17 @@ impl Toolchain {
 /// The record's name in the build directory.
 pub const FILE: &str = "kdf-toolchain";
 
+/// The toolchain a build directory of `arch` was configured with: its record
+/// ([`FILE`]), else what the architecture implies on this host (a tree kdf
+/// did not configure).
+pub fn of_build_dir(dir: &Path, arch: Arch) -> Toolchain {
+    std::fs::read_to_string(dir.join(FILE))
+        .ok()
+        .and_then(|text| Toolchain::parse_record(&text).ok())
+        .filter(|t| t.arch == arch)
+        .unwrap_or_else(|| Toolchain::resolve(Some(arch), None, false, host()))
+}
+
 /// What `kdf kernel build` asked and what the tree holds.
 #[derive(Debug, Clone, Default)]
 pub struct BuildAsk<'a> {
@@ -229,6 +242,23 @@ mod tests {
             for_build(&wrong, Arch::X86_64),
             Err("--arch x86_64: the tree is configured for arm64".into())
         );
+    }
+
+    #[test]
+    fn a_build_dirs_toolchain_is_its_record_or_its_architectures() {
+        let dir = tempfile::tempdir().unwrap();
+        let implied = of_build_dir(dir.path(), Arch::Arm64);
+        assert_eq!(implied, Toolchain::resolve(Some(Arch::Arm64), None, false, host()));
+        let own = Toolchain::resolve(
+            Some(Arch::Arm64),
+            Some("/opt/x/aarch64-none-linux-gnu-"),
+            false,
+            Arch::X86_64,
+        );
+        std::fs::write(dir.path().join(FILE), own.render()).unwrap();
+        assert_eq!(of_build_dir(dir.path(), Arch::Arm64), own);
+        // A record for another architecture than the kernel's is stale.
+        assert_eq!(of_build_dir(dir.path(), Arch::X86_64).arch, Arch::X86_64);
     }
 
     #[test]

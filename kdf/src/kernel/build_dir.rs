@@ -12,8 +12,8 @@ use nix::fcntl::{Flock, FlockArg};
 use super::file::{read_config, read_image, Kernel};
 use super::{boot, image};
 use crate::arch::Arch;
-use crate::cache;
 use crate::errors::hinted;
+use crate::{cache, kbuild};
 
 pub fn resolve(dir: &Path) -> Result<Kernel> {
     let config = read_config(&dir.join(".config"))?.ok_or_else(|| {
@@ -110,11 +110,11 @@ fn install_modules(dir: &Path, release: &str, arch: Arch) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&staging);
     let mut make = Command::new("make");
     make.arg("-C").arg(dir).arg("-s");
-    // Kbuild does not remember ARCH: without it an arm64 build's config is
-    // taken for the host's and make wants to reconfigure it.
-    if arch != Arch::X86_64 {
-        make.arg(format!("ARCH={}", arch.name()));
-    }
+    // Kbuild does not remember ARCH or CROSS_COMPILE: without ARCH an arm64
+    // build's config is taken for the host's and make wants to reconfigure
+    // it; without CROSS_COMPILE, INSTALL_MOD_STRIP runs the host's strip,
+    // which cannot read an arm64 module.
+    make.args(kbuild::arch::of_build_dir(dir, arch).make_vars());
     make.arg(format!("INSTALL_MOD_PATH={}", staging.display())).arg("INSTALL_MOD_STRIP=1");
     // The kernel's default is /sbin/depmod, absent on NixOS: use the one on PATH.
     if let Some(depmod) = crate::tools::depmod() {
