@@ -23,8 +23,9 @@ fi
 
 # The same kernel cross-built for arm64 (cached the same way; cold, 15
 # CPU-minutes, 26.6 minutes of wall time on 2 shared cores): `kdf kernel
-# config|build --arch arm64`, an arm64 module built against it and both booted
-# (kdf/tests/arm64_kernel.rs).
+# config|build --arch arm64`, arm64 modules built against it and booted with
+# it: exact output over virtiofs and 9p, a splat, KUnit, --timeout and `kdf
+# gdb` with gdb-multiarch (kdf/tests/arm64_kernel.rs).
 if [ -z "${KDF_TEST_KERNEL_BUILD_ARM64:-}" ]; then
   started=$(date +%s)
   KDF_TEST_KERNEL_BUILD_ARM64=$(scripts/build-test-kernel.sh --arch arm64 \
