@@ -44,12 +44,17 @@ pub fn gdb_for(arch: Arch) -> Result<PathBuf> {
     if Arch::host() == Some(arch) || std::env::var_os("KDF_GDB").is_some() {
         return gdb();
     }
-    which("gdb-multiarch", &[]).ok_or_else(|| {
+    gdb_multiarch().ok_or_else(|| {
         hinted(
             format!("debugging an {arch} guest needs gdb-multiarch (not found on PATH)"),
             "sudo apt install gdb-multiarch (or run scripts/setup.sh), or set KDF_GDB to a gdb that debugs it",
         )
     })
+}
+
+/// gdb-multiarch on PATH: the gdb of guests of another architecture.
+pub fn gdb_multiarch() -> Option<PathBuf> {
+    which("gdb-multiarch", &[])
 }
 
 /// The Rust virtiofsd: `KDF_VIRTIOFSD`, else on PATH or in /usr/libexec.

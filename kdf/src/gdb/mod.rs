@@ -41,8 +41,13 @@ pub struct Options {
 
 pub fn run(o: &Options) -> Result<i32> {
     let deadline = Instant::now() + o.wait;
-    // Found now, used (or its error shown) once the guest's architecture is known.
-    let host_gdb = if o.print_port { None } else { Some(tools::gdb()) };
+    // Found now, used (or its error shown) once the guest's architecture is
+    // known; with no gdb at all, said before any run is looked for.
+    let host_gdb = match (o.print_port, tools::gdb()) {
+        (true, _) => None,
+        (false, Err(e)) if tools::gdb_multiarch().is_none() => return Err(e),
+        (false, found) => Some(found),
+    };
     let target = target::find(runs::live, &runs::this_dir()?, o.pid, o.port, deadline)?;
     let Some(host_gdb) = host_gdb else {
         println!("{}", target.port);
