@@ -16,13 +16,7 @@ use common::*;
 fn debian_arm64() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let init = workspace().join("target/aarch64-unknown-linux-musl/release/kdf-init");
-        assert!(
-            init.is_file(),
-            "{} is missing: run scripts/test.sh, or `cargo build --release -p kdf-init --target \
-             aarch64-unknown-linux-musl`",
-            init.display()
-        );
+        common::arm64::ready();
         let fetch = std::process::Command::new(workspace().join("scripts/fetch-kernel-package.sh"))
             .args(["--arch", "arm64"])
             .arg(cache_dir().join("kernel-packages"))
@@ -30,13 +24,6 @@ fn debian_arm64() -> &'static Path {
             .output()
             .unwrap();
         assert!(fetch.status.success(), "scripts/fetch-kernel-package.sh --arch arm64 failed");
-        // The default root, fetched before any test compares stderr (its
-        // first use prints a notice).
-        let mut fetch_root = kdf(&workspace());
-        fetch_root.args(["root", "fetch", "--arch", "arm64"]);
-        let root = run_with(fetch_root, None);
-        assert_eq!(root.status, 0, "kdf root fetch: {}", root.stderr);
-        assert!(Path::new(root.stdout_str().trim()).join("bin/busybox").is_file());
         PathBuf::from(String::from_utf8(fetch.stdout).unwrap().trim())
     })
 }

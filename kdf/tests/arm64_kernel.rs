@@ -154,29 +154,9 @@ fn kunit_arm64() -> &'static Path {
     DIR.get_or_init(|| module_arm64("kunit-example"))
 }
 
-/// What every arm64 boot needs, checked or made once: the aarch64 kdf-init
-/// in the workspace and the default arm64 root (fetched here, so that its
-/// first-use notice is not on a test's stderr).
-fn arm64_ready() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        let init = workspace().join("target/aarch64-unknown-linux-musl/release/kdf-init");
-        assert!(
-            init.is_file(),
-            "{} is missing: run scripts/test.sh, or `cargo build --release -p kdf-init --target \
-             aarch64-unknown-linux-musl`",
-            init.display()
-        );
-        let mut fetch_root = kdf(&workspace());
-        fetch_root.args(["root", "fetch", "--arch", "arm64"]);
-        let root = run_with(fetch_root, None);
-        assert_eq!(root.status, 0, "kdf root fetch: {}", root.stderr);
-    });
-}
-
 /// `kdf run --kernel <arm64 test kernel> ARGS` in `cwd`.
 fn run_arm64(cwd: &Path, args: &[&str]) -> Out {
-    arm64_ready();
+    common::arm64::ready();
     let build = build_arm64();
     let mut all = vec!["--kernel", build.to_str().unwrap()];
     all.extend_from_slice(args);
@@ -290,7 +270,7 @@ fn both_shares_give_exact_output_and_status_and_land_writes_on_the_host() {
 #[test]
 fn gdb_multiarch_stops_in_the_arm64_modules_init_at_its_source_line() {
     let hello = helloworld_arm64();
-    arm64_ready();
+    common::arm64::ready();
     let tmp = tempfile::tempdir().unwrap();
     let build = build_arm64();
     let module = ko(hello, "helloworld");

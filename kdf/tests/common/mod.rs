@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod arm64;
 pub mod debug;
 pub mod kernel;
 pub mod modules;
