@@ -73,14 +73,49 @@
           runGdb = buildGdbCmd { inherit kernel modules; };
         };
 
-      perSystem = genAttrs systems (system: kdfFor nixpkgs.legacyPackages.${system});
+      # The same kernel and module cross-built for arm64 guests, and kdf-init
+      # for them: the builders with the target's package set. (Fixed names:
+      # the outputs' attribute names never depend on pkgs.)
+      arm64For =
+        pkgs:
+        let
+          builders = self.lib.builders {
+            inherit pkgs;
+            targetPkgs = pkgs.pkgsCross.aarch64-multiplatform;
+          };
+          inherit (pkgs.linux_latest) src version modDirVersion;
+          kernelConfigArm64 = builders.buildKernelConfig { inherit src version; };
+          kernelArm64 = builders.buildKernel {
+            inherit src version modDirVersion;
+            configfile = kernelConfigArm64;
+          };
+        in
+        {
+          inherit kernelConfigArm64 kernelArm64;
+          helloworldArm64 = builders.buildCModule { kernel = kernelArm64; } {
+            name = "helloworld";
+            src = ./modules/helloworld;
+          };
+          kdf-init-aarch64 = builders.kdf-init;
+        };
+
+      perSystem = genAttrs systems (
+        system: kdfFor nixpkgs.legacyPackages.${system} // arm64For nixpkgs.legacyPackages.${system}
+      );
       forAllSystems = f: genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
     in
     {
       # kdf's builders for your own kernel, modules and VM:
       #   kdfLib = kdf.lib.builders { inherit pkgs; };
-      # (a flake's lib has no system, so this takes the package set).
-      lib.builders = { pkgs }: import ./build { inherit pkgs; };
+      # (a flake's lib has no system, so this takes the package set), and for
+      # arm64 guests, cross-built (kernel, modules, kdf-init):
+      #   kdfLib = kdf.lib.builders { inherit pkgs; targetPkgs = pkgs.pkgsCross.aarch64-multiplatform; };
+      lib.builders =
+        {
+          pkgs,
+          targetPkgs ? pkgs,
+        }:
+        import ./build { inherit pkgs targetPkgs; };
 
       # kdf, kdf-init, and `linuxDev`: nixpkgs' module package set
       # (linuxPackagesFor) for kdf's kernel.
@@ -110,6 +145,10 @@
             initramfs
             runQemu
             runGdb
+            kernelConfigArm64
+            kernelArm64
+            helloworldArm64
+            kdf-init-aarch64
             ;
           default = k.kdf;
         }
@@ -207,8 +246,9 @@
               )
             } > "$out"
           '';
-          # The fragments in configs/ land in a real .config (minutes, no kernel build).
-          inherit (p) kernelConfig kdf kdf-init;
+          # The fragments in configs/ land in a real .config (minutes, no kernel
+          # build), for x86_64 and cross-configured for arm64.
+          inherit (p) kernelConfig kernelConfigArm64 kdf kdf-init;
         }
       );
 

@@ -1,7 +1,10 @@
 # kdf-init: the guest's PID 1. It runs from the initramfs, which has no dynamic
 # loader, so it is a static musl binary: pkgsStatic's rustPlatform builds for
-# x86_64-unknown-linux-musl with +crt-static (pkgsCross.musl64 would link it
-# dynamically). kdf refuses a kdf-init that is not static.
+# the package set's architecture with musl and +crt-static
+# (x86_64-unknown-linux-musl; aarch64-unknown-linux-musl from
+# pkgsCross.aarch64-multiplatform, which lib.builders' targetPkgs passes here).
+# pkgsCross.musl64 would link it dynamically. kdf refuses a kdf-init that is
+# not static.
 {
   lib,
   pkgsStatic,

@@ -31,13 +31,32 @@
 let
   configLib = import ./lib/config.nix;
 
+  # The architecture's own fragment (configs/x86_64.config, configs/arm64.config),
+  # by the kernel's name for it (ARCH=, as build.nix's commonMakeFlags pass it).
+  linuxArch = stdenv.hostPlatform.linuxArch;
+  archFragment =
+    let
+      file = ../configs + "/${linuxArch}.config";
+    in
+    if builtins.pathExists file then
+      file
+    else
+      throw ''
+        buildKernelConfig: kdf has no fragment for ARCH=${linuxArch}
+        (${stdenv.hostPlatform.system}): it builds x86_64 and arm64 kernels.
+        Use pkgs or pkgs.pkgsCross.aarch64-multiplatform as the target package
+        set, or pass your own `fragments`.
+      '';
+
   profiles = {
     fast = [
       ../configs/vm.config
+      archFragment
       ../configs/fast.config
     ];
     debug = [
       ../configs/vm.config
+      archFragment
       ../configs/debug.config
     ];
   };
@@ -51,8 +70,8 @@ let
     (
       profiles.${profile} or (throw ''
         buildKernelConfig: profile = "${profile}" is not a kdf profile.
-        Use "fast" (configs/vm.config + configs/fast.config) or "debug"
-        (configs/vm.config + configs/debug.config), or pass your own `fragments`.
+        Use "fast" (configs/vm.config + the architecture's + configs/fast.config)
+        or "debug" (the same with configs/debug.config), or pass your own `fragments`.
       '')
     )
     ++ lib.optional enableRust ../configs/rust.config
@@ -189,10 +208,11 @@ stdenv.mkDerivation {
       withRust
       ;
     fragments = fragments ++ extraFragments;
+    inherit linuxArch;
   };
 
   meta = {
-    description = "Kernel .config for kdf (${profile} profile) from its config fragments";
+    description = "Kernel .config for kdf (${profile} profile, ${linuxArch}) from its config fragments";
     license = lib.licenses.gpl2Only;
     platforms = lib.platforms.linux;
   };

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian or Ubuntu machine for kdf: QEMU, a kernel to boot if
-# none is installed, virtiofsd, the Rust musl target, and kdf + kdf-init
-# (installed together into ~/.cargo/bin, so kdf finds kdf-init by itself).
+# none is installed, virtiofsd, the Rust musl targets, and kdf + kdf-init
+# (installed together into ~/.cargo/bin, so kdf finds kdf-init by itself;
+# kdf-init-aarch64 beside them for arm64 guests).
 # Safe to re-run: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +21,14 @@ esac
 # rsync: kselftest's `make install` (README, "Kernel selftests") copies with it.
 # The runvm/rungdb scripts are checked with shellcheck, as nixpkgs'
 # writeShellApplication does (kdf/tests/nix_scripts.rs); gdb: `kdf gdb`.
+# arm64 guests: qemu-system-arm (qemu-system-aarch64), gcc-aarch64-linux-gnu
+# (the linker of kdf-init's aarch64 build, .cargo/config.toml; with
+# binutils-aarch64-linux-gnu also `kdf kernel build --arch arm64` and arm64
+# modules, CROSS_COMPILE=aarch64-linux-gnu-), gdb-multiarch (`kdf gdb` of an
+# arm64 guest).
 pkgs=(qemu-system-x86 qemu-utils kmod cpio busybox-static gcc make libc6-dev pkg-config
   libseccomp-dev libcap-ng-dev python3-venv ca-certificates curl xz-utils zstd nix-bin rsync
-  shellcheck gdb)
+  shellcheck gdb qemu-system-arm gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu gdb-multiarch)
 if ! compgen -G '/boot/vmlinuz-*' >/dev/null; then
   pkgs+=("$kernel_pkg")
 fi
@@ -51,7 +57,7 @@ if ! command -v cargo >/dev/null; then
   }
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
-rustup target add x86_64-unknown-linux-musl >/dev/null
+rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl >/dev/null
 
 if ! command -v virtiofsd >/dev/null && [ ! -x /usr/libexec/virtiofsd ]; then
   if apt-cache show virtiofsd >/dev/null 2>&1; then
@@ -75,6 +81,9 @@ fi
 log "building and installing kdf and kdf-init"
 cargo install --locked --quiet --path kdf --target-dir target
 cargo install --locked --quiet --path kdf-init --target x86_64-unknown-linux-musl --target-dir target
+# cargo install would name it kdf-init too: build it and copy it beside kdf.
+cargo build --locked --quiet --release -p kdf-init --target aarch64-unknown-linux-musl --target-dir target
+install -m 0755 target/aarch64-unknown-linux-musl/release/kdf-init "${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}/bin/kdf-init-aarch64"
 
 for k in /boot/vmlinuz-*; do
   [ -r "$k" ] || log "note: $k is not readable by $(id -un); kdf needs to read it (sudo chmod 0644 $k)"

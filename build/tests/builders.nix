@@ -208,6 +208,88 @@ let
       ];
     };
 
+    # Issue 14, 6: the builders take the guests' package set; the arm64
+    # kernel, its modules and kdf-init are cross-built, kdf stays the host's.
+    arm64KernelIsCrossConfiguredWithTheArm64Fragment = {
+      expr =
+        let
+          c = packages.kernelConfigArm64;
+          names = map baseNameOf c.passthru.fragments;
+        in
+        {
+          inherit names;
+          x86 = map baseNameOf packages.kernelConfig.passthru.fragments;
+          flags = builtins.filter (f: hasInfix "ARCH=" f || hasInfix "CROSS_COMPILE=" f) c.makeFlags;
+          target = packages.kernelArm64.target;
+          moduleFlags = builtins.elem "ARCH=arm64" packages.helloworldArm64.makeFlags;
+        };
+      expected = {
+        names = [
+          "vm.config"
+          "arm64.config"
+          "fast.config"
+          "rust.config"
+        ];
+        x86 = [
+          "vm.config"
+          "x86_64.config"
+          "fast.config"
+          "rust.config"
+        ];
+        flags = [
+          "ARCH=arm64"
+          "CROSS_COMPILE=aarch64-unknown-linux-gnu-"
+        ];
+        target = "Image";
+        moduleFlags = true;
+      };
+    };
+    kdfInitIsStaticMuslForEachGuest = {
+      expr = map (i: [
+        i.static
+        i.rustTarget
+      ]) [ packages.kdf-init packages.kdf-init-aarch64 ];
+      expected = [
+        [
+          true
+          "x86_64-unknown-linux-musl"
+        ]
+        [
+          true
+          "aarch64-unknown-linux-musl"
+        ]
+      ];
+    };
+    # `nix flake show` lists the outputs without evaluating nixpkgs: no
+    # attribute name may depend on a package set.
+    outputNamesDoNotDependOnPkgs =
+      let
+        noPkgs = {
+          inherit (mock) lib;
+          legacyPackages.x86_64-linux = throw "a package set was evaluated";
+        };
+        f = (import ../../flake.nix).outputs {
+          self = f;
+          nixpkgs = noPkgs;
+        };
+        noSet = throw "a package set was evaluated";
+      in
+      {
+        expr = map (x: builtins.tryEval (builtins.length (builtins.attrNames x))) [
+          f.packages.x86_64-linux
+          f.apps.x86_64-linux
+          f.checks.x86_64-linux
+          (f.lib.builders {
+            pkgs = noSet;
+            targetPkgs = noSet;
+          })
+        ];
+        expected = map (n: {
+          success = true;
+          value = n;
+        }) [ 14 3 6 9 ];
+      };
+
     templatesRefuseMissingAndUnknownPlaceholders = {
       expr = [
         (throws (fill ../templates/runvm.sh (removeAttrs runvmVars [ "workdir" ])))

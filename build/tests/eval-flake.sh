@@ -77,6 +77,12 @@ in {
     expect = "buildKernel: the configfile has CONFIG_MODULES off";
     value = (b.buildKernel { inherit src version; configfile = b.buildKernelConfig { inherit src version; structuredExtraConfig.MODULES = false; }; }).name;
   };
+  arch = {
+    expect = "buildKernelConfig: kdf has no fragment for ARCH=riscv";
+    value = let
+      riscv = pkgs // { stdenv = pkgs.stdenv // { hostPlatform = { system = "riscv64-linux"; linuxArch = "riscv"; }; }; };
+    in ((import $work/flake/build { pkgs = riscv; }).buildKernelConfig { inherit src version; }).fragments;
+  };
   configfile = {
     expect = "buildKernel: configfile is neither a buildKernelConfig result nor a path";
     value = (b.buildKernel { inherit src version; configfile = "x"; }).name;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 pub const EM_386: u16 = 3;
 pub const EM_X86_64: u16 = 62;
+pub const EM_AARCH64: u16 = 183;
 const PT_INTERP: u32 = 3;
 const PT_NOTE: u32 = 4;
 const SHT_NOBITS: u32 = 8;

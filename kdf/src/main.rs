@@ -3,6 +3,7 @@
 //! documented exit status.
 
 mod accel;
+mod arch;
 mod attach;
 mod cache;
 mod child;
@@ -42,7 +43,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
 use cli::kernel::KernelCommand;
-use cli::{BuildCommand, Cli, Command};
+use cli::{BuildCommand, Cli, Command, RootCommand};
 
 fn main() {
     let started = Instant::now();
@@ -69,7 +70,7 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
             let choice = kernel::choice::decide(&args.kernel.flags(false))?;
             let places = kernel::Places { modules_dir: args.kernel.modules_dir.clone(), root: None };
             let kernel = kernel::resolve(&choice.source, &places)?;
-            let init = initramfs::init_binary::locate(args.kernel.init.as_deref())?;
+            let init = initramfs::init_binary::locate(args.kernel.init.as_deref(), kernel.arch)?;
             let bytes = initramfs::build(&kernel, &init, &args.modules)?;
             cache::write_atomic(&args.output, &bytes)
                 .with_context(|| format!("failed to write {}", args.output.display()))?;
@@ -83,6 +84,10 @@ fn dispatch(cli: Cli, started: Instant) -> Result<i32> {
         Command::Gdb(args) => gdb::run(&args.options()),
         Command::Attach(args) => attach::session::run(&args),
         Command::Sysrq(args) => attach::sysrq::run(&args),
+        Command::Root(RootCommand::Fetch(args)) => {
+            println!("{}", root::default::add(args.arch, &args.packages)?.display());
+            Ok(0)
+        }
         Command::Ps => {
             for record in runs::live()? {
                 println!("{}\t{}", record.cwd.display(), record.describe());

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::arch::Arch;
 use crate::cache;
 use crate::compress::{self, Format};
 use crate::elf::Elf;
@@ -124,6 +125,25 @@ pub fn read(spec: &Spec) -> Result<Module> {
     })
 }
 
+/// Refuses, before boot, a module built for another architecture than the
+/// kernel's (its ELF machine).
+pub fn check_arch(module: &Module, arch: Arch) -> Result<()> {
+    let Ok(elf) = Elf::parse(&module.bytes) else { return Ok(()) };
+    if elf.machine == arch.elf_machine() {
+        return Ok(());
+    }
+    let built_for =
+        crate::elf::machine_name(elf.machine).map_or(format!("machine {}", elf.machine), String::from);
+    Err(hinted_status(
+        format!("{} is a module for {built_for}, the kernel is {arch}", module.source.display()),
+        format!(
+            "build it against an {arch} kernel build (make -C <build dir> M=$PWD{})",
+            if arch == Arch::Arm64 { " ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-" } else { "" }
+        ),
+        status::MODULE,
+    ))
+}
+
 /// Refuses, before boot, a module built for another kernel release.
 pub fn check_release(module: &Module, kernel_release: Option<&str>) -> Result<()> {
     let (Some(vermagic), Some(kernel)) = (&module.info.vermagic, kernel_release) else { return Ok(()) };
@@ -169,12 +189,13 @@ pub fn stage(modules: &[Module]) -> Result<PathBuf> {
 
 /// The `--module` files, read, checked against the kernel's release and
 /// staged: the directory the guest sees at [`GUEST_DIR`], and the modules.
-pub fn prepare(specs: &[Spec], release: Option<&str>) -> Result<Option<(PathBuf, Vec<Module>)>> {
+pub fn prepare(specs: &[Spec], release: Option<&str>, arch: Arch) -> Result<Option<(PathBuf, Vec<Module>)>> {
     if specs.is_empty() {
         return Ok(None);
     }
     let modules = specs.iter().map(read).collect::<Result<Vec<_>>>()?;
     for m in &modules {
+        check_arch(m, arch)?;
         check_release(m, release)?;
     }
     Ok(Some((stage(&modules)?, modules)))
@@ -188,6 +209,24 @@ pub fn guest_path(module: &Module) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_for_another_architecture_is_refused() {
+        use crate::elf::{tests::build, Class, Endian, EM_AARCH64, EM_X86_64};
+        let module = |machine| Module {
+            name: "m".into(),
+            params: String::new(),
+            bytes: build(Class::Elf64, Endian::Little, machine, &[(1, b"code")], &[]),
+            info: Modinfo::default(),
+            source: "m.ko".into(),
+        };
+        assert!(check_arch(&module(EM_AARCH64), Arch::Arm64).is_ok());
+        assert!(check_arch(&module(EM_X86_64), Arch::X86_64).is_ok());
+        let err = check_arch(&module(EM_X86_64), Arch::Arm64).unwrap_err();
+        assert_eq!(format!("{err:#}"), "m.ko is a module for x86_64, the kernel is arm64");
+        let err = check_arch(&module(EM_AARCH64), Arch::X86_64).unwrap_err();
+        assert_eq!(format!("{err:#}"), "m.ko is a module for aarch64, the kernel is x86_64");
+    }
 
     #[test]
     fn a_spec_is_the_file_then_its_parameters() {

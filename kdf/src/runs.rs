@@ -35,6 +35,9 @@ pub struct Record {
     pub modules: Vec<(String, PathBuf)>,
     /// The attach channel's socket (`kdf attach`, `kdf sysrq`).
     pub attach: Option<PathBuf>,
+    /// The guest's architecture (`x86_64`, `arm64`; absent in older records):
+    /// which gdb `kdf gdb` needs.
+    pub arch: Option<String>,
 }
 
 impl Record {
@@ -50,6 +53,7 @@ impl Record {
             "vmlinux": self.vmlinux,
             "modules": self.modules.iter().map(|(name, file)| json!({"name": name, "file": file})).collect::<Vec<_>>(),
             "attach": self.attach,
+            "arch": self.arch,
         })
     }
 
@@ -74,6 +78,7 @@ impl Record {
                 })
                 .collect(),
             attach: v.get("attach").and_then(Value::as_str).map(PathBuf::from),
+            arch: v.get("arch").and_then(Value::as_str).map(str::to_owned),
         })
     }
 
@@ -153,6 +158,7 @@ mod tests {
             vmlinux: Some("/usr/lib/debug/boot/vmlinux-6.1".into()),
             modules: vec![("hello".into(), "/src/m/hello.ko".into())],
             attach: Some(format!("/run/user/0/kdf/run-{pid}-0/attach.sock").into()),
+            arch: Some("arm64".into()),
         }
     }
 
@@ -167,6 +173,7 @@ mod tests {
             vmlinux: None,
             modules: Vec::new(),
             attach: None,
+            arch: None,
             ..r
         };
         assert_eq!(Record::from_json(&bare.to_json()), Some(bare));

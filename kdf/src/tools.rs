@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::arch::Arch;
 use crate::errors::hinted;
 
 /// A regular file someone may execute.
@@ -22,15 +23,38 @@ pub fn which(name: &str, extra: &[&str]) -> Option<PathBuf> {
 }
 
 /// QEMU for x86_64 guests: `KDF_QEMU`, else `qemu-system-x86_64` on PATH.
-pub fn qemu() -> Result<PathBuf> {
-    std::env::var_os("KDF_QEMU").map(PathBuf::from).or_else(|| which("qemu-system-x86_64", &[])).ok_or_else(
-        || {
-            hinted(
-                "QEMU is not installed (qemu-system-x86_64 not found on PATH)",
-                "sudo apt install qemu-system-x86",
-            )
-        },
-    )
+pub fn qemu(arch: Arch) -> Result<PathBuf> {
+    let (binary, package) = arch.qemu();
+    // KDF_QEMU replaces the x86_64 one (tests' fakes); KDF_QEMU_AARCH64 the arm64 one.
+    let var = match arch {
+        Arch::X86_64 => "KDF_QEMU",
+        Arch::Arm64 => "KDF_QEMU_AARCH64",
+    };
+    std::env::var_os(var).map(PathBuf::from).or_else(|| which(binary, &[])).ok_or_else(|| {
+        hinted(
+            format!("QEMU for {arch} guests is not installed ({binary} not found on PATH)"),
+            format!("sudo apt install {package} (or run scripts/setup.sh)"),
+        )
+    })
+}
+
+/// gdb for a guest of `arch`: `gdb` for the host's own, `gdb-multiarch` for
+/// another (Debian's `gdb` debugs only the host's); `KDF_GDB` overrides both.
+pub fn gdb_for(arch: Arch) -> Result<PathBuf> {
+    if Arch::host() == Some(arch) || std::env::var_os("KDF_GDB").is_some() {
+        return gdb();
+    }
+    gdb_multiarch().ok_or_else(|| {
+        hinted(
+            format!("debugging an {arch} guest needs gdb-multiarch (not found on PATH)"),
+            "sudo apt install gdb-multiarch (or run scripts/setup.sh), or set KDF_GDB to a gdb that debugs it",
+        )
+    })
+}
+
+/// gdb-multiarch on PATH: the gdb of guests of another architecture.
+pub fn gdb_multiarch() -> Option<PathBuf> {
+    which("gdb-multiarch", &[])
 }
 
 /// The Rust virtiofsd: `KDF_VIRTIOFSD`, else on PATH or in /usr/libexec.

@@ -358,7 +358,7 @@ fn missing_qemu_gets_an_install_hint() {
     cmd.env("PATH", m.cwd()).env_remove("KDF_QEMU");
     let out = run_with(cmd, None);
     assert_eq!(out.status, 125);
-    assert!(out.stderr.contains("QEMU is not installed"), "{}", out.stderr);
+    assert!(out.stderr.contains("QEMU for x86_64 guests is not installed"), "{}", out.stderr);
     assert!(out.stderr.contains("kdf: hint: sudo apt install qemu-system-x86"), "{}", out.stderr);
 }
 

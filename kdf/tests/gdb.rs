@@ -6,15 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 
+use common::debug::*;
 use common::modules::{build, ko, test_kernel};
 use common::*;
-
-/// Each run may wait this long for its debugger, then ends (124): a test
-/// that fails before it attaches leaves no VM behind.
-const RUN_TIMEOUT: &str = "150";
 
 fn hello() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -26,77 +22,18 @@ fn rust_hello() -> &'static Path {
     DIR.get_or_init(|| build("gdb-rust", &workspace().join("modules/rust")))
 }
 
-/// A `kdf run` in the background, killed if the test ends before it does.
-struct Running(Option<Child>);
-
-impl Running {
-    fn start(cwd: &Path, args: &[&str]) -> Running {
-        let mut cmd = kdf(cwd);
-        cmd.args(["run", "--timeout", RUN_TIMEOUT]).args(args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        Running(Some(cmd.spawn().expect("spawn kdf run")))
-    }
-
-    /// `kdf run --kernel <test kernel> -d --debug-wait ARGS`.
-    fn waiting(cwd: &Path, args: &[&str]) -> Running {
-        let kernel = test_kernel();
-        let mut all = vec!["--kernel", kernel.to_str().unwrap(), "-d", "--debug-wait"];
-        all.extend_from_slice(args);
-        Running::start(cwd, &all)
-    }
-
-    fn still_running(&mut self) -> bool {
-        self.0.as_mut().unwrap().try_wait().unwrap().is_none()
-    }
-
-    fn terminate(&self) {
-        let pid = self.0.as_ref().unwrap().id() as i32;
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-
-    fn finish(mut self) -> Out {
-        wait(self.0.take().unwrap())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// `kdf gdb -- GDB-ARGS` in `cwd`.
-fn gdb_in(cwd: &Path, gdb_args: &[&str]) -> Out {
-    let mut cmd = kdf(cwd);
-    cmd.args(["gdb", "--"]).args(gdb_args);
-    run_with(cmd, None)
-}
-
-/// The 1-based number of the first line of `file` that contains `text`.
-fn line_of(file: &Path, text: &str) -> usize {
-    let source = std::fs::read_to_string(file).unwrap();
-    source
-        .lines()
-        .position(|l| l.contains(text))
-        .unwrap_or_else(|| panic!("no {text:?} in {}", file.display()))
-        + 1
-}
-
-/// The port `kdf run -d` announced on stderr.
-fn announced_port(stderr: &str) -> u16 {
-    let at = stderr.find("gdb stub on 127.0.0.1:").unwrap_or_else(|| panic!("no port announced: {stderr}"));
-    let rest = &stderr[at + "gdb stub on 127.0.0.1:".len()..];
-    rest[..rest.find(':').unwrap()].parse().unwrap()
+/// `kdf run --kernel <test kernel> -d --debug-wait ARGS`.
+fn waiting(cwd: &Path, args: &[&str]) -> Running {
+    let kernel = test_kernel();
+    let mut all = vec!["--kernel", kernel.to_str().unwrap(), "-d", "--debug-wait"];
+    all.extend_from_slice(args);
+    Running::start(cwd, &all)
 }
 
 #[test]
 fn gdb_stops_in_a_modules_init_at_its_source_line_and_the_run_then_ends_with_0() {
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::waiting(dir.path(), &["--module", &ko(hello(), "helloworld"), "--", "true"]);
+    let run = waiting(dir.path(), &["--module", &ko(hello(), "helloworld"), "--", "true"]);
     // No port, no kernel: both from the run's record.
     let out = gdb_in(
         dir.path(),
@@ -143,10 +80,8 @@ fn gdb_stops_in_a_modules_init_at_its_source_line_and_the_run_then_ends_with_0()
 #[test]
 fn gdb_stops_in_the_rust_modules_drop_on_rmmod() {
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::waiting(
-        dir.path(),
-        &["--module", &ko(rust_hello(), "rust_hello"), "--", "rmmod", "rust_hello"],
-    );
+    let run =
+        waiting(dir.path(), &["--module", &ko(rust_hello(), "rust_hello"), "--", "rmmod", "rust_hello"]);
     let line = line_of(&rust_hello().join("rust_hello.rs"), "my numbers are");
     let out = gdb_in(
         dir.path(),
@@ -176,8 +111,8 @@ fn gdb_stops_in_the_rust_modules_drop_on_rmmod() {
 #[test]
 fn two_debugged_vms_get_their_own_ports_and_kdf_gdb_finds_each_from_its_directory() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let run_a = Running::waiting(a.path(), &["--", "true"]);
-    let mut run_b = Running::waiting(b.path(), &["--", "true"]);
+    let run_a = waiting(a.path(), &["--", "true"]);
+    let mut run_b = waiting(b.path(), &["--", "true"]);
     let attach = ["-batch", "-ex", "info connections", "-ex", "detach"];
     let gdb_a = gdb_in(a.path(), &attach);
     let run_a = run_a.finish();

@@ -3,7 +3,10 @@
 # flake and builders offline. build/tests/eval-flake.sh uses it to catch
 # plumbing mistakes (a wrong argument, a missing attribute, a broken script
 # text) with Nix alone; it proves nothing about building. linuxManualConfig
-# takes exactly build.nix's arguments (no `...`), as nixpkgs' does.
+# takes exactly build.nix's arguments (no `...`), as nixpkgs' does, with
+# build.nix's default `target` and common-flags.nix's ARCH/CROSS_COMPILE for
+# the package set's platform. pkgsCross.aarch64-multiplatform is the same set
+# for aarch64-unknown-linux-gnu (lib/systems/examples.nix).
 {
   outputs = { self }: let
     system = "x86_64-linux";
@@ -69,15 +72,23 @@
 
     fake = name: mkDerivation { inherit name; meta.mainProgram = name; };
 
+    # stdenv.hostPlatform, as far as kdf reads it (lib/systems/default.nix).
+    x86_64 = { system = "x86_64-linux"; config = "x86_64-unknown-linux-gnu"; linuxArch = "x86_64"; isx86_64 = true; isAarch64 = false; };
+    aarch64 = { system = "aarch64-linux"; config = "aarch64-unknown-linux-gnu"; linuxArch = "arm64"; isx86_64 = false; isAarch64 = true; };
+
+    # A package set for `platform`, built on x86_64-linux (cross where they differ).
+    mkPkgs = platform: let
+    prefix = if platform == x86_64 then "" else "${platform.config}-";
     linuxManualConfig = {
       version, pname ? "linux", pos ? null, extraMakeFlags ? [ ], modDirVersion ? null, src,
-      kernelPatches ? [ ], configfile, target ? "bzImage", buildDTBs ? false,
+      kernelPatches ? [ ], configfile, target ? (if platform.isAarch64 then "Image" else "bzImage"),
+      buildDTBs ? platform.isAarch64,
       config ? { }, randstructSeed ? "", extraMeta ? { }, isZen ? false,
       allowImportFromDerivation ? false, features ? { }, lib ? null, stdenv ? null,
     }:
       let
         modDir = if modDirVersion == null then pkgs.lib.versions.pad 3 version else modDirVersion;
-        commonMakeFlags = [ "CC=/nix/store/fake-gcc/bin/gcc" "ARCH=x86_64" ] ++ extraMakeFlags;
+        commonMakeFlags = [ "CC=/nix/store/fake-gcc/bin/${prefix}gcc" "ARCH=${platform.linuxArch}" "CROSS_COMPILE=${prefix}" ] ++ extraMakeFlags;
         withRust = (config.CONFIG_RUST or "n") == "y";
       in
       mkDerivation {
@@ -97,7 +108,7 @@
 
     pkgs = {
       inherit lib linuxManualConfig;
-      stdenv = { inherit mkDerivation; cc = (fake "gcc") // { isClang = false; cc = { pname = "gcc"; }; }; };
+      stdenv = { inherit mkDerivation; hostPlatform = platform; cc = (fake "gcc") // { isClang = false; cc = { pname = "gcc"; }; }; };
       buildPackages.stdenv.cc = fake "gcc";
       emptyFile = fake "empty-file";
       writeText = name: text: (fake name) // { inherit text; };
@@ -109,7 +120,12 @@
         rustLibSrc = fake "rust-lib-src";
         buildRustPackage = attrs: assert attrs ? cargoLock || attrs ? cargoHash; assert !(attrs ? cargoSha256); mkDerivation attrs;
       };
-      pkgsStatic.rustPlatform.buildRustPackage = attrs: mkDerivation (attrs // { static = true; });
+      # pkgsStatic of this set: musl, static, for its platform.
+      pkgsStatic.rustPlatform.buildRustPackage = attrs: mkDerivation (attrs // {
+        static = true;
+        rustTarget = builtins.replaceStrings [ "-gnu" ] [ "-musl" ] platform.config;
+      });
+      pkgsCross.aarch64-multiplatform = mkPkgs aarch64;
       linuxPackagesFor = kernel: { inherit kernel; callPackage = lib.callPackageWith (pkgs // { inherit kernel; }); };
       linux_latest = { version = "7.1.3"; modDirVersion = "7.1.3"; src = fake "linux-7.1.3.tar.xz"; };
     } // builtins.listToAttrs (map (n: { name = n; value = fake n; }) [
@@ -117,6 +133,8 @@
       "rust-bindgen-unwrapped" "gdb" "makeWrapper" "qemu_kvm" "virtiofsd" "cargo" "clippy" "rustfmt"
       "rust-analyzer" "just" "bear" "nixfmt"
     ]);
+    in pkgs;
+    pkgs = mkPkgs x86_64;
   in {
     inherit lib;
     legacyPackages.${system} = pkgs;

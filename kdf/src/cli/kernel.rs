@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::arch::Arch;
 use crate::kbuild::base::Base;
 use crate::kbuild::build;
 use crate::kbuild::configure::ConfigOptions;
@@ -35,6 +36,15 @@ pub struct TreeArgs {
     /// Build with clang and LLVM (`make LLVM=1`) instead of GCC
     #[arg(long)]
     pub llvm: bool,
+    /// The kernel's architecture: x86_64 or arm64 (default: the host's;
+    /// `kdf kernel build` follows the configured one)
+    #[arg(long, value_name = "ARCH", value_parser = super::values::parse_arch)]
+    pub arch: Option<Arch>,
+    /// The GNU cross tools' prefix, `make CROSS_COMPILE=` (default with
+    /// --arch other than the host's: aarch64-linux-gnu- or
+    /// x86_64-linux-gnu-; none with --llvm)
+    #[arg(long, value_name = "PREFIX")]
+    pub cross_compile: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +113,8 @@ impl ConfigArgs {
         ConfigOptions {
             src: self.tree.src.clone(),
             build: self.tree.build.clone(),
+            arch: self.tree.arch,
+            cross_compile: self.tree.cross_compile.clone(),
             llvm: self.tree.llvm,
             base: self.base.clone(),
             lsmod: self.lsmod.clone(),
@@ -128,6 +140,8 @@ impl BuildArgs {
         build::Options {
             jobs: self.jobs,
             llvm: self.tree.llvm,
+            arch: self.tree.arch,
+            cross_compile: self.tree.cross_compile.as_deref(),
             vars: &self.vars,
             reset_vars: self.reset_vars,
             ccache: self.ccache,
@@ -266,6 +280,22 @@ mod tests {
         assert_eq!(vars, ["W=1", "CC=ccache gcc", "LOCALVERSION="]);
         let b = build(&["--reset-vars"]);
         assert!(b.reset_vars && b.targets.is_empty() && b.vars.is_empty());
+    }
+
+    #[test]
+    fn arch_and_cross_compile_parse_for_config_and_build() {
+        let c = config(&["--arch", "aarch64", "--cross-compile", "aarch64-none-linux-gnu-"]);
+        let o = c.options();
+        assert_eq!(
+            (o.arch, o.cross_compile.as_deref()),
+            (Some(Arch::Arm64), Some("aarch64-none-linux-gnu-"))
+        );
+        let b = build(&["--arch", "arm64", "--llvm"]);
+        assert_eq!((b.options().arch, b.options().llvm), (Some(Arch::Arm64), true));
+        assert_eq!(config(&[]).options().arch, None, "the host's");
+        let err = KernelTop::try_parse_from(["kernel", "config", "--arch", "mips"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("not an architecture kdf boots (x86_64, arm64)"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub enum Command {
     /// one command, or one per line from stdin (an escape hatch for what kdf
     /// does not wrap)
     Qmp(QmpArgs),
+    /// Roots for guests of another architecture (`kdf run --arch arm64`)
+    #[command(subcommand)]
+    Root(RootCommand),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -72,6 +75,24 @@ attach session at a time; ending it (exit, Enter ~ ., a signal) never ends
 the VM. Exit status: the command's own, 125 when kdf or the VM failed (the
 run ended first, the directory is missing in the guest), 126/127 as for
 `kdf run`.";
+
+#[derive(Debug, Subcommand)]
+pub enum RootCommand {
+    /// Fetch (once) the default root of an architecture: Debian's busybox-static,
+    /// plus PKG... with their dependencies (Debian package files, unpacked, never
+    /// installed); prints its directory
+    Fetch(RootFetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RootFetchArgs {
+    /// The root's architecture: arm64 (aarch64) or x86_64
+    #[arg(long, value_name = "ARCH", value_parser = values::parse_arch)]
+    pub arch: crate::arch::Arch,
+    /// Debian packages to add, with their dependencies
+    #[arg(value_name = "PKG")]
+    pub packages: Vec<String>,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum BuildCommand {
@@ -156,9 +177,15 @@ pub struct KernelArgs {
     /// `nix` or `nix:X.Y` for nixpkgs' linuxPackages[_X_Y]
     #[arg(short = 'r', long, value_name = "VERSION", num_args = 0..=1, default_missing_value = "")]
     pub release: Option<String>,
-    /// kdf-init binary (default: next to kdf)
-    #[arg(long, value_name = "FILE", env = "KDF_INIT")]
+    /// kdf-init binary for the guest's architecture [default: $KDF_INIT
+    /// (x86_64) or $KDF_INIT_AARCH64 (arm64), else next to kdf: kdf-init,
+    /// kdf-init-aarch64]
+    #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
+    /// The guest's architecture: x86_64 or arm64 (aarch64); the kernel must
+    /// be one for it [default: the kernel's]
+    #[arg(long, value_name = "ARCH", value_parser = values::parse_arch)]
+    pub arch: Option<crate::arch::Arch>,
     /// The kernel's modules: a lib/modules directory holding its release, or the
     /// release's own directory [default: next to the image (an unpacked package),
     /// else /lib/modules/RELEASE, else in --root]

@@ -1,5 +1,5 @@
-//! Values on kdf's command lines that clap does not parse itself: sizes and
-//! seconds.
+//! Values on kdf's command lines that clap does not parse itself: sizes,
+//! seconds and architectures.
 
 use std::time::Duration;
 
@@ -18,6 +18,12 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         return Err(format!("{s} is out of range (64M to 1024G)"));
     }
     Ok(mib)
+}
+
+/// `--arch`: `x86_64`, `arm64`, and their other spellings (`aarch64`, `amd64`).
+pub fn parse_arch(s: &str) -> Result<crate::arch::Arch, String> {
+    crate::arch::Arch::parse(s)
+        .ok_or_else(|| format!("{s:?} is not an architecture kdf boots (x86_64, arm64)"))
 }
 
 /// Seconds, fractions allowed: `30`, `1.5`.

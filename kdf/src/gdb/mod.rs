@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
+use crate::arch::Arch;
 use crate::cache;
 use crate::runs::{self, Record};
 use crate::tools;
@@ -40,13 +41,23 @@ pub struct Options {
 
 pub fn run(o: &Options) -> Result<i32> {
     let deadline = Instant::now() + o.wait;
-    let gdb = if o.print_port { None } else { Some(tools::gdb()?) };
+    // Found now, used (or its error shown) once the guest's architecture is
+    // known; with no gdb at all, said before any run is looked for.
+    let host_gdb = match (o.print_port, tools::gdb()) {
+        (true, _) => None,
+        (false, Err(e)) if tools::gdb_multiarch().is_none() => return Err(e),
+        (false, found) => Some(found),
+    };
     let target = target::find(runs::live, &runs::this_dir()?, o.pid, o.port, deadline)?;
-    let Some(gdb) = gdb else {
+    let Some(host_gdb) = host_gdb else {
         println!("{}", target.port);
         return Ok(0);
     };
     let vmlinux = kernel_files::vmlinux(o.kernel.as_deref(), target.record.as_ref())?;
+    let gdb = match guest_arch(target.record.as_ref(), &vmlinux) {
+        Some(arch) if Arch::host() != Some(arch) => tools::gdb_for(arch)?,
+        _ => host_gdb?,
+    };
     let files = kernel_files::around(&vmlinux)?;
     let init = write(&init_for(o, &target.record, &files, target.port))?;
     // Last: the probe stops the VM, and gdb must follow at once.
@@ -55,6 +66,18 @@ pub fn run(o: &Options) -> Result<i32> {
     cmd.arg("-q").arg("-x").arg(format!("/dev/fd/{}", init.as_raw_fd())).args(&o.gdb_args);
     let err = cmd.exec();
     Err(err).with_context(|| format!("failed to start {}", gdb.display()))
+}
+
+/// The guest's architecture: the run's record says, else the vmlinux's ELF
+/// machine (`--port` without a record).
+fn guest_arch(record: Option<&Record>, vmlinux: &Path) -> Option<Arch> {
+    if let Some(arch) = record.and_then(|r| r.arch.as_deref()).and_then(Arch::parse) {
+        return Some(arch);
+    }
+    let mut head = [0u8; 64];
+    let mut file = File::open(vmlinux).ok()?;
+    std::io::Read::read_exact(&mut file, &mut head).ok()?;
+    crate::elf::Elf::parse(&head).ok().and_then(|e| Arch::of_elf_machine(e.machine))
 }
 
 fn init_for(

@@ -100,6 +100,7 @@ mod tests {
             vmlinux: None,
             modules: Vec::new(),
             attach: None,
+            arch: None,
         }
     }
 

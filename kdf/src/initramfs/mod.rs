@@ -180,14 +180,14 @@ fn read_extra(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
 
 /// The archive bytes for `kernel`.
 pub fn build(kernel: &Kernel, init: &Path, extra: &[PathBuf]) -> Result<Vec<u8>> {
-    let init = init_binary::read(init)?;
+    let init = init_binary::read(init, kernel.arch)?;
     Ok(cpio::write(&entries(&gather(kernel, init, extra)?)))
 }
 
 /// The cached archive for `kernel` (built first if needed), keyed by the
 /// kdf-init bytes and each included module's [`cache::fingerprint`].
 pub fn cached(kernel: &Kernel, init: &Path) -> Result<PathBuf> {
-    let init_bytes = init_binary::read(init)?;
+    let init_bytes = init_binary::read(init, kernel.arch)?;
     let mut parts: Vec<Vec<u8>> =
         vec![init_bytes.clone(), kernel.release.clone().unwrap_or_default().into_bytes()];
     if let Some((dir, _, order)) = selection(kernel, &[])? {
@@ -283,6 +283,7 @@ mod tests {
             image: "bzImage".into(),
             boot: "bzImage".into(),
             release: Some("7.3.4".into()),
+            arch: crate::arch::Arch::X86_64,
             modules_dir: None,
             guest_modules: None,
             config: None,

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result};
 
+use super::arch::Toolchain;
 use super::fragment::{Entry, Fragment, Origin, Value};
 use super::layers::{Kind, Layer};
 use super::make;
@@ -193,10 +194,15 @@ pub const COPY: &str = "kdf-base.config";
 /// the request as `KCONFIG_ALLCONFIG`). May write the build directory's
 /// `.config`: `defconfig`, `tinyconfig` and `localmodconfig` are the
 /// kernel's own targets.
-pub fn prepare(base: &Base, tree: &Tree, llvm: bool, lsmod: Option<&Path>) -> Result<Option<Layer>> {
+pub fn prepare(
+    base: &Base,
+    tree: &Tree,
+    toolchain: &Toolchain,
+    lsmod: Option<&Path>,
+) -> Result<Option<Layer>> {
     let config = tree.build.join(".config");
     let copy = tree.build.join(COPY);
-    let target = |t: &str, vars: Vec<String>| make::step(&tree.src, &tree.build, llvm, vars, t);
+    let target = |t: &str, vars: Vec<String>| make::step(&tree.src, &tree.build, toolchain, vars, t);
     // (the layer's name, the text, the file its origins name)
     let (name, text, file) = match base {
         Base::AllNo => return Ok(None),

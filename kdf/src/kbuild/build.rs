@@ -10,11 +10,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
+use super::arch::{self, BuildAsk, Toolchain};
 use super::configure::{self, REQUESTED, VERIFIED};
 use super::make::{self, Display, Make};
 use super::makevars::{self, MakeVar};
 use super::tree::{self, Tree};
 use super::{ccache, toolchain, tree_build};
+use crate::arch::Arch;
 use crate::cache;
 use crate::errors::hinted;
 use crate::kconfig::fragment::{Fragment, Value};
@@ -25,10 +27,10 @@ const STEPS_FILE: &str = ".kdf-build-steps";
 /// The last build's whole output (both of make's streams).
 pub const LOG_FILE: &str = "kdf-build.log";
 
-/// The make targets for a configured tree.
-pub fn targets(config: &Fragment) -> Vec<String> {
+/// The make targets for a tree configured for `arch`.
+pub fn targets(config: &Fragment, arch: Arch) -> Vec<String> {
     let on = |name: &str| *config.value(name) == Value::Yes;
-    let mut t = vec!["bzImage", "vmlinux"];
+    let mut t = vec![arch.image().0, "vmlinux"];
     if on("CONFIG_MODULES") {
         t.extend(["modules", "modules_prepare"]);
     }
@@ -52,6 +54,42 @@ pub fn use_llvm(config: &Fragment, asked: bool, build: &Path) -> Result<bool> {
         ));
     }
     Ok(configured)
+}
+
+/// The toolchain to build `tree` with ([`arch::for_build`]), recorded again
+/// when `--cross-compile` changed it.
+fn tree_toolchain(tree: &Tree, config: &Fragment, opts: &Options) -> Result<Toolchain> {
+    let path = tree.build.join(arch::FILE);
+    let recorded = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(Toolchain::parse_record(&text).map_err(|e| {
+            hinted(
+                format!("{}: {e}", path.display()),
+                format!("configure the tree again: kdf kernel config -O {}", tree.build.display()),
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+    };
+    let ask = BuildAsk {
+        recorded: recorded.clone(),
+        configured: arch::of_config(config),
+        configured_llvm: use_llvm(config, opts.llvm, &tree.build)?,
+        arch: opts.arch,
+        cross_compile: opts.cross_compile,
+    };
+    let toolchain = arch::for_build(&ask, arch::host()).map_err(|e| {
+        hinted(
+            e,
+            format!(
+                "configure it for another architecture first: kdf kernel config --arch ARCH -O {}",
+                tree.build.display()
+            ),
+        )
+    })?;
+    if recorded.as_ref() != Some(&toolchain) {
+        cache::write_atomic(&path, toolchain.render().as_bytes())?;
+    }
+    Ok(toolchain)
 }
 
 /// Whether a run's step count is worth keeping as the next "100%".
@@ -85,13 +123,13 @@ fn recorded_vars(build: &Path) -> Result<Vec<MakeVar>> {
 /// This build's make variables: the recorded ones (unless `--reset-vars`)
 /// with the given ones merged in, and ccache set up with `--ccache`. Records
 /// them when they changed.
-fn make_vars(opts: &Options, build: &Path, llvm: bool) -> Result<Vec<MakeVar>> {
+fn make_vars(opts: &Options, build: &Path, toolchain: &Toolchain) -> Result<Vec<MakeVar>> {
     let recorded = if opts.reset_vars { Vec::new() } else { recorded_vars(build)? };
     let mut vars = makevars::merge(&recorded, opts.vars);
     if opts.ccache {
         ccache::check()?;
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        vars = makevars::with_ccache(&vars, llvm, &makevars::utc(now));
+        vars = makevars::with_ccache(&vars, &toolchain.cc(), &makevars::utc(now));
     }
     let path = build.join(makevars::FILE);
     if vars.is_empty() && opts.reset_vars {
@@ -118,7 +156,7 @@ fn exit_words(code: Option<i32>) -> String {
 
 /// Checks again what `kdf kernel config` verified (a build directory
 /// configured by an older kdf has only the whole request).
-fn recheck(tree: &Tree) -> Result<()> {
+fn recheck(tree: &Tree, arch: Arch) -> Result<()> {
     let Some(path) = [VERIFIED, REQUESTED].iter().map(|f| tree.build.join(f)).find(|p| p.exists()) else {
         return Ok(());
     };
@@ -128,7 +166,7 @@ fn recheck(tree: &Tree) -> Result<()> {
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
     let wanted = Fragment::parse(&text, &path.display().to_string())?;
-    configure::check(&wanted, tree, "the build changed its config, ")?;
+    configure::check(&wanted, tree, arch, "the build changed its config, ")?;
     Ok(())
 }
 
@@ -138,6 +176,10 @@ pub struct Options<'a> {
     pub jobs: Option<u32>,
     /// `--llvm`: must agree with the config.
     pub llvm: bool,
+    /// `--arch`: must agree with the config.
+    pub arch: Option<Arch>,
+    /// `--cross-compile PREFIX`: replaces the recorded prefix (and is recorded).
+    pub cross_compile: Option<&'a str>,
     /// Make variables given now, merged into the recorded ones.
     pub vars: &'a [MakeVar],
     /// Forget the recorded make variables first.
@@ -168,11 +210,12 @@ pub fn build(tree: &Tree, opts: &Options, display: Display) -> Result<Built> {
     let _lock = tree::lock(&tree.build, display != Display::Silent)?;
     tree_build::remember(tree);
     let config = configure::read_result(&tree::config_path(tree)?)?;
-    let llvm = use_llvm(&config, opts.llvm, &tree.build)?;
-    if llvm {
+    let toolchain = tree_toolchain(tree, &config, opts)?;
+    if toolchain.llvm {
         toolchain::check_llvm()?;
     }
-    let vars = make_vars(opts, &tree.build, llvm)?;
+    toolchain::check_cross(&toolchain)?;
+    let vars = make_vars(opts, &tree.build, &toolchain)?;
     if !vars.is_empty() && display != Display::Silent {
         let record = tree.build.join(makevars::FILE);
         say(&format!("make variables (recorded in {}): {}", record.display(), makevars::shown(&vars)));
@@ -182,9 +225,9 @@ pub fn build(tree: &Tree, opts: &Options, display: Display) -> Result<Built> {
         src: tree.src.clone(),
         build: tree.build.clone(),
         jobs: Some(job_count(opts.jobs)),
-        llvm,
+        toolchain: toolchain.clone(),
         vars: vars.iter().map(MakeVar::to_string).collect(),
-        targets: if full { targets(&config) } else { opts.targets.to_vec() },
+        targets: if full { targets(&config, toolchain.arch) } else { opts.targets.to_vec() },
     };
     let expected = if full { read_steps(&tree.build) } else { None };
     let stats = makevars::uses_ccache(&vars).then(ccache::read).flatten();
@@ -207,7 +250,7 @@ pub fn build(tree: &Tree, opts: &Options, display: Display) -> Result<Built> {
     }
     // kbuild re-runs Kconfig when Kconfig files or the compiler changed, and
     // may drop options on the way: check again what `kdf kernel config` verified.
-    recheck(tree)?;
+    recheck(tree, toolchain.arch)?;
     let ccache = match (stats, stats.and_then(|_| ccache::read())) {
         (Some(before), Some(after)) => Some(ccache::describe(ccache::delta(before, after))),
         _ => None,
@@ -251,10 +294,11 @@ mod tests {
     fn targets_follow_the_config() {
         let all = config("CONFIG_MODULES=y\nCONFIG_GDB_SCRIPTS=y\nCONFIG_RUST=y\n");
         assert_eq!(
-            targets(&all),
+            targets(&all, Arch::X86_64),
             ["bzImage", "vmlinux", "modules", "modules_prepare", "scripts_gdb", "rust-analyzer"]
         );
-        assert_eq!(targets(&config("# CONFIG_MODULES is not set\n")), ["bzImage", "vmlinux"]);
+        assert_eq!(targets(&config("# CONFIG_MODULES is not set\n"), Arch::X86_64), ["bzImage", "vmlinux"]);
+        assert_eq!(targets(&all, Arch::Arm64)[..2], ["Image.gz", "vmlinux"]);
     }
 
     #[test]

@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use super::arch::{self, Toolchain};
 use super::base::{self, Base};
 use super::layers::{Kind, Layer, Merged};
 use super::tree::{self, Tree};
 use super::{inputs, make, misses, toolchain, tree_build};
+use crate::arch::Arch;
 use crate::cache;
 use crate::errors::{hinted, usage};
 use crate::kbuild::kconfig_deps::Symbols;
@@ -36,6 +38,11 @@ pub struct ConfigOptions {
     pub src: Option<PathBuf>,
     /// The build directory, `make O=` (default: SRC/.kdf-build).
     pub build: Option<PathBuf>,
+    /// `--arch` (default: the host's).
+    pub arch: Option<Arch>,
+    /// `--cross-compile PREFIX` (default: the architecture's usual cross
+    /// GCC when it is not the host's).
+    pub cross_compile: Option<String>,
     pub llvm: bool,
     pub base: Base,
     pub lsmod: Option<PathBuf>,
@@ -57,6 +64,8 @@ impl Default for ConfigOptions {
         ConfigOptions {
             src: None,
             build: None,
+            arch: None,
+            cross_compile: None,
             llvm: false,
             base: Base::AllNo,
             lsmod: None,
@@ -73,18 +82,23 @@ impl Default for ConfigOptions {
     }
 }
 
-fn request(args: &ConfigOptions) -> Request {
-    Request { profile: args.profile, rust: args.rust, bpf: args.bpf, llvm: args.llvm }
+fn request(args: &ConfigOptions, arch: Arch) -> Request {
+    Request { arch, profile: args.profile, rust: args.rust, bpf: args.bpf, llvm: args.llvm }
+}
+
+/// The toolchain `args` ask for, on this host.
+pub fn toolchain(args: &ConfigOptions) -> Toolchain {
+    Toolchain::resolve(args.arch, args.cross_compile.as_deref(), args.llvm, arch::host())
 }
 
 /// `--fragment`s, `--kselftest`s and `--set`, in that order.
-fn user_layers(args: &ConfigOptions, tree: &Tree) -> Result<Vec<Layer>> {
+fn user_layers(args: &ConfigOptions, tree: &Tree, arch: Arch) -> Result<Vec<Layer>> {
     let mut layers = Vec::new();
     for given in &args.fragments {
-        layers.push(inputs::fragment(&tree.src, given)?);
+        layers.push(inputs::fragment(&tree.src, given, arch)?);
     }
     for target in &args.kselftests {
-        layers.push(inputs::kselftest(&tree.src, target)?);
+        layers.push(inputs::kselftest(&tree.src, target, arch)?);
     }
     layers.extend(kunit_layer(&args.kunit)?);
     layers.extend(inputs::sets(&args.sets));
@@ -115,8 +129,8 @@ fn kunit_layer(given: &[std::path::PathBuf]) -> Result<Option<Layer>> {
 }
 
 /// The Kconfig tree of `src`, for explaining options that did not land.
-pub fn load_symbols(src: &Path) -> Symbols {
-    Symbols::load("Kconfig", "x86", &mut |p| std::fs::read_to_string(src.join(p)).ok())
+pub fn load_symbols(src: &Path, arch: Arch) -> Symbols {
+    Symbols::load("Kconfig", arch.kbuild(), &mut |p| std::fs::read_to_string(src.join(p)).ok())
 }
 
 /// Reads a build directory's `.config` as a fragment.
@@ -150,18 +164,23 @@ fn strict_error(
 /// Checks that every option of `requested` is in the build directory's
 /// `.config` as requested: the error (its message after `prefix`), or the
 /// number of options verified.
-pub fn check(requested: &Fragment, tree: &Tree, prefix: &str) -> Result<usize> {
+pub fn check(requested: &Fragment, tree: &Tree, arch: Arch, prefix: &str) -> Result<usize> {
     let result = read_result(&tree.build.join(".config"))?;
     let misses = verify::verify(requested, &result);
     if misses.is_empty() {
         return Ok(requested.entries().len());
     }
-    Err(strict_error(&misses, &load_symbols(&tree.src), &result, tree, prefix))
+    Err(strict_error(&misses, &load_symbols(&tree.src, arch), &result, tree, prefix))
 }
 
-/// `allnoconfig, fast profile, Rust, BPF, 2 fragment(s), 1 kselftest(s), 1 --set, LLVM`.
-pub fn summary(base: &Base, req: &Request, merged: &Merged) -> String {
-    let mut parts = vec![base.to_string()];
+/// `allnoconfig, fast profile, Rust, BPF, 2 fragment(s), 1 kselftest(s), 1 --set, LLVM`,
+/// after the architecture where it is not the host's (`arm64, ...`).
+pub fn summary(base: &Base, req: &Request, merged: &Merged, toolchain: &Toolchain) -> String {
+    let mut parts = Vec::new();
+    if toolchain.arch != arch::host() {
+        parts.push(toolchain.arch.to_string());
+    }
+    parts.push(base.to_string());
     parts.push(match req.profile {
         Profile::Fast => "fast profile".to_string(),
         Profile::Debug => "debug profile".to_string(),
@@ -181,7 +200,11 @@ pub fn summary(base: &Base, req: &Request, merged: &Merged) -> String {
     if sets > 0 {
         parts.push(format!("{sets} --set"));
     }
-    parts.push(if req.llvm { "LLVM" } else { "GCC" }.into());
+    parts.push(match (&toolchain.cross_compile, req.llvm) {
+        (_, true) => "LLVM".into(),
+        (Some(prefix), false) => format!("GCC {prefix}"),
+        (None, false) => "GCC".into(),
+    });
     parts.join(", ")
 }
 
@@ -217,7 +240,7 @@ fn layers(base: Option<Layer>, kdf: Fragment, user: Vec<Layer>, tree: &Tree, qui
 /// Runs Kconfig on the merged request: `allnoconfig` with it as
 /// `KCONFIG_ALLCONFIG`, or it as the `.config` over a base; then
 /// `olddefconfig`. Returns the resulting `.config`.
-fn kconfig(merged: &Merged, tree: &Tree, llvm: bool) -> Result<Fragment> {
+fn kconfig(merged: &Merged, tree: &Tree, toolchain: &Toolchain) -> Result<Fragment> {
     let requested = merged.render();
     let allconfig = tree.build.join(REQUESTED);
     cache::write_atomic(&allconfig, requested.as_bytes())?;
@@ -225,9 +248,9 @@ fn kconfig(merged: &Merged, tree: &Tree, llvm: bool) -> Result<Fragment> {
         cache::write_atomic(&tree.build.join(".config"), requested.as_bytes())?;
     } else {
         let var = format!("KCONFIG_ALLCONFIG={}", allconfig.display());
-        make::step(&tree.src, &tree.build, llvm, vec![var], "allnoconfig")?;
+        make::step(&tree.src, &tree.build, toolchain, vec![var], "allnoconfig")?;
     }
-    make::step(&tree.src, &tree.build, llvm, Vec::new(), "olddefconfig")?;
+    make::step(&tree.src, &tree.build, toolchain, Vec::new(), "olddefconfig")?;
     read_result(&tree.build.join(".config"))
 }
 
@@ -251,26 +274,31 @@ pub fn configure(args: &ConfigOptions, tree: &Tree, quiet: bool) -> Result<()> {
         }
     };
     tree_build::remember(tree);
-    let req = request(args);
+    let toolchain = toolchain(args);
+    let req = request(args, toolchain.arch);
     let kdf = profile::requested(&req).map_err(|e| hinted(e.to_string(), "fix the fragment's line"))?;
     for notice in &kdf.notices {
         say(notice);
     }
-    let user = user_layers(args, tree)?;
+    let user = user_layers(args, tree, toolchain.arch)?;
     if req.llvm {
         toolchain::check_llvm()?;
     }
+    toolchain::check_cross(&toolchain)?;
     std::fs::create_dir_all(&tree.build)
         .with_context(|| format!("failed to create the build directory {}", tree.build.display()))?;
     if req.rust {
-        toolchain::check_rust(&tree.src, &tree.build, req.llvm)?;
+        toolchain::check_rust(&tree.src, &tree.build, &toolchain)?;
     }
-    let base = base::prepare(&args.base, tree, req.llvm, args.lsmod.as_deref())?;
+    // Recorded first: a later `kdf kernel build` (and kbuild's own re-runs of
+    // Kconfig) must use the compiler the config was made with.
+    cache::write_atomic(&tree.build.join(arch::FILE), toolchain.render().as_bytes())?;
+    let base = base::prepare(&args.base, tree, &toolchain, args.lsmod.as_deref())?;
     let merged = Merged::new(layers(base, kdf.fragment, user, tree, quiet));
     let _ = std::fs::remove_file(tree.build.join(VERIFIED));
-    let result = kconfig(&merged, tree, req.llvm)?;
-    let symbols = load_symbols(&tree.src);
-    let outcome = misses::sort(&merged, &result, &symbols, args.strict_fragments);
+    let result = kconfig(&merged, tree, &toolchain)?;
+    let symbols = load_symbols(&tree.src, toolchain.arch);
+    let outcome = misses::sort(&merged, &result, &symbols, args.strict_fragments, toolchain.arch);
     let report = misses::report(&outcome, &merged, &symbols, &result);
     let report_path = tree.build.join(misses::REPORT);
     cache::write_atomic(&report_path, report.as_bytes())?;
@@ -282,7 +310,7 @@ pub fn configure(args: &ConfigOptions, tree: &Tree, quiet: bool) -> Result<()> {
     say(&format!(
         "configured {} ({}) in {:.1} s: {} strict options verified; {landed} of {checked} best-effort options landed",
         tree.build.display(),
-        summary(&args.base, &req, &merged),
+        summary(&args.base, &req, &merged, &toolchain),
         started.elapsed().as_secs_f64(),
         outcome.verified.entries().len(),
     ));
@@ -309,10 +337,18 @@ mod tests {
 
     #[test]
     fn the_summary_names_every_choice() {
-        let mut req = Request { profile: Profile::Fast, rust: true, bpf: false, llvm: false };
+        let mut req =
+            Request { arch: arch::host(), profile: Profile::Fast, rust: true, bpf: false, llvm: false };
         let kdf = Layer { kind: Kind::Kdf, name: "kdf's fragments".into(), fragment: Fragment::default() };
         let merged = Merged::new(vec![kdf.clone()]);
-        assert_eq!(summary(&Base::AllNo, &req, &merged), "allnoconfig, fast profile, Rust, GCC");
+        let native = Toolchain::native();
+        assert_eq!(summary(&Base::AllNo, &req, &merged, &native), "allnoconfig, fast profile, Rust, GCC");
+        let foreign = if arch::host() == Arch::Arm64 { Arch::X86_64 } else { Arch::Arm64 };
+        let cross = Toolchain::resolve(Some(foreign), None, false, arch::host());
+        assert_eq!(
+            summary(&Base::AllNo, &req, &merged, &cross),
+            format!("{foreign}, allnoconfig, fast profile, Rust, GCC {}", foreign.cross_prefix())
+        );
         req.profile = Profile::Debug;
         req.rust = false;
         req.bpf = true;
@@ -323,7 +359,7 @@ mod tests {
         let sets = inputs::sets(&[parse_set("A=y").unwrap(), parse_set("B=y").unwrap()]).unwrap();
         let merged = Merged::new(vec![kdf, frag, test, sets]);
         assert_eq!(
-            summary(&Base::Def, &req, &merged),
+            summary(&Base::Def, &req, &merged, &Toolchain { llvm: true, ..native }),
             "defconfig, debug profile, no Rust, BPF, 1 fragment(s), 1 kselftest(s), 2 --set, LLVM"
         );
     }

@@ -9,18 +9,20 @@ use anyhow::{Context, Result};
 
 use super::fragment::{Entry, Fragment};
 use super::layers::{Kind, Layer};
+use crate::arch::Arch;
 use crate::errors::hinted;
 
 /// Where `--fragment NAME` is looked for when it is not a path: the kernel's
 /// own fragments (`kvm_guest.config`, `debug.config`, ...).
-pub fn fragment_candidates(src: &Path, given: &Path) -> Vec<PathBuf> {
+pub fn fragment_candidates(src: &Path, given: &Path, arch: Arch) -> Vec<PathBuf> {
     let mut out = vec![given.to_path_buf()];
     if given.components().count() == 1 {
         let mut names = vec![given.to_path_buf()];
         if given.extension().is_none() {
             names.push(given.with_extension("config"));
         }
-        for dir in ["kernel/configs", "arch/x86/configs"] {
+        let arch_dir = format!("arch/{}/configs", arch.kbuild());
+        for dir in ["kernel/configs", arch_dir.as_str()] {
             out.extend(names.iter().map(|n| src.join(dir).join(n)));
         }
     }
@@ -28,10 +30,11 @@ pub fn fragment_candidates(src: &Path, given: &Path) -> Vec<PathBuf> {
 }
 
 /// The config files of kselftest `target` (`net`, `drivers/net`): its
-/// `config`, then the x86_64 one where there is one.
-pub fn kselftest_configs(src: &Path, target: &str) -> Vec<PathBuf> {
+/// `config`, then the architecture's (`config.x86_64`, `config.aarch64`)
+/// where there is one.
+pub fn kselftest_configs(src: &Path, target: &str, arch: Arch) -> Vec<PathBuf> {
     let dir = src.join("tools/testing/selftests").join(target.trim_end_matches('/'));
-    vec![dir.join("config"), dir.join("config.x86_64")]
+    vec![dir.join("config"), dir.join(format!("config.{}", arch.gnu_cpu()))]
 }
 
 fn parse(text: &str, path: &Path) -> Result<Fragment> {
@@ -44,8 +47,8 @@ fn read(path: &Path) -> Result<String> {
 }
 
 /// `--fragment FILE` as a layer.
-pub fn fragment(src: &Path, given: &Path) -> Result<Layer> {
-    let candidates = fragment_candidates(src, given);
+pub fn fragment(src: &Path, given: &Path, arch: Arch) -> Result<Layer> {
+    let candidates = fragment_candidates(src, given, arch);
     let found = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
         hinted(
             format!("--fragment {}: no such file", given.display()),
@@ -57,8 +60,8 @@ pub fn fragment(src: &Path, given: &Path) -> Result<Layer> {
 }
 
 /// `--kselftest TARGET` as a layer.
-pub fn kselftest(src: &Path, target: &str) -> Result<Layer> {
-    let files = kselftest_configs(src, target);
+pub fn kselftest(src: &Path, target: &str, arch: Arch) -> Result<Layer> {
+    let files = kselftest_configs(src, target, arch);
     if target.is_empty() || target.split('/').any(|c| c == ".." || c == ".") || !files[0].is_file() {
         return Err(hinted(
             format!("--kselftest {target}: {} does not exist", files[0].display()),
@@ -92,7 +95,7 @@ mod tests {
 
     #[test]
     fn a_bare_fragment_name_is_looked_up_in_the_kernels_configs() {
-        let c = fragment_candidates(Path::new("/src"), Path::new("kvm_guest"));
+        let c = fragment_candidates(Path::new("/src"), Path::new("kvm_guest"), Arch::X86_64);
         assert_eq!(
             c,
             [
@@ -104,14 +107,16 @@ mod tests {
             ]
         );
         assert_eq!(
-            fragment_candidates(Path::new("/src"), Path::new("./my.config")),
+            fragment_candidates(Path::new("/src"), Path::new("./my.config"), Arch::X86_64),
             [PathBuf::from("./my.config")]
         );
+        let arm = fragment_candidates(Path::new("/src"), Path::new("virt.config"), Arch::Arm64);
+        assert_eq!(arm.last().unwrap(), Path::new("/src/arch/arm64/configs/virt.config"));
     }
 
     #[test]
     fn a_missing_fragment_is_named() {
-        let err = fragment(Path::new("/nonexistent"), Path::new("nope.config")).unwrap_err();
+        let err = fragment(Path::new("/nonexistent"), Path::new("nope.config"), Arch::X86_64).unwrap_err();
         assert_eq!(format!("{err:#}"), "--fragment nope.config: no such file");
     }
 
@@ -120,7 +125,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mine.config");
         std::fs::write(&path, "CONFIG_A=y\nPVH=y\n").unwrap();
-        let err = fragment(dir.path(), &path).unwrap_err();
+        let err = fragment(dir.path(), &path, Arch::X86_64).unwrap_err();
         assert!(format!("{err:#}").starts_with(&format!("{}:2: ", path.display())), "{err:#}");
     }
 
@@ -131,14 +136,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("config"), "CONFIG_VETH=y\nCONFIG_NET_NS=y\n").unwrap();
         std::fs::write(dir.join("config.x86_64"), "CONFIG_VETH=m\n").unwrap();
-        let layer = kselftest(src.path(), "net/").unwrap();
+        let layer = kselftest(src.path(), "net/", Arch::X86_64).unwrap();
         assert_eq!((layer.kind, layer.name.as_str()), (Kind::Kselftest, "--kselftest net/"));
         assert_eq!(layer.fragment.value("CONFIG_VETH"), &Value::Module);
         assert!(layer.fragment.get("CONFIG_VETH").unwrap().origin.source.ends_with("net/config.x86_64"));
         assert_eq!(layer.fragment.value("CONFIG_NET_NS"), &Value::Yes);
-        let err = kselftest(src.path(), "nope").unwrap_err();
+        let err = kselftest(src.path(), "nope", Arch::X86_64).unwrap_err();
         assert!(format!("{err:#}").contains("nope/config does not exist"), "{err:#}");
-        assert!(kselftest(src.path(), "../selftests/net").is_err());
+        assert!(kselftest(src.path(), "../selftests/net", Arch::X86_64).is_err());
+        // arm64 takes config.aarch64 instead.
+        std::fs::write(dir.join("config.aarch64"), "CONFIG_NET_NS=m\n").unwrap();
+        let arm = kselftest(src.path(), "net", Arch::Arm64).unwrap();
+        assert_eq!(arm.fragment.value("CONFIG_VETH"), &Value::Yes);
+        assert_eq!(arm.fragment.value("CONFIG_NET_NS"), &Value::Module);
     }
 
     #[test]

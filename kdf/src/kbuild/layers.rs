@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
+use super::arch::console_option;
 use super::fragment::{Entry, Fragment};
+use crate::arch::Arch;
 use crate::vm::requirements::{Requirement, TABLE};
 
 /// Where a layer comes from.
@@ -108,11 +110,22 @@ impl Merged {
     }
 }
 
-/// What a kdf VM needs to boot: the options a run is refused without
-/// ([`Requirement::strict`]). Each must end up enabled (`y`, or `m` where
-/// kdf loads it), whichever layer set it, unless `--set` asked otherwise.
-pub fn needs() -> impl Iterator<Item = &'static Requirement> {
-    TABLE.iter().filter(|r| r.strict)
+/// An option a kdf VM needs, and what goes wrong without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    pub option: &'static str,
+    pub why: &'static str,
+}
+
+/// What a kdf VM of `arch` needs to boot: the options a run is refused
+/// without ([`Requirement::strict`]), the serial console being the
+/// architecture's. Each must end up enabled (`y`, or `m` where kdf loads
+/// it), whichever layer set it, unless `--set` asked otherwise.
+pub fn needs(arch: Arch) -> impl Iterator<Item = Need> {
+    TABLE.iter().filter(|r| r.strict).map(move |r: &Requirement| Need {
+        option: if r.option == console_option(Arch::X86_64) { console_option(arch) } else { r.option },
+        why: r.why,
+    })
 }
 
 #[cfg(test)]
@@ -187,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_users_explicit_kasan_wins_over_kdfs_reconciling() {
-        let req = Request { profile: Profile::Fast, rust: true, bpf: false, llvm: false };
+        let req = Request { arch: Arch::X86_64, profile: Profile::Fast, rust: true, bpf: false, llvm: false };
         let kdf = profile::requested(&req).unwrap();
         let m = Merged::new(vec![
             Layer { kind: Kind::Kdf, name: "kdf's fast profile".into(), fragment: kdf.fragment },
@@ -198,11 +211,21 @@ mod tests {
     }
 
     #[test]
-    fn the_needs_are_the_tables_strict_options_and_vm_config_sets_them() {
-        let names: Vec<_> = needs().map(|r| r.option).collect();
+    fn the_needs_are_the_tables_strict_options_and_vm_and_arch_config_set_them() {
+        let names: Vec<_> = needs(Arch::X86_64).map(|r| r.option).collect();
         assert!(names.contains(&"CONFIG_VIRTIO_CONSOLE"), "{names:?}");
+        assert!(names.contains(&"CONFIG_SERIAL_8250_CONSOLE"), "{names:?}");
         assert!(!names.contains(&"CONFIG_CONFIGFS_FS"), "configfs is optional: {names:?}");
-        let vm = Fragment::parse(profile::VM.text, profile::VM.name).unwrap();
-        assert!(needs().all(|r| *vm.value(r.option) == Value::Yes));
+        let arm: Vec<_> = needs(Arch::Arm64).map(|r| r.option).collect();
+        assert!(
+            arm.contains(&"CONFIG_SERIAL_AMBA_PL011_CONSOLE") && !arm.contains(&"CONFIG_SERIAL_8250_CONSOLE")
+        );
+        assert_eq!(arm.len(), names.len());
+        for arch in [Arch::X86_64, Arch::Arm64] {
+            let mut f = Fragment::parse(profile::VM.text, profile::VM.name).unwrap();
+            let b = profile::arch_fragment(arch);
+            f.merge(Fragment::parse(b.text, b.name).unwrap());
+            assert!(needs(arch).all(|r| *f.value(r.option) == Value::Yes), "{arch}");
+        }
     }
 }

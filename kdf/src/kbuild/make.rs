@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::arch::Toolchain;
 use crate::errors::hinted;
 use crate::ring::LineRing;
 use crate::ui;
@@ -24,14 +25,14 @@ pub struct Make {
     pub build: PathBuf,
     /// `-jN`; none for configuration steps.
     pub jobs: Option<u32>,
-    /// `LLVM=1`: clang, ld.lld and the LLVM binutils instead of GCC's.
-    pub llvm: bool,
+    /// `ARCH=`, `CROSS_COMPILE=`, `LLVM=1`: passed to every make of a tree.
+    pub toolchain: Toolchain,
     /// `VAR=value` arguments, e.g. `KCONFIG_ALLCONFIG=...`.
     pub vars: Vec<String>,
     pub targets: Vec<String>,
 }
 
-/// `make -C SRC O=BUILD [-jN] [LLVM=1] [VARS...] TARGETS...`
+/// `make -C SRC O=BUILD [-jN] ARCH=... [CROSS_COMPILE=...] [LLVM=1] [VARS...] TARGETS...`
 pub fn make_argv(m: &Make) -> Vec<OsString> {
     let mut argv: Vec<OsString> = vec!["make".into(), "-C".into(), m.src.clone().into()];
     let mut o = OsString::from("O=");
@@ -40,9 +41,7 @@ pub fn make_argv(m: &Make) -> Vec<OsString> {
     if let Some(j) = m.jobs {
         argv.push(format!("-j{j}").into());
     }
-    if m.llvm {
-        argv.push("LLVM=1".into());
-    }
+    argv.extend(m.toolchain.make_vars().into_iter().map(OsString::from));
     argv.extend(m.vars.iter().map(OsString::from));
     argv.extend(m.targets.iter().map(OsString::from));
     argv
@@ -84,12 +83,12 @@ pub fn run_captured(m: &Make) -> Result<Output> {
 
 /// One configuration step (`allnoconfig`, `olddefconfig`, ...) on a tree;
 /// its output is shown only when it fails.
-pub fn step(src: &Path, build: &Path, llvm: bool, vars: Vec<String>, target: &str) -> Result<()> {
+pub fn step(src: &Path, build: &Path, toolchain: &Toolchain, vars: Vec<String>, target: &str) -> Result<()> {
     let m = Make {
         src: src.to_path_buf(),
         build: build.to_path_buf(),
         jobs: None,
-        llvm,
+        toolchain: toolchain.clone(),
         vars,
         targets: vec![target.into()],
     };
@@ -276,13 +275,14 @@ pub fn run_build(m: &Make, expected: Option<usize>, display: Display, log: &Path
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Arch;
 
     fn spec() -> Make {
         Make {
             src: "/src/linux".into(),
             build: "/src/linux/.kdf-build".into(),
             jobs: None,
-            llvm: false,
+            toolchain: Toolchain { arch: Arch::X86_64, cross_compile: None, llvm: false },
             vars: vec!["KCONFIG_ALLCONFIG=/b/kdf-requested.config".into()],
             targets: vec!["allnoconfig".into()],
         }
@@ -296,7 +296,8 @@ mod tests {
     fn config_steps_run_without_jobs_and_with_gcc() {
         assert_eq!(
             joined(&spec()),
-            "make -C /src/linux O=/src/linux/.kdf-build KCONFIG_ALLCONFIG=/b/kdf-requested.config allnoconfig"
+            "make -C /src/linux O=/src/linux/.kdf-build ARCH=x86 KCONFIG_ALLCONFIG=/b/kdf-requested.config \
+             allnoconfig"
         );
     }
 
@@ -304,12 +305,29 @@ mod tests {
     fn builds_take_jobs_llvm_and_several_targets() {
         let m = Make {
             jobs: Some(8),
-            llvm: true,
+            toolchain: Toolchain { llvm: true, ..spec().toolchain },
             vars: vec![],
             targets: vec!["vmlinux".into(), "modules".into()],
             ..spec()
         };
-        assert_eq!(joined(&m), "make -C /src/linux O=/src/linux/.kdf-build -j8 LLVM=1 vmlinux modules");
+        assert_eq!(
+            joined(&m),
+            "make -C /src/linux O=/src/linux/.kdf-build -j8 ARCH=x86 LLVM=1 vmlinux modules"
+        );
+    }
+
+    #[test]
+    fn cross_builds_name_the_architecture_and_the_prefix() {
+        let m = Make {
+            toolchain: Toolchain::resolve(Some(Arch::Arm64), None, false, Arch::X86_64),
+            vars: vec![],
+            targets: vec!["Image.gz".into()],
+            ..spec()
+        };
+        assert_eq!(
+            joined(&m),
+            "make -C /src/linux O=/src/linux/.kdf-build ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- Image.gz"
+        );
     }
 
     #[test]
@@ -321,7 +339,7 @@ mod tests {
             src: dir.path().into(),
             build: dir.path().join("o"),
             jobs: Some(1),
-            llvm: false,
+            toolchain: Toolchain::native(),
             vars: vec![],
             targets: vec!["all".into()],
         };

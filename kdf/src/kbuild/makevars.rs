@@ -43,7 +43,8 @@ const OWN: &[(&str, &str)] = &[
     ("O", "-O BUILD_DIR"),
     ("KBUILD_OUTPUT", "-O BUILD_DIR"),
     ("LLVM", "kdf kernel config --llvm (the build follows the configured compiler)"),
-    ("ARCH", "nothing: kdf builds x86_64 kernels"),
+    ("ARCH", "kdf kernel config --arch (the build follows the configured architecture)"),
+    ("CROSS_COMPILE", "--cross-compile PREFIX"),
 ];
 
 /// A `NAME=VALUE` argument. The value may be empty (`LOCALVERSION=` drops
@@ -117,10 +118,10 @@ pub fn uses_ccache(vars: &[MakeVar]) -> bool {
 /// The variables with ccache set up: `CC` behind ccache (the compiler the
 /// tree is configured for, or the given `CC`), and a fixed
 /// `KBUILD_BUILD_TIMESTAMP` (`now` unless one is set already).
-pub fn with_ccache(vars: &[MakeVar], llvm: bool, now: &str) -> Vec<MakeVar> {
+pub fn with_ccache(vars: &[MakeVar], cc: &str, now: &str) -> Vec<MakeVar> {
     let mut add = Vec::new();
     if !uses_ccache(vars) {
-        let cc = get(vars, "CC").unwrap_or(if llvm { "clang" } else { "gcc" });
+        let cc = get(vars, "CC").unwrap_or(cc);
         add.push(MakeVar { name: "CC".into(), value: format!("ccache {cc}") });
     }
     if get(vars, "KBUILD_BUILD_TIMESTAMP").is_none() {
@@ -192,13 +193,15 @@ mod tests {
     #[test]
     fn ccache_wraps_the_configured_compiler_and_fixes_the_timestamp_once() {
         let now = "2026-11-30 08:15:00 UTC";
-        let gcc = with_ccache(&vars(&["W=1"]), false, now);
+        let gcc = with_ccache(&vars(&["W=1"]), "gcc", now);
         assert_eq!(gcc, vars(&["W=1", "CC=ccache gcc", &format!("KBUILD_BUILD_TIMESTAMP={now}")]));
         assert!(uses_ccache(&gcc));
-        assert_eq!(get(&with_ccache(&[], true, now), "CC"), Some("ccache clang"));
-        assert_eq!(get(&with_ccache(&vars(&["CC=gcc-12"]), false, now), "CC"), Some("ccache gcc-12"));
+        assert_eq!(get(&with_ccache(&[], "clang", now), "CC"), Some("ccache clang"));
+        let cross = with_ccache(&[], "aarch64-linux-gnu-gcc", now);
+        assert_eq!(get(&cross, "CC"), Some("ccache aarch64-linux-gnu-gcc"));
+        assert_eq!(get(&with_ccache(&vars(&["CC=gcc-12"]), "gcc", now), "CC"), Some("ccache gcc-12"));
         // Already set up: the recorded timestamp stays, so the cache keeps hitting.
-        assert_eq!(with_ccache(&gcc, false, "later"), gcc);
+        assert_eq!(with_ccache(&gcc, "gcc", "later"), gcc);
         assert!(uses_ccache(&vars(&["CC=/usr/bin/ccache gcc"])));
         assert!(!uses_ccache(&vars(&["CC=gcc"])));
     }

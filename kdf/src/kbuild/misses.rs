@@ -9,6 +9,7 @@ use super::fragment::{Entry, Fragment, Origin, Value};
 use super::kconfig_deps::Symbols;
 use super::layers::{self, Check, Kind, Merged};
 use super::verify::{self, Mismatch};
+use crate::arch::Arch;
 
 /// The best-effort report's name in the build directory.
 pub const REPORT: &str = "kdf-config-report.txt";
@@ -55,9 +56,15 @@ fn need_miss(option: &str, why: &str, merged: &Merged, got: &Value) -> Mismatch 
 }
 
 /// Compares the merged request with the resulting `.config`.
-pub fn sort(merged: &Merged, result: &Fragment, symbols: &Symbols, strict_fragments: bool) -> Outcome {
+pub fn sort(
+    merged: &Merged,
+    result: &Fragment,
+    symbols: &Symbols,
+    strict_fragments: bool,
+    arch: Arch,
+) -> Outcome {
     let mut out = Outcome { checked: vec![0; merged.layers.len()], ..Outcome::default() };
-    for need in layers::needs() {
+    for need in layers::needs(arch) {
         // An explicit --set is the user's call, and checked as such below.
         if merged.kind_of(need.option) == Some(Kind::Set) {
             continue;
@@ -194,12 +201,12 @@ config KPROBES
 
     /// Every need enabled, as vm.config asks.
     fn kdf_layer() -> Layer {
-        let text: String = layers::needs().map(|r| format!("{}=y\n", r.option)).collect();
+        let text: String = layers::needs(Arch::X86_64).map(|r| format!("{}=y\n", r.option)).collect();
         layer(Kind::Kdf, "kdf's fragments", &text)
     }
 
     fn result(text: &str) -> Fragment {
-        let mut all: String = layers::needs().map(|r| format!("{}=y\n", r.option)).collect();
+        let mut all: String = layers::needs(Arch::X86_64).map(|r| format!("{}=y\n", r.option)).collect();
         all.push_str(text);
         Fragment::parse(&all, ".config").unwrap()
     }
@@ -220,12 +227,12 @@ config KPROBES
     fn base_and_fragment_misses_are_best_effort_and_counted_per_layer() {
         let m = base_and_fragment();
         let res = result("CONFIG_CC_VERSION_TEXT=\"gcc-13\"\nCONFIG_KPROBES=y\n");
-        let out = sort(&m, &res, &symbols(), false);
+        let out = sort(&m, &res, &symbols(), false, Arch::X86_64);
         assert!(out.strict.is_empty(), "{:?}", out.strict);
         let missed: Vec<_> = out.best_effort.iter().map(|(l, m)| (*l, m.requested.name.as_str())).collect();
         // CC_VERSION_TEXT has no prompt: Kconfig derives it, so it is no request.
         assert_eq!(missed, [(0, "CONFIG_OLD_THING"), (2, "CONFIG_SCSI_VIRTIO")]);
-        let needs = layers::needs().count();
+        let needs = layers::needs(Arch::X86_64).count();
         assert_eq!(out.checked, [1, needs, 2]);
         assert_eq!(out.best_effort_counts(), (needs + 3, needs + 1));
         assert_eq!(
@@ -243,7 +250,7 @@ config KPROBES
     fn strict_fragments_make_fragment_misses_errors() {
         let m = base_and_fragment();
         let res = result("CONFIG_KPROBES=y\n");
-        let out = sort(&m, &res, &symbols(), true);
+        let out = sort(&m, &res, &symbols(), true, Arch::X86_64);
         let strict: Vec<_> = out.strict.iter().map(|m| m.requested.name.as_str()).collect();
         assert_eq!(strict, ["CONFIG_SCSI_VIRTIO"]);
         assert_eq!(out.best_effort.len(), 1, "the base stays best effort");
@@ -263,7 +270,7 @@ config KPROBES
         for e in res.entries().iter().filter(|e| e.name != "CONFIG_VIRTIO_CONSOLE") {
             res_without.set(e.clone());
         }
-        let out = sort(&m, &res_without, &symbols(), false);
+        let out = sort(&m, &res_without, &symbols(), false, Arch::X86_64);
         assert_eq!(out.strict.len(), 1, "{:?}", out.strict);
         let text = verify::report(&out.strict, &symbols(), &res_without);
         assert!(
@@ -280,7 +287,7 @@ config KPROBES
     fn a_need_may_land_as_a_module_and_an_explicit_set_is_the_users_call() {
         let m = Merged::new(vec![kdf_layer()]);
         let res = result("CONFIG_VIRTIO_CONSOLE=m\n");
-        let out = sort(&m, &res, &symbols(), false);
+        let out = sort(&m, &res, &symbols(), false, Arch::X86_64);
         assert!(out.strict.is_empty());
         assert_eq!(out.verified.value("CONFIG_VIRTIO_CONSOLE"), &Value::Module);
         // kdf's own fragment asked y: that part is a best-effort miss.
@@ -291,7 +298,7 @@ config KPROBES
         let m =
             Merged::new(vec![kdf_layer(), Layer { kind: Kind::Set, name: "--set".into(), fragment: off }]);
         let res = result("# CONFIG_VIRTIO_CONSOLE is not set\n");
-        let out = sort(&m, &res, &symbols(), false);
+        let out = sort(&m, &res, &symbols(), false, Arch::X86_64);
         assert!(out.strict.is_empty(), "{:?}", out.strict);
         assert_eq!(out.verified.value("CONFIG_VIRTIO_CONSOLE"), &Value::No);
     }
@@ -301,7 +308,7 @@ config KPROBES
         let mut s = Fragment::default();
         s.set(parse_set("CONFIG_SCSI_VIRTIO=y").unwrap());
         let m = Merged::new(vec![kdf_layer(), Layer { kind: Kind::Set, name: "--set".into(), fragment: s }]);
-        let out = sort(&m, &result(""), &symbols(), false);
+        let out = sort(&m, &result(""), &symbols(), false, Arch::X86_64);
         assert_eq!(out.strict[0].requested.origin.to_string(), "--set");
     }
 
@@ -309,9 +316,9 @@ config KPROBES
     fn the_report_explains_every_miss_under_its_layer() {
         let m = base_and_fragment();
         let res = result("");
-        let out = sort(&m, &res, &symbols(), false);
+        let out = sort(&m, &res, &symbols(), false, Arch::X86_64);
         let text = report(&out, &m, &symbols(), &res);
-        let needs = layers::needs().count();
+        let needs = layers::needs(Arch::X86_64).count();
         assert!(text.contains(&format!("{} of {} landed.", needs, needs + 3)), "{text}");
         assert!(text.contains("\n## the base config-6.1: 1 of 1 options did not land\n"), "{text}");
         assert!(text.contains("\n## --fragment kvm_guest: 2 of 2 options did not land\n"), "{text}");

@@ -7,8 +7,9 @@
 //! the layers of a request and how strictly each is checked ([`layers`]),
 //! what the Kconfig tree says an option depends on ([`kconfig_deps`]),
 //! checking a resulting `.config` ([`verify`], [`misses`]), make variables
-//! ([`makevars`]).
+//! ([`makevars`]), the architecture and cross toolchain ([`arch`]).
 
+pub mod arch;
 pub mod base;
 pub mod build;
 pub mod ccache;

@@ -1,10 +1,12 @@
-//! kdf's own fragments, in merge order: `configs/vm.config`, the profile,
+//! kdf's own fragments, in merge order: `configs/vm.config`, the
+//! architecture's (`x86_64.config`, `arm64.config`), the profile,
 //! `rust.config`, `bpf.config`, with their conflicts settled. The files are
 //! compiled into kdf, so an installed kdf needs no checkout. What the user
 //! adds on top (fragments, `--set`) and the base underneath are layers
 //! ([`super::layers`]).
 
 use super::fragment::{Entry, Fragment, Origin, ParseError, Value};
+use crate::arch::Arch;
 
 /// A fragment compiled into kdf, named by its path in the repository.
 #[derive(Debug, Clone, Copy)]
@@ -23,10 +25,22 @@ pub const RUST: Builtin =
     Builtin { name: "configs/rust.config", text: include_str!("../../../configs/rust.config") };
 pub const BPF: Builtin =
     Builtin { name: "configs/bpf.config", text: include_str!("../../../configs/bpf.config") };
+pub const X86_64_CONFIG: Builtin =
+    Builtin { name: "configs/x86_64.config", text: include_str!("../../../configs/x86_64.config") };
+pub const ARM64_CONFIG: Builtin =
+    Builtin { name: "configs/arm64.config", text: include_str!("../../../configs/arm64.config") };
+
+/// kdf's fragment for an architecture (applied after vm.config).
+pub fn arch_fragment(arch: Arch) -> Builtin {
+    match arch {
+        Arch::X86_64 => X86_64_CONFIG,
+        Arch::Arm64 => ARM64_CONFIG,
+    }
+}
 
 /// Every compiled-in fragment.
 #[cfg(test)]
-pub const ALL: [Builtin; 5] = [VM, FAST, DEBUG, RUST, BPF];
+pub const ALL: [Builtin; 7] = [VM, X86_64_CONFIG, ARM64_CONFIG, FAST, DEBUG, RUST, BPF];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -39,6 +53,8 @@ pub enum Profile {
 /// Which of kdf's fragments the user chose.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The architecture: its fragment goes right after vm.config.
+    pub arch: Arch,
     pub profile: Profile,
     pub rust: bool,
     pub bpf: bool,
@@ -55,7 +71,7 @@ pub struct Requested {
 
 /// The compiled-in fragments a request uses, in merge order.
 pub fn builtins(req: &Request) -> Vec<Builtin> {
-    let mut out = vec![VM];
+    let mut out = vec![VM, arch_fragment(req.arch)];
     out.push(match req.profile {
         Profile::Fast => FAST,
         Profile::Debug => DEBUG,
@@ -105,7 +121,7 @@ mod tests {
     use super::*;
 
     fn req(profile: Profile) -> Request {
-        Request { profile, rust: true, bpf: false, llvm: false }
+        Request { arch: Arch::X86_64, profile, rust: true, bpf: false, llvm: false }
     }
 
     #[test]
@@ -138,12 +154,50 @@ mod tests {
     }
 
     #[test]
+    fn each_architectures_fragment_has_its_console() {
+        for arch in [Arch::X86_64, Arch::Arm64] {
+            let b = arch_fragment(arch);
+            let f = Fragment::parse(b.text, b.name).unwrap();
+            assert_eq!(f.value(crate::kbuild::arch::console_option(arch)), &Value::Yes, "{arch}");
+            assert!(b.name.contains(&arch.to_string()));
+        }
+    }
+
+    #[test]
+    fn arm64_has_its_console_and_pci_host_and_none_of_x86s_options() {
+        let mut r = req(Profile::Fast);
+        r.arch = Arch::Arm64;
+        let out = requested(&r).unwrap();
+        assert!(out.notices.is_empty(), "{:?}", out.notices);
+        let f = out.fragment;
+        for on in [
+            "CONFIG_SERIAL_AMBA_PL011_CONSOLE",
+            "CONFIG_PCI_HOST_GENERIC",
+            "CONFIG_VIRTIO_MMIO",
+            "CONFIG_RUST",
+        ] {
+            assert_eq!(f.value(on), &Value::Yes, "{on}");
+        }
+        let x86 = Fragment::parse(X86_64_CONFIG.text, X86_64_CONFIG.name).unwrap();
+        for e in x86.entries() {
+            assert!(f.get(&e.name).is_none(), "{} is x86's", e.name);
+        }
+        // And x86 has none of arm64's.
+        let arm = Fragment::parse(ARM64_CONFIG.text, ARM64_CONFIG.name).unwrap();
+        let x = requested(&req(Profile::Debug)).unwrap().fragment;
+        assert!(arm.entries().iter().all(|e| x.get(&e.name).is_none()));
+    }
+
+    #[test]
     fn builtins_merge_in_order() {
         let mut r = req(Profile::Fast);
         r.rust = false;
         r.bpf = true;
         let names: Vec<_> = builtins(&r).iter().map(|b| b.name).collect();
-        assert_eq!(names, ["configs/vm.config", "configs/fast.config", "configs/bpf.config"]);
+        assert_eq!(
+            names,
+            ["configs/vm.config", "configs/x86_64.config", "configs/fast.config", "configs/bpf.config"]
+        );
         let f = requested(&r).unwrap().fragment;
         assert_eq!(f.value("CONFIG_RUST"), &Value::No);
         // bpf.config comes after fast.config and turns FTRACE back on.

@@ -1,10 +1,11 @@
 //! Checking the toolchain before configuring: `make rustavailable` when Rust
-//! is requested (its `***` lines name the missing tool and the versions), and
-//! the LLVM tools for `--llvm`. Without the check, Kconfig drops RUST
+//! is requested (its `***` lines name the missing tool and the versions),
+//! the LLVM tools for `--llvm`, the cross compiler for `--arch`. Without the check, Kconfig drops RUST
 //! silently and the failure shows up far from its cause.
 
 use anyhow::Result;
 
+use super::arch::Toolchain;
 use super::make::{self, Make};
 use crate::errors::hinted;
 
@@ -48,12 +49,12 @@ pub fn rust_hint(problem: &str) -> String {
 
 /// Fails early, naming the missing tool and version, when the kernel's
 /// `rustavailable` check fails.
-pub fn check_rust(src: &std::path::Path, build: &std::path::Path, llvm: bool) -> Result<()> {
+pub fn check_rust(src: &std::path::Path, build: &std::path::Path, toolchain: &Toolchain) -> Result<()> {
     let m = Make {
         src: src.to_path_buf(),
         build: build.to_path_buf(),
         jobs: None,
-        llvm,
+        toolchain: toolchain.clone(),
         vars: Vec::new(),
         targets: vec!["rustavailable".into()],
     };
@@ -63,6 +64,35 @@ pub fn check_rust(src: &std::path::Path, build: &std::path::Path, llvm: bool) ->
     }
     let problem = rust_problem(&out.text);
     Err(hinted(format!("Rust was requested but the kernel cannot build it: {problem}"), rust_hint(&problem)))
+}
+
+/// Fails naming the cross compiler when `CROSS_COMPILE`'s gcc is not there
+/// (a prefix with a directory is checked as a path, else on PATH).
+pub fn check_cross(toolchain: &Toolchain) -> Result<()> {
+    let Some(prefix) = toolchain.cross_compile.as_deref().filter(|_| !toolchain.llvm) else { return Ok(()) };
+    let gcc = format!("{prefix}gcc");
+    let found = if gcc.contains('/') {
+        std::path::Path::new(&gcc).is_file()
+    } else {
+        crate::tools::which(&gcc, &[]).is_some()
+    };
+    if found {
+        return Ok(());
+    }
+    Err(hinted(
+        format!("building for {} needs the cross compiler {gcc}, which is not installed", toolchain.arch),
+        cross_hint(toolchain),
+    ))
+}
+
+/// How to get a cross compiler for the toolchain's architecture.
+pub fn cross_hint(toolchain: &Toolchain) -> String {
+    format!(
+        "install it (Debian: sudo apt install {} binutils-{}), pass your own prefix \
+         with --cross-compile PREFIX, or build with clang: --llvm",
+        toolchain.arch.cross_package(),
+        toolchain.arch.cross_package().trim_start_matches("gcc-"),
+    )
 }
 
 /// The programs `LLVM=1` runs, by the kernel's names.
@@ -115,6 +145,24 @@ make[1]: *** [/src/Makefile:2042: rustavailable] Error 1
         let p = rust_problem(OLD_RUSTC);
         assert_eq!(p, "Rust compiler 'rustc' is too old.; Your version: 1.78.0; Minimum version: 1.85.0");
         assert!(rust_hint(&p).starts_with("update Rust: rustup update stable"));
+    }
+
+    #[test]
+    fn a_missing_cross_compiler_names_the_package() {
+        use crate::arch::Arch;
+        let t = Toolchain::resolve(
+            Some(Arch::Arm64),
+            Some("/nonexistent/aarch64-linux-gnu-"),
+            false,
+            Arch::X86_64,
+        );
+        let err = check_cross(&t).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/aarch64-linux-gnu-gcc"), "{err:#}");
+        let hint = crate::errors::hint_of(&err).unwrap();
+        assert!(hint.contains("gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu"), "{hint}");
+        // clang needs no prefix, the host's gcc none either.
+        assert!(check_cross(&Toolchain { llvm: true, ..t }).is_ok());
+        assert!(check_cross(&Toolchain::resolve(None, None, false, Arch::X86_64)).is_ok());
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub fn find_source(start: &Path, is_top: impl Fn(&Path) -> bool) -> Option<PathB
 /// In-tree configuration left in `src`, which `make O=` refuses (the kernel's
 /// "source tree is not clean"), if any.
 pub fn in_tree_leftover(src: &Path) -> Option<PathBuf> {
-    [".config", "include/config", "arch/x86/include/generated"]
+    [".config", "include/config", "arch/x86/include/generated", "arch/arm64/include/generated"]
         .iter()
         .map(|p| src.join(p))
         .find(|p| p.exists())

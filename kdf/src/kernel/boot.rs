@@ -15,12 +15,20 @@ use crate::errors::hinted;
 /// else the image itself.
 pub fn bootable(path: &Path, bytes: &[u8], kind: Kind) -> Result<PathBuf> {
     match kind {
+        Kind::Elf if image::arch(kind, bytes) == Some(crate::arch::Arch::Arm64) => Err(hinted(
+            format!("{} is an arm64 vmlinux, which QEMU cannot boot", path.display()),
+            "boot arch/arm64/boot/Image (or Image.gz) of the same build",
+        )),
         Kind::Elf if image::has_pvh_note(bytes) => Ok(path.to_path_buf()),
         Kind::Elf => Err(hinted(
             format!("{} is an ELF kernel without a PVH entry, which QEMU cannot boot", path.display()),
             "boot its bzImage instead, or build the kernel with CONFIG_PVH=y",
         )),
         Kind::BzImage => extracted(path, bytes),
+        // QEMU's arm64 loader takes the Image, gzip'd or not, as it is; there
+        // is no PVH-like shortcut, and a TCG decompression of Image.gz costs
+        // less than a bzImage's (no xz).
+        Kind::Arm64Image { .. } => Ok(path.to_path_buf()),
     }
 }
 

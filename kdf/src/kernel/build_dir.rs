@@ -11,8 +11,9 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::file::{read_config, read_image, Kernel};
 use super::{boot, image};
-use crate::cache;
+use crate::arch::Arch;
 use crate::errors::hinted;
+use crate::{cache, kbuild};
 
 pub fn resolve(dir: &Path) -> Result<Kernel> {
     let config = read_config(&dir.join(".config"))?.ok_or_else(|| {
@@ -25,8 +26,18 @@ pub fn resolve(dir: &Path) -> Result<Kernel> {
         std::fs::read_to_string(dir.join("include/config/kernel.release")).map(|r| r.trim().to_string()).ok();
     let vmlinux = dir.join("vmlinux");
     let bzimage = dir.join("arch/x86/boot/bzImage");
+    let arm64_image = dir.join("arch/arm64/boot/Image");
+    let arch = if config.builtin("CONFIG_ARM64") { Arch::Arm64 } else { Arch::X86_64 };
     // With CONFIG_PVH the unstripped vmlinux boots as it is: no need to read it.
-    let (image, boot) = if config.builtin("CONFIG_PVH") && vmlinux.exists() {
+    let (image, boot) = if arch == Arch::Arm64 {
+        if !arm64_image.exists() {
+            return Err(hinted(
+                format!("{} has no built arm64 kernel (no arch/arm64/boot/Image)", dir.display()),
+                format!("build it first: kdf kernel build --arch arm64 -O {}", dir.display()),
+            ));
+        }
+        (arm64_image.clone(), arm64_image)
+    } else if config.builtin("CONFIG_PVH") && vmlinux.exists() {
         (vmlinux.clone(), vmlinux)
     } else if bzimage.exists() {
         let bytes = read_image(&bzimage)?;
@@ -43,13 +54,14 @@ pub fn resolve(dir: &Path) -> Result<Kernel> {
         image,
         boot,
         release: release.clone(),
+        arch,
         modules_dir: None,
         guest_modules: None,
         config: Some(config.clone()),
     };
     if config.builtin("CONFIG_MODULES") && dir.join("modules.order").exists() {
         let release = release.context("the build directory has no include/config/kernel.release")?;
-        let installed = install_modules(dir, &release)?;
+        let installed = install_modules(dir, &release, arch)?;
         kernel.modules_dir = Some(installed.join(&release));
         kernel.guest_modules = Some(installed);
     }
@@ -80,7 +92,7 @@ fn stamp(dir: &Path, release: &str) -> Result<String> {
 
 /// Installs the modules under `<cache>/modules/<dir hash>/lib/modules` unless
 /// the installed copy is current; returns that `lib/modules` directory.
-fn install_modules(dir: &Path, release: &str) -> Result<PathBuf> {
+fn install_modules(dir: &Path, release: &str, arch: Arch) -> Result<PathBuf> {
     let canonical = dir.canonicalize().with_context(|| format!("failed to resolve {}", dir.display()))?;
     let base = cache::subdir("modules")?.join(cache::digest([canonical.as_os_str().as_encoded_bytes()]));
     std::fs::create_dir_all(&base).with_context(|| format!("failed to create {}", base.display()))?;
@@ -98,6 +110,11 @@ fn install_modules(dir: &Path, release: &str) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&staging);
     let mut make = Command::new("make");
     make.arg("-C").arg(dir).arg("-s");
+    // Kbuild does not remember ARCH or CROSS_COMPILE: without ARCH an arm64
+    // build's config is taken for the host's and make wants to reconfigure
+    // it; without CROSS_COMPILE, INSTALL_MOD_STRIP runs the host's strip,
+    // which cannot read an arm64 module.
+    make.args(kbuild::arch::of_build_dir(dir, arch).make_vars());
     make.arg(format!("INSTALL_MOD_PATH={}", staging.display())).arg("INSTALL_MOD_STRIP=1");
     // The kernel's default is /sbin/depmod, absent on NixOS: use the one on PATH.
     if let Some(depmod) = crate::tools::depmod() {

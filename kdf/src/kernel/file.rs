@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use super::places::{self, Places};
 use super::{boot, image};
+use crate::arch::Arch;
 use crate::errors::hinted;
 use crate::kconfig::config::KernelConfig;
 
@@ -19,6 +20,8 @@ pub struct Kernel {
     /// What QEMU boots: `image`, or the PVH `vmlinux` extracted from it.
     pub boot: PathBuf,
     pub release: Option<String>,
+    /// What it runs on (from the image's header or ELF machine).
+    pub arch: Arch,
     /// A directory with `modules.dep` for this kernel, if it has modules.
     pub modules_dir: Option<PathBuf>,
     /// A host directory the guest mounts on `/lib/modules` (when the kernel's
@@ -59,14 +62,21 @@ pub fn from_file(path: &Path, places: &Places) -> Result<Kernel> {
     let bytes = read_image(path)?;
     let kind = image::kind(&bytes).ok_or_else(|| {
         hinted(
-            format!("{} is not a Linux kernel image (no bzImage header, no ELF magic)", path.display()),
-            "pass a bzImage (arch/x86/boot/bzImage, /boot/vmlinuz-*), a vmlinux, or a build directory",
+            format!(
+                "{} is not a Linux kernel image (no bzImage or arm64 Image header, no ELF magic)",
+                path.display()
+            ),
+            "pass a bzImage (arch/x86/boot/bzImage, /boot/vmlinuz-*), an arm64 Image or Image.gz, \
+             a vmlinux, or a build directory",
         )
     })?;
-    let release = match kind {
-        image::Kind::BzImage => image::bzimage_release(&bytes),
-        image::Kind::Elf => image::elf_release(&bytes),
-    };
+    let arch = image::arch(kind, &bytes).ok_or_else(|| {
+        hinted(
+            format!("{} is a kernel for an architecture kdf does not boot", path.display()),
+            "kdf boots x86_64 and arm64 kernels",
+        )
+    })?;
+    let release = image::release(kind, &bytes);
     let boot = boot::bootable(path, &bytes, kind)?;
     let (boot_dir, modules_root) = host_dirs();
     let root = places.root.as_deref();
@@ -84,6 +94,7 @@ pub fn from_file(path: &Path, places: &Places) -> Result<Kernel> {
         image: path.to_path_buf(),
         boot,
         release,
+        arch,
         modules_dir: modules.as_ref().map(|m| m.dir.clone()),
         guest_modules: modules.and_then(|m| m.lib_modules),
         config,

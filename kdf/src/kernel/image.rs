@@ -1,10 +1,12 @@
-//! Recognising kernel images (x86 bzImage or ELF `vmlinux`), reading their
-//! release string, and extracting the `vmlinux` inside a bzImage so it can be
+//! Recognising kernel images (x86 bzImage, ELF `vmlinux`, arm64 `Image`
+//! plain or gzip'd as Debian's `vmlinuz`), their architecture and release
+//! string, and extracting the `vmlinux` inside a bzImage so it can be
 //! booted through its PVH entry (under TCG, decompressing a bzImage costs more
 //! than the rest of the boot).
 
 use anyhow::{bail, Context, Result};
 
+use crate::arch::Arch;
 use crate::compress::{self, Format};
 use crate::elf::Elf;
 
@@ -13,16 +15,59 @@ use crate::elf::Elf;
 pub enum Kind {
     BzImage,
     Elf,
+    /// arm64's `Image` (arch/arm64/boot/Image), `gzip`'d as `Image.gz`.
+    Arm64Image {
+        gzip: bool,
+    },
 }
 
-/// The bzImage's boot-protocol header ("HdrS" at 0x202), or an ELF.
+/// arm64's boot header: "ARM\x64" at offset 56 (Documentation/arch/arm64/booting.rst).
+const ARM64_MAGIC: (usize, &[u8]) = (56, b"ARM\x64");
+
+fn is_arm64_image(bytes: &[u8]) -> bool {
+    bytes.get(ARM64_MAGIC.0..ARM64_MAGIC.0 + 4) == Some(ARM64_MAGIC.1)
+}
+
+/// The bzImage's boot-protocol header ("HdrS" at 0x202), an ELF, or an arm64
+/// Image, also inside gzip (only its head is decompressed here).
 pub fn kind(bytes: &[u8]) -> Option<Kind> {
     if bytes.starts_with(b"\x7fELF") {
         Some(Kind::Elf)
     } else if bytes.len() > 0x250 && &bytes[0x202..0x206] == b"HdrS" && bytes[0x1fe..0x200] == [0x55, 0xaa] {
         Some(Kind::BzImage)
+    } else if is_arm64_image(bytes) {
+        Some(Kind::Arm64Image { gzip: false })
+    } else if Format::from_magic(bytes) == Some(Format::Gzip) && is_arm64_image(&gunzip_head(bytes, 64)) {
+        Some(Kind::Arm64Image { gzip: true })
     } else {
         None
+    }
+}
+
+/// Up to `len` bytes of a gzip stream's contents (fewer if it is damaged).
+fn gunzip_head(bytes: &[u8], len: u64) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let _ = flate2::read::GzDecoder::new(bytes).take(len).read_to_end(&mut out);
+    out
+}
+
+/// The architecture a kernel of this kind runs on: an ELF's machine, else
+/// the kind's.
+pub fn arch(kind: Kind, bytes: &[u8]) -> Option<Arch> {
+    match kind {
+        Kind::BzImage => Some(Arch::X86_64),
+        Kind::Arm64Image { .. } => Some(Arch::Arm64),
+        Kind::Elf => Elf::parse(bytes).ok().and_then(|e| Arch::of_elf_machine(e.machine)),
+    }
+}
+
+/// The release of any kind of image.
+pub fn release(kind: Kind, bytes: &[u8]) -> Option<String> {
+    match kind {
+        Kind::BzImage => bzimage_release(bytes),
+        Kind::Elf | Kind::Arm64Image { gzip: false } => elf_release(bytes),
+        Kind::Arm64Image { gzip: true } => elf_release(&compress::decompress(Format::Gzip, bytes).ok()?),
     }
 }
 
@@ -115,6 +160,45 @@ pub(crate) mod tests {
         let mut e = tests::build(Class::Elf64, Endian::Little, EM_X86_64, &[(4, &seg)], &[]);
         e.extend_from_slice(b"..Linux version 6.9.0-kdf (me@host) #1 SMP\0");
         e
+    }
+
+    /// An arm64 Image's head (the magic at 56) and a banner.
+    pub fn fake_arm64_image() -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        b[56..60].copy_from_slice(b"ARM\x64");
+        b.extend_from_slice(b"..Linux version 6.1.0-57-arm64 (debian-kernel@lists.debian.org) #1 SMP\0");
+        b
+    }
+
+    #[test]
+    fn recognises_arm64_images_plain_and_gzipd() {
+        use std::io::Write;
+        let image = fake_arm64_image();
+        assert_eq!(kind(&image), Some(Kind::Arm64Image { gzip: false }));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&image).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(kind(&gz), Some(Kind::Arm64Image { gzip: true }));
+        for k in [kind(&image).unwrap(), kind(&gz).unwrap()] {
+            let bytes = if k == (Kind::Arm64Image { gzip: true }) { &gz } else { &image };
+            assert_eq!(arch(k, bytes), Some(Arch::Arm64));
+            assert_eq!(release(k, bytes).as_deref(), Some("6.1.0-57-arm64"));
+        }
+        let mut other = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        other.write_all(b"just some gzip'd text, not a kernel").unwrap();
+        assert_eq!(kind(&other.finish().unwrap()), None);
+        assert_eq!(kind(&image[..58]), None, "a cut header");
+    }
+
+    #[test]
+    fn the_architecture_of_each_kind() {
+        use crate::elf::{tests::build, Class, Endian, EM_AARCH64};
+        assert_eq!(arch(Kind::BzImage, &fake_bzimage(b"x", "6.1")), Some(Arch::X86_64));
+        assert_eq!(arch(Kind::Elf, &fake_elf(&[])), Some(Arch::X86_64));
+        let arm_elf = build(Class::Elf64, Endian::Little, EM_AARCH64, &[(1, b"code")], &[]);
+        assert_eq!(arch(Kind::Elf, &arm_elf), Some(Arch::Arm64));
+        let riscv = build(Class::Elf64, Endian::Little, 243, &[(1, b"code")], &[]);
+        assert_eq!(arch(Kind::Elf, &riscv), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use crate::elf::{self, Elf};
 use crate::shares::view::View;
 
@@ -21,7 +22,7 @@ pub enum Refusal {
     /// Not a path and in no directory of `PATH`, or a path that is not there.
     NotFound { path_var: String },
     /// An ELF for another machine (`e_machine`).
-    WrongMachine { file: PathBuf, machine: u16 },
+    WrongMachine { file: PathBuf, machine: u16, guest: Arch },
     /// The loader an ELF names, or a script's interpreter, is missing.
     NoInterpreter { file: PathBuf, interpreter: PathBuf },
 }
@@ -40,8 +41,8 @@ impl Refusal {
     pub fn reason(&self) -> String {
         match self {
             Refusal::NotFound { path_var } => format!("it is not in the root (PATH={path_var})"),
-            Refusal::WrongMachine { file, machine } => format!(
-                "{} is an ELF for {} and the guest is x86_64",
+            Refusal::WrongMachine { file, machine, guest } => format!(
+                "{} is an ELF for {} and the guest is {guest}",
                 file.display(),
                 elf::machine_name(*machine).map(String::from).unwrap_or_else(|| format!("machine {machine}"))
             ),
@@ -82,16 +83,16 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Checks that `argv0` can start in the guest `view` shows.
-pub fn check(argv0: &[u8], path_var: &[u8], cwd: &Path, view: &View) -> Result<(), Refusal> {
+pub fn check(argv0: &[u8], path_var: &[u8], cwd: &Path, view: &View, guest: Arch) -> Result<(), Refusal> {
     let not_found = || Refusal::NotFound { path_var: String::from_utf8_lossy(path_var).into_owned() };
     let mut file = find(argv0, path_var, cwd, view).ok_or_else(not_found)?;
     for _ in 0..MAX_NESTING {
         // A file kdf cannot read (or a guest tmpfs path) is left to the guest.
         let Some(head) = view.host_path(&file).and_then(|h| read_head(&h)) else { return Ok(()) };
-        let interpreter = match interpreter_of(&head) {
+        let interpreter = match interpreter_of(&head, guest) {
             Ok(Some(i)) => cwd.join(OsStr::from_bytes(&i)),
             Ok(None) => return Ok(()),
-            Err(machine) => return Err(Refusal::WrongMachine { file, machine }),
+            Err(machine) => return Err(Refusal::WrongMachine { file, machine, guest }),
         };
         if !view.host_path(&interpreter).is_some_and(|h| h.is_file()) {
             return Err(Refusal::NoInterpreter { file, interpreter });
@@ -101,20 +102,27 @@ pub fn check(argv0: &[u8], path_var: &[u8], cwd: &Path, view: &View) -> Result<(
     Ok(())
 }
 
-/// Machines an x86_64 kernel runs (i386 binaries through IA32 emulation).
-const GUEST_MACHINES: &[u16] = &[elf::EM_X86_64, elf::EM_386];
+/// Machines a kernel of `arch` runs: its own, and the 32-bit ones its
+/// compat layer takes (IA32 emulation, arm64's AArch32).
+fn guest_machines(arch: Arch) -> [u16; 2] {
+    const EM_ARM: u16 = 40;
+    match arch {
+        Arch::X86_64 => [elf::EM_X86_64, elf::EM_386],
+        Arch::Arm64 => [elf::EM_AARCH64, EM_ARM],
+    }
+}
 
 /// What a file needs to start: `Ok(Some(interpreter))` (an ELF's PT_INTERP, a
 /// script's `#!`), `Ok(None)` (nothing, or not for kdf to judge), or
 /// `Err(machine)`: an ELF for another machine.
-pub fn interpreter_of(head: &[u8]) -> Result<Option<Vec<u8>>, u16> {
+pub fn interpreter_of(head: &[u8], arch: Arch) -> Result<Option<Vec<u8>>, u16> {
     if let Some(line) = head.strip_prefix(b"#!") {
         let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
         let word = line.split(|b| b.is_ascii_whitespace()).find(|w| !w.is_empty());
         return Ok(word.map(<[u8]>::to_vec));
     }
     let Ok(elf) = Elf::parse(head) else { return Ok(None) };
-    if !GUEST_MACHINES.contains(&elf.machine) {
+    if !guest_machines(arch).contains(&elf.machine) {
         return Err(elf.machine);
     }
     Ok(elf.interpreter().ok().flatten().filter(|i| !i.is_empty()).map(<[u8]>::to_vec))
@@ -168,7 +176,7 @@ mod tests {
     fn run(dir: &Path, argv0: &str) -> Result<(), Refusal> {
         let shares = [ShareSpec { guest: "/".into(), ..ShareSpec::same_path(dir.to_path_buf(), true) }];
         let view = View::new(&shares);
-        check(argv0.as_bytes(), b"/usr/local/bin:/usr/bin:/bin", Path::new("/"), &view)
+        check(argv0.as_bytes(), b"/usr/local/bin:/usr/bin:/bin", Path::new("/"), &view, Arch::X86_64)
     }
 
     #[test]
@@ -206,13 +214,16 @@ mod tests {
 
     #[test]
     fn interpreters_of_scripts_and_elves() {
-        assert_eq!(interpreter_of(b"#!/bin/sh -e\n"), Ok(Some(b"/bin/sh".to_vec())));
-        assert_eq!(interpreter_of(b"#!\n"), Ok(None));
-        assert_eq!(interpreter_of(b"plain text"), Ok(None));
+        assert_eq!(interpreter_of(b"#!/bin/sh -e\n", Arch::X86_64), Ok(Some(b"/bin/sh".to_vec())));
+        assert_eq!(interpreter_of(b"#!\n", Arch::X86_64), Ok(None));
+        assert_eq!(interpreter_of(b"plain text", Arch::X86_64), Ok(None));
         let arm = build(Class::Elf64, Endian::Little, 183, &[], &[]);
-        assert_eq!(interpreter_of(&arm), Err(183));
+        assert_eq!(interpreter_of(&arm, Arch::X86_64), Err(183));
+        assert_eq!(interpreter_of(&arm, Arch::Arm64), Ok(None), "a static aarch64 binary");
+        let x86 = build(Class::Elf64, Endian::Little, elf::EM_X86_64, &[], &[]);
+        assert_eq!(interpreter_of(&x86, Arch::Arm64), Err(elf::EM_X86_64));
         let i386 =
             build(Class::Elf32, Endian::Little, elf::EM_386, &[(PT_INTERP, b"/lib/ld-linux.so.2\0")], &[]);
-        assert_eq!(interpreter_of(&i386), Ok(Some(b"/lib/ld-linux.so.2".to_vec())));
+        assert_eq!(interpreter_of(&i386, Arch::X86_64), Ok(Some(b"/lib/ld-linux.so.2".to_vec())));
     }
 }

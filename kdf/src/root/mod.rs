@@ -3,7 +3,10 @@
 //! database ([`passwd`]), and the checks that refuse a command DIR cannot run
 //! before anything boots ([`command`]).
 
+pub mod apt;
 pub mod command;
+pub mod default;
+pub mod fetch;
 pub mod passwd;
 
 use std::path::{Path, PathBuf};

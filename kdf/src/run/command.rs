@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::arch::Arch;
 use crate::cli::CommandArgs;
 use crate::errors::hinted_status;
 use crate::plan;
@@ -47,6 +48,7 @@ pub fn prepare(
     foreign: Option<&Path>,
     cwd: &Path,
     nix_bins: &[PathBuf],
+    arch: Arch,
 ) -> Result<Command> {
     let uid = if args.user { nix::unistd::getuid().as_raw() } else { 0 };
     let login = foreign
@@ -74,7 +76,7 @@ pub fn prepare(
     };
     if let Some(dir) = foreign {
         let path_var = env.iter().find(|(k, _)| k == b"PATH").map(|(_, v)| v.as_slice()).unwrap_or_default();
-        root::command::check(&argv[0], path_var, cwd, view).map_err(|refusal| {
+        root::command::check(&argv[0], path_var, cwd, view, arch).map_err(|refusal| {
             hinted_status(
                 format!("cannot run {program} in --root {}: {}", dir.display(), refusal.reason()),
                 refusal.hint(),

@@ -154,6 +154,7 @@ mod tests {
             image: "vmlinuz".into(),
             boot: "vmlinuz".into(),
             release: Some("6.1.0-9".into()),
+            arch: crate::arch::Arch::X86_64,
             modules_dir,
             guest_modules,
             config: None,

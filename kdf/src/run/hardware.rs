@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::arch::Arch;
 use crate::cli::RunArgs;
 use crate::disks::{self, Disk};
 use crate::errors::{usage, usage_hinted};
@@ -111,17 +112,19 @@ fn qmp_socket(path: &Path) -> Result<PathBuf> {
     Ok(path.to_path_buf())
 }
 
-/// The kernel arguments these need: a kernel without ACPI is told where
+/// The kernel arguments these need: an x86 kernel without ACPI is told where
 /// fw_cfg is, so it writes its vmcoreinfo address there (every run: a dump
-/// of any run carries it, for about 1 ms of boot); with `--vmcore` a panic
+/// of any run carries it, for about 1 ms of boot; on arm64's virt machine
+/// the device tree says where it is); with `--vmcore` a panic
 /// waits for kdf (`panic=0`, after kdf's `panic=-1`: the later one wins)
 /// instead of resetting.
 pub fn kernel_args(hw: &Hardware, kernel: &Kernel) -> Vec<String> {
     let mut out = Vec::new();
-    let cmdline_fw_cfg = kernel
-        .config
-        .as_ref()
-        .is_some_and(|c| c.builtin("CONFIG_FW_CFG_SYSFS_CMDLINE") && !c.builtin("CONFIG_ACPI"));
+    let cmdline_fw_cfg = kernel.arch == Arch::X86_64
+        && kernel
+            .config
+            .as_ref()
+            .is_some_and(|c| c.builtin("CONFIG_FW_CFG_SYSFS_CMDLINE") && !c.builtin("CONFIG_ACPI"));
     if cmdline_fw_cfg {
         out.push(FW_CFG_IOPORT.to_string());
     }
@@ -141,6 +144,7 @@ mod tests {
             image: "/b/vmlinux".into(),
             boot: "/b/vmlinux".into(),
             release: Some("7.3.4".into()),
+            arch: crate::arch::Arch::X86_64,
             modules_dir: None,
             guest_modules: None,
             config: Some(KernelConfig::parse(config, "test").unwrap()),
@@ -173,6 +177,8 @@ mod tests {
         assert_eq!(kernel_args(&hw, &distro), ["panic=0"]);
         assert_eq!(kernel_args(&Hardware::default(), &fast), [FW_CFG_IOPORT]);
         assert!(kernel_args(&Hardware::default(), &distro).is_empty());
+        let arm64 = Kernel { arch: Arch::Arm64, ..fast.clone() };
+        assert!(kernel_args(&Hardware::default(), &arm64).is_empty(), "virt's device tree has fw_cfg");
     }
 
     #[test]

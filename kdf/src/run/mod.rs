@@ -11,6 +11,7 @@ mod console;
 mod debug;
 mod dry_run;
 mod files;
+mod guest;
 mod hardware;
 mod ktap;
 mod machine;

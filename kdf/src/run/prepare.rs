@@ -14,8 +14,9 @@ use kdf_proto::{Exec, ModuleFile, Plan, PROTOCOL_VERSION};
 
 use super::hardware::{self, Hardware};
 use super::verdict::KunitInterest;
-use super::{command, files, machine, sandbox};
-use crate::accel::{self, Decision};
+use super::{command, files, guest, sandbox};
+use crate::accel::Decision;
+use crate::arch::Arch;
 use crate::cli::{AccelArg, NetworkArg, RunArgs};
 use crate::errors::{hinted, usage, usage_hinted};
 use crate::initramfs;
@@ -87,6 +88,8 @@ pub struct Prepared {
     pub sandbox: Sandbox,
     /// The host's TSC rate, given to TCG guests (`tsc.rs`).
     pub tsc_khz: Option<u32>,
+    /// The guest's architecture (the kernel's).
+    pub arch: Arch,
 }
 
 /// `-d[=PORT]` and `--debug-wait`.
@@ -118,19 +121,32 @@ impl BootTimeout {
 }
 
 pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
-    let root = files::root(args)?;
-    let places =
-        Places { modules_dir: args.kernel.modules_dir.clone(), root: root.as_ref().map(|r| r.dir.clone()) };
+    let given_root = files::root(args)?;
+    let places = Places {
+        modules_dir: args.kernel.modules_dir.clone(),
+        root: given_root.as_ref().map(|r| r.dir.clone()),
+    };
     let kernel = kernel::resolve(&choice.source, &places).map_err(|e| match &choice.hint {
         // No installed kernel either: the tree's own build is the way out.
         Some(_) => hinted(format!("{e:#}"), "build the kernel tree you are in and boot it: kdf run --build"),
         None => e,
     })?;
-    let qemu = tools::qemu()?;
+    let arch = guest::arch(args.kernel.arch, &kernel)?;
+    let foreign = Arch::host() != Some(arch);
+    // The host's `/` runs only on its own architecture: another one's guest
+    // gets kdf's default root for it.
+    let root = match given_root {
+        Some(r) => Some(r),
+        None if foreign => {
+            Some(files::Root { dir: crate::root::default::dir(arch)?, mode: crate::root::Mode::Ro })
+        }
+        None => None,
+    };
+    let qemu = tools::qemu(arch)?;
     let (transport, virtiofsd) = transport(args, &kernel);
-    let machine = machine::choose(args.machine, kernel.config.as_ref(), !args.qemu_args.is_empty());
+    let machine = guest::machine(arch, args.machine, kernel.config.as_ref(), !args.qemu_args.is_empty())?;
     let cwd = files::working_dir()?;
-    let modules = module::prepare(&args.modules, kernel.release.as_deref())?;
+    let modules = module::prepare(&args.modules, kernel.release.as_deref(), arch)?;
     let network = network(args)?;
     let nix_bins: Vec<PathBuf> = if args.nix.is_empty() {
         Vec::new()
@@ -159,8 +175,8 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         Some(dir) => cwd.join(dir),
         None => cwd.clone(),
     };
-    let foreign = root.as_ref().map(|r| r.dir.as_path());
-    let command = command::prepare(&args.command, &View::new(&shares), foreign, &workdir, &nix_bins)?;
+    let root_dir = root.as_ref().map(|r| r.dir.as_path());
+    let command = command::prepare(&args.command, &View::new(&shares), root_dir, &workdir, &nix_bins, arch)?;
     let exec = Exec {
         argv: command.argv,
         env: command.env,
@@ -170,10 +186,13 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         stdin: !args.command.no_stdin,
     };
     let tty = exec.tty.is_some();
-    let accel = accel::decide(args.accel.map(|a| match a {
-        AccelArg::Kvm => Accel::Kvm,
-        AccelArg::Tcg => Accel::Tcg,
-    }))?;
+    let accel = guest::accel(
+        foreign,
+        args.accel.map(|a| match a {
+            AccelArg::Kvm => Accel::Kvm,
+            AccelArg::Tcg => Accel::Tcg,
+        }),
+    )?;
     let initramfs = initramfs_for(args, &kernel)?;
     let kunit = KunitInterest {
         asked: args.ktap.is_some() || args.kunit_filter.is_some(),
@@ -245,7 +264,8 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         timings: args.timings,
         nofile,
         sandbox: sandbox::choose(args.verbose),
-        tsc_khz: crate::tsc::host_khz(),
+        tsc_khz: if arch == Arch::X86_64 { crate::tsc::host_khz() } else { None },
+        arch,
         allow_splats: args
             .allow_splats
             .iter()
@@ -354,6 +374,6 @@ fn initramfs_for(args: &RunArgs, kernel: &Kernel) -> Result<PathBuf> {
         }
         return Ok(path.clone());
     }
-    let init = initramfs::init_binary::locate(args.kernel.init.as_deref())?;
+    let init = initramfs::init_binary::locate(args.kernel.init.as_deref(), kernel.arch)?;
     initramfs::cached(kernel, &init)
 }

@@ -136,6 +136,7 @@ fn record(
         vmlinux: p.vmlinux.clone(),
         modules: p.module_files.clone(),
         attach: Some(attach),
+        arch: Some(p.arch.name().to_string()),
     })
 }
 

@@ -8,8 +8,9 @@ use std::os::fd::RawFd;
 use super::files::MAX_SHARES;
 use super::prepare::Prepared;
 use crate::disks::MAX_DISKS;
+use crate::vm::cmdline;
 use crate::vm::disk::{Backing, DiskDevice};
-use crate::vm::qemu::{self, Accel, GdbStub, Machine, Monitors, ShareDevice, VmSpec};
+use crate::vm::qemu::{Accel, GdbStub, Machine, Monitors, ShareDevice, VmSpec};
 use crate::vm::virtiofsd::Virtiofsd;
 use crate::vm::Transport;
 
@@ -94,7 +95,14 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
         firmware: if p.machine == Machine::Q35 { p.firmware.clone() } else { None },
         kernel: p.kernel.boot.clone(),
         initramfs: p.initramfs.clone(),
-        cmdline: qemu::cmdline(p.verbose, p.debug.is_some(), accel, &p.preload, &with_clock_args(p, accel)),
+        cmdline: cmdline::cmdline(
+            p.machine,
+            p.verbose,
+            p.debug.is_some(),
+            accel,
+            &p.preload,
+            &with_clock_args(p, accel),
+        ),
         console_fd: CONSOLE_FD,
         channel_fd: CHANNEL_FD,
         attach_fd: ATTACH_FD,
@@ -114,7 +122,7 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
 /// kdf's clock arguments for this machine and accelerator, then the user's
 /// `--cmdline` (later arguments win).
 fn with_clock_args(p: &Prepared, accel: Accel) -> Vec<String> {
-    let mut args = qemu::clock_args(accel, p.machine, p.tsc_khz);
+    let mut args = cmdline::clock_args(accel, p.machine, p.tsc_khz);
     args.extend(p.cmdline.iter().cloned());
     args
 }

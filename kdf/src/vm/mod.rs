@@ -1,6 +1,7 @@
 //! The VM's processes as pure command lines (QEMU, virtiofsd), its user-mode
 //! network, and the one table of what a kdf VM needs from its kernel.
 
+pub mod cmdline;
 pub mod disk;
 pub mod network;
 pub mod numa;

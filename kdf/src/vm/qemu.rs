@@ -27,16 +27,24 @@ pub enum Machine {
     /// `virtio_mmio.device=` arguments QEMU adds to the command line (the
     /// kernel needs CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
     Microvm { acpi: bool },
+    /// arm64's `virt`: virtio over MMIO (found in the device tree QEMU
+    /// writes) or, where the kernel has only CONFIG_VIRTIO_PCI, over PCIe.
+    Virt { pci: bool },
 }
 
 impl Machine {
     /// A virtio device's QEMU name on this machine's bus (`virtio-serial` ->
     /// `virtio-serial-pci` or `virtio-serial-device`).
     fn device(self, base: &str) -> String {
-        match self {
-            Machine::Q35 => format!("{base}-pci"),
-            Machine::Microvm { .. } => format!("{base}-device"),
+        match self.pci() {
+            true => format!("{base}-pci"),
+            false => format!("{base}-device"),
         }
+    }
+
+    /// Whether virtio devices sit on PCI.
+    pub fn pci(self) -> bool {
+        matches!(self, Machine::Q35 | Machine::Virt { pci: true })
     }
 }
 
@@ -102,13 +110,22 @@ pub struct VmSpec {
 }
 
 fn machine_args(spec: &VmSpec) -> Vec<String> {
-    let (accel, cpu) = match spec.accel {
-        Accel::Kvm => ("kvm", "host"),
-        Accel::Tcg => ("tcg", "max"),
+    let (accel, cpu) = match (spec.accel, spec.machine) {
+        (Accel::Kvm, _) => ("kvm", "host"),
+        // Plain `max` emulates pointer authentication with the QARMA5 cipher:
+        // Debian 6.1 reached its root mount in 6.9 s under TCG, against 1.9 s
+        // with QEMU's cheap implementation-defined algorithm, which keeps
+        // every feature (pointer authentication included) the kernel's
+        // code paths depend on (docs/decisions.md).
+        (Accel::Tcg, Machine::Virt { .. }) => ("tcg", "max,pauth-impdef=on"),
+        (Accel::Tcg, _) => ("tcg", "max"),
     };
     let machine = match spec.machine {
         Machine::Q35 => "q35".to_string(),
         Machine::Microvm { acpi } => format!("microvm,acpi={}", if acpi { "on" } else { "off" }),
+        // GICv2 (virt's default) stops at 8 CPUs; `max` is the host's under
+        // KVM and GICv3 under TCG.
+        Machine::Virt { .. } => "virt,gic-version=max".to_string(),
     };
     // With NUMA nodes each has its own backend and `-machine memory-backend`
     // must not be given (QEMU: "total memory for NUMA nodes (0x0) should
@@ -250,7 +267,7 @@ fn monitor_args(spec: &VmSpec) -> Vec<String> {
 fn network_args(spec: &VmSpec) -> Vec<String> {
     let Some(net) = &spec.network else { return Vec::new() };
     let mut device = format!("{},netdev=net0", spec.machine.device("virtio-net"));
-    if spec.machine == Machine::Q35 {
+    if spec.machine.pci() {
         // No option ROM: nothing boots from the network, and QEMU would
         // otherwise need iPXE's efi-virtio.rom to start at all.
         device.push_str(",romfile=");
@@ -298,81 +315,6 @@ pub fn argv(spec: &VmSpec) -> Vec<OsString> {
     out
 }
 
-/// The kernel command line: kdf's essentials, quiet unless `verbose`, the
-/// modules kdf-init loads before it reaches the host (`preload`), then the
-/// user's `--cmdline` (later arguments win in the kernel's parser).
-pub fn cmdline(verbose: bool, debug: bool, accel: Accel, preload: &[String], extra: &[String]) -> String {
-    let preload = format!("{}={}", kdf_proto::CMDLINE_PRELOAD, preload.join(","));
-    let mut args = vec![
-        "console=ttyS0",
-        // With -no-reboot, a triple-fault reset ends QEMU on any machine.
-        "reboot=t",
-        // A panic resets at once (so QEMU exits) instead of hanging the VM.
-        "panic=-1",
-        "rdinit=/init",
-        // The boot checks that the PIT's interrupt reaches the IO-APIC within
-        // a few ticks; a vCPU starved by a loaded host misses it and the
-        // kernel panics ("IO-APIC + timer doesn't work!", seen with eight TCG
-        // guests on two cores). QEMU's timer wiring is known to be right.
-        "no_timer_check",
-    ];
-    if !verbose {
-        args.extend(["quiet", "loglevel=4"]);
-    }
-    if debug {
-        // GDB's symbols match only an unrandomised kernel (a bzImage boot
-        // would otherwise apply KASLR; a PVH boot never does).
-        args.push("nokaslr");
-    }
-    if accel == Accel::Tcg {
-        // A guest starved of CPU (TCG on a loaded host) reports RCU stalls,
-        // soft lockups and hung tasks that are not bugs, and kdf fails a run
-        // on those: give it the most slack the kernel allows.
-        args.extend([
-            "rcupdate.rcu_cpu_stall_timeout=300",
-            "watchdog_thresh=60",
-            "sysctl.kernel.hung_task_timeout_secs=600",
-        ]);
-    }
-    let mut line = args.join(" ");
-    line.push(' ');
-    line.push_str(&preload);
-    for e in extra {
-        line.push(' ');
-        line.push_str(e);
-    }
-    line
-}
-
-/// The kernel's clocks under TCG (none of this applies under KVM, where
-/// kvmclock gives the guest its frequencies): the host's TSC rate when known
-/// (`tsc_khz`), so the kernel neither calibrates the TSC against the PIT nor
-/// later distrusts it; on q35, no local APIC timer.
-pub fn clock_args(accel: Accel, machine: Machine, tsc_khz: Option<u32>) -> Vec<String> {
-    let mut args = Vec::new();
-    if accel != Accel::Tcg {
-        return args;
-    }
-    if let Some(khz) = tsc_khz {
-        // A starved vCPU fails the PIT calibration ("tsc: Unable to calibrate
-        // against PIT"); the TSC is then unusable and, on microvm, the
-        // kernel is left without a working clock. The guest reads the host's
-        // TSC, which the caller checked runs at a constant rate.
-        args.push(format!("tsc_early_khz={khz}"));
-        args.push("tsc=reliable".to_string());
-    }
-    // Calibrating the local APIC timer against the PIT takes ~0.2 s of a TCG
-    // boot (Debian 6.1, kdf's 7.3 fast kernel); without it another clock
-    // event device drives the timers: q35's HPET, or on microvm without ACPI
-    // the PIT (routed through the MP table). microvm with ACPI has neither a
-    // HPET nor a routed PIT: there the local APIC timer is the only clock
-    // event, and `noapictimer` stalls the first sleep.
-    if matches!(machine, Machine::Q35 | Machine::Microvm { acpi: false }) {
-        args.push("noapictimer".to_string());
-    }
-    args
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,7 +329,7 @@ mod tests {
             memory_mib: 512,
             kernel: "/boot/vmlinux".into(),
             initramfs: "/cache/i.cpio".into(),
-            cmdline: cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]),
+            cmdline: "console=ttyS0".into(),
             console_fd: 5,
             channel_fd: 6,
             attach_fd: 8,
@@ -402,10 +344,6 @@ mod tests {
             network: None,
             extra: vec!["-device".into(), "virtio-rng-pci".into()],
         }
-    }
-
-    fn preload(transport: &str) -> Vec<String> {
-        vec![transport.into(), "virtio_console".into()]
     }
 
     fn joined(spec: &VmSpec) -> String {
@@ -446,10 +384,6 @@ mod tests {
         assert!(j.contains("vhost-user-fs-device,chardev=fs0,tag=kdf0"), "{j}");
         assert!(j.contains("virtio-9p-device,fsdev=fs1"), "{j}");
         assert!(!j.contains("-pci"), "{j}");
-        let c = cmdline(false, false, Accel::Tcg, &preload("virtio_mmio"), &[]);
-        assert!(c.contains("kdf.preload=virtio_mmio,virtio_console"), "{c}");
-        assert!(cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[])
-            .contains("kdf.preload=virtio_pci,virtio_console"));
     }
 
     #[test]
@@ -541,40 +475,34 @@ mod tests {
     }
 
     #[test]
+    fn arm64_virt_uses_a_fast_tcg_cpu_and_its_machines_transport() {
+        let mut s = spec();
+        s.qemu = "qemu-system-aarch64".into();
+        s.machine = Machine::Virt { pci: false };
+        s.firmware = None;
+        s.extra.clear();
+        let j = joined(&s);
+        assert!(
+            j.contains("-machine virt,gic-version=max,accel=tcg,memory-backend=mem -cpu max,pauth-impdef=on")
+        );
+        assert!(
+            j.contains("virtio-serial-device,id=vser") && j.contains("vhost-user-fs-device,chardev=fs0"),
+            "{j}"
+        );
+        assert!(j.contains("-serial chardev:console") && !j.contains("-pci") && !j.contains("-bios"), "{j}");
+        s.machine = Machine::Virt { pci: true };
+        s.network = Some(UserNet { forwards: Vec::new() });
+        let j = joined(&s);
+        assert!(j.contains("virtio-serial-pci,id=vser") && j.contains("virtio-9p-pci,fsdev=fs1"), "{j}");
+        assert!(j.contains("-device virtio-net-pci,netdev=net0,romfile="), "{j}");
+        s.accel = Accel::Kvm;
+        assert!(joined(&s).contains("accel=kvm,memory-backend=mem -cpu host"));
+    }
+
+    #[test]
     fn the_vm_always_exits_instead_of_rebooting() {
         let j = joined(&spec());
         assert!(j.contains("-no-reboot"));
         assert!(j.contains("-nodefaults"));
-        let c = cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]);
-        assert!(cmdline(false, true, Accel::Kvm, &preload("virtio_pci"), &[]).contains("nokaslr"));
-
-        assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
-        assert!(c.contains("no_timer_check"), "a starved vCPU must not fail the IO-APIC timer check");
-    }
-
-    #[test]
-    fn tcg_clocks_use_the_hosts_tsc_rate_and_skip_the_apic_timer_where_another_clock_drives() {
-        let microvm = Machine::Microvm { acpi: true };
-        let mptable = Machine::Microvm { acpi: false };
-        assert_eq!(clock_args(Accel::Tcg, mptable, None), ["noapictimer"], "the PIT drives the clock");
-        assert_eq!(
-            clock_args(Accel::Tcg, Machine::Q35, Some(2_596_136)),
-            ["tsc_early_khz=2596136", "tsc=reliable", "noapictimer"]
-        );
-        assert_eq!(clock_args(Accel::Tcg, Machine::Q35, None), ["noapictimer"]);
-        assert_eq!(
-            clock_args(Accel::Tcg, microvm, Some(1_000_000)),
-            ["tsc_early_khz=1000000", "tsc=reliable"]
-        );
-        assert!(clock_args(Accel::Tcg, microvm, None).is_empty(), "microvm keeps its only clock event");
-        assert!(clock_args(Accel::Kvm, Machine::Q35, Some(1)).is_empty(), "kvmclock under KVM");
-    }
-
-    #[test]
-    fn cmdline_is_quiet_unless_verbose_and_user_args_come_last() {
-        assert!(cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet"));
-        assert!(!cmdline(true, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet"));
-        assert!(cmdline(false, false, Accel::Tcg, &preload("virtio_pci"), &["loglevel=7".into()])
-            .ends_with(" loglevel=7"));
     }
 }

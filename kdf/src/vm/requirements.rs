@@ -14,10 +14,14 @@ use crate::vm::Transport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {
     Always,
-    /// On q35 (virtio over PCI).
-    Q35,
-    /// On microvm (virtio over MMIO).
-    Microvm,
+    /// With virtio over PCI (q35, arm64's virt with PCI).
+    Pci,
+    /// With virtio over MMIO (microvm, arm64's virt without PCI).
+    Mmio,
+    /// On an x86 machine (q35, microvm).
+    X86,
+    /// On arm64's virt machine.
+    Virt,
     /// When shares travel this way.
     Shares(Transport),
     /// When a share is an overlay (`--virtiofs ...,overlay`, an overlaid `--root`).
@@ -98,9 +102,22 @@ pub const TABLE: &[Requirement] = &[
     req("CONFIG_BLK_DEV_INITRD", "the kernel cannot load kdf's initramfs"),
     req("CONFIG_DEVTMPFS", "kdf-init cannot create device nodes"),
     req("CONFIG_TMPFS", "the guest gets no /tmp"),
-    req("CONFIG_SERIAL_8250_CONSOLE", "there is no kernel console to diagnose failures"),
-    module("CONFIG_VIRTIO_PCI", "virtio_pci", "no virtio devices on q35", When::Q35, Load::Boot),
-    module("CONFIG_VIRTIO_MMIO", "virtio_mmio", "no virtio devices on microvm", When::Microvm, Load::Boot),
+    Requirement {
+        when: When::X86,
+        ..req("CONFIG_SERIAL_8250_CONSOLE", "there is no kernel console to diagnose failures")
+    },
+    // Not strict: `kdf kernel config` adds it from the arm64 fragment, not
+    // from every kdf kernel's.
+    asked(
+        "CONFIG_SERIAL_AMBA_PL011_CONSOLE",
+        None,
+        "there is no kernel console on arm64's virt machine to diagnose failures",
+        When::Virt,
+        Load::Never,
+        true,
+    ),
+    module("CONFIG_VIRTIO_PCI", "virtio_pci", "no virtio devices over PCI", When::Pci, Load::Boot),
+    module("CONFIG_VIRTIO_MMIO", "virtio_mmio", "no virtio devices over MMIO", When::Mmio, Load::Boot),
     module(
         "CONFIG_VIRTIO_CONSOLE",
         "virtio_console",
@@ -195,8 +212,10 @@ impl When {
     fn applies(self, vm: &Vm) -> bool {
         match self {
             When::Always => true,
-            When::Q35 => vm.machine == Machine::Q35,
-            When::Microvm => matches!(vm.machine, Machine::Microvm { .. }),
+            When::Pci => vm.machine.pci(),
+            When::Mmio => !vm.machine.pci(),
+            When::X86 => matches!(vm.machine, Machine::Q35 | Machine::Microvm { .. }),
+            When::Virt => matches!(vm.machine, Machine::Virt { .. }),
             When::Shares(t) => vm.transport == t,
             When::Overlay => vm.overlay,
             When::Disks => vm.disks,
@@ -259,15 +278,18 @@ mod tests {
     use crate::kconfig::fragment::Fragment;
 
     // The fragments `kdf kernel config` uses (and the Nix builders read).
-    const VM_CONFIG: &str = include_str!("../../../configs/vm.config");
+    // x86's own options (its serial console, PVH) are in x86_64.config.
+    const VM_CONFIG: &str =
+        concat!(include_str!("../../../configs/vm.config"), include_str!("../../../configs/x86_64.config"));
     const FAST_CONFIG: &str = include_str!("../../../configs/fast.config");
 
     const MACHINES: [Machine; 3] =
         [Machine::Q35, Machine::Microvm { acpi: false }, Machine::Microvm { acpi: true }];
+    const ARM64_MACHINES: [Machine; 2] = [Machine::Virt { pci: false }, Machine::Virt { pci: true }];
 
     fn every_vm() -> Vec<Vm> {
         let mut out = Vec::new();
-        for machine in MACHINES {
+        for machine in MACHINES.into_iter().chain(ARM64_MACHINES) {
             for transport in [Transport::Virtiofs, Transport::NineP] {
                 for overlay in [false, true] {
                     for network in [false, true] {
@@ -294,8 +316,9 @@ mod tests {
             let where_ = if r.strict { "configs/vm.config" } else { "configs/vm.config or fast.config" };
             let set = *vm.value(r.option) == yes || (!r.strict && *fast.value(r.option) == yes);
             // ACPI_NUMA: not in the fast profile (no ACPI there); --numa needs another kernel.
+            // arm64's rows come from the arm64 fragment.
             assert!(
-                set || r.option == "CONFIG_ACPI_NUMA",
+                set || r.option == "CONFIG_ACPI_NUMA" || r.when == When::Virt,
                 "{} is in the requirement table but not =y in {where_}",
                 r.option
             );
@@ -306,7 +329,8 @@ mod tests {
     fn the_fast_profile_boots_on_every_machine_and_transport() {
         let text = format!("{VM_CONFIG}\n{FAST_CONFIG}");
         let fast = config(&text);
-        for vm in every_vm() {
+        // (x86's fragments: the arm64 ones add the PL011 console.)
+        for vm in every_vm().into_iter().filter(|vm| MACHINES.contains(&vm.machine)) {
             assert_eq!(check(&fast, &vm, false), Ok(()), "{vm:?}");
         }
         // It has CONFIG_NUMA but no ACPI: the guest could not see QEMU's nodes.
@@ -376,6 +400,29 @@ mod tests {
             Vm { network: true, ..Vm::plain(Machine::Microvm { acpi: false }, Transport::NineP, true) };
         assert_eq!(boot_modules(&microvm), ["virtio_mmio", "virtio_console", "qemu_fw_cfg"]);
         assert_eq!(plan_modules(&microvm), ["9pnet_virtio", "9p", "overlay", "virtio_net", "configfs"]);
+    }
+
+    #[test]
+    fn arm64_virt_needs_the_pl011_console_and_its_transports_module() {
+        // Debian arm64 6.1's settings of the rows that matter.
+        let debian = config(
+            "CONFIG_BLK_DEV_INITRD=y\nCONFIG_DEVTMPFS=y\nCONFIG_TMPFS=y\nCONFIG_SERIAL_AMBA_PL011_CONSOLE=y\n\
+             CONFIG_VIRTIO_MMIO=m\nCONFIG_VIRTIO_PCI=m\nCONFIG_VIRTIO_CONSOLE=m\nCONFIG_VIRTIO_FS=m\n\
+             CONFIG_OVERLAY_FS=m\nCONFIG_FW_CFG_SYSFS=m\n",
+        );
+        let virt = Vm::plain(Machine::Virt { pci: false }, Transport::Virtiofs, true);
+        assert_eq!(check(&debian, &virt, true), Ok(()), "no 8250 console needed on arm64");
+        assert_eq!(boot_modules(&virt), ["virtio_mmio", "virtio_console", "qemu_fw_cfg"]);
+        assert_eq!(plan_modules(&virt), ["virtiofs", "overlay", "configfs"]);
+        let pci = Vm::plain(Machine::Virt { pci: true }, Transport::Virtiofs, false);
+        assert_eq!(boot_modules(&pci)[0], "virtio_pci");
+        let no_console = config(
+            "CONFIG_BLK_DEV_INITRD=y\nCONFIG_DEVTMPFS=y\nCONFIG_TMPFS=y\nCONFIG_SERIAL_8250_CONSOLE=y\n",
+        );
+        match check(&no_console, &virt, true) {
+            Err(Miss::Lacks(r)) => assert_eq!(r.option, "CONFIG_SERIAL_AMBA_PL011_CONSOLE"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -28,6 +28,18 @@ pub fn build() -> PathBuf {
     env_dir("KDF_TEST_KERNEL_BUILD")
 }
 
+/// The same kernel cross-built for arm64: `KDF_TEST_KERNEL_BUILD_ARM64`, from
+/// `scripts/build-test-kernel.sh --arch arm64` (`scripts/test.sh` sets it).
+pub fn build_arm64() -> PathBuf {
+    let name = "KDF_TEST_KERNEL_BUILD_ARM64";
+    assert!(
+        std::env::var_os(name).is_some_and(|v| !v.is_empty()),
+        "{name} is not set. These tests need kdf's arm64 build of the test kernel: run scripts/test.sh, \
+         or export {name}=$(scripts/build-test-kernel.sh --arch arm64 \"$KDF_TEST_KERNEL_SRC\")"
+    );
+    env_dir(name)
+}
+
 /// `kdf kernel config --src SRC -O <temporary> ARGS`, and the build directory.
 pub fn configure(args: &[&str]) -> (Out, tempfile::TempDir) {
     let out_dir = tempfile::tempdir().unwrap();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod arm64;
+pub mod debug;
 pub mod kernel;
 pub mod modules;
 pub mod pty;
