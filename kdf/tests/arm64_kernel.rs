@@ -229,14 +229,7 @@ fn the_kunit_example_suite_runs_in_the_arm64_kernel_and_a_failing_case_gives_121
         run_arm64(tmp.path(), &["--result", json.to_str().unwrap(), "--module", &failing, "--", "true"]);
     assert_eq!(out.status, 121, "{}", out.stderr);
     assert!(out.stderr.contains(" passed, 1 skipped, 1 failed"), "{}", out.stderr);
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let suites = v["kunit"]["suites"].as_array().unwrap();
-    let ours = suites.iter().find(|s| s["name"] == "kdf_kunit_example").expect("the module's suite");
-    assert_eq!(
-        (ours["passed"].as_u64(), ours["skipped"].as_u64(), ours["failed"].as_u64()),
-        (Some(1), Some(1), Some(1))
-    );
-    assert_eq!(ours["module"], "kdf_kunit_example");
+    common::modules::assert_kunit_example_failed_once(&json);
 }
 
 #[test]
@@ -290,45 +283,6 @@ fn gdb_multiarch_stops_in_the_arm64_modules_init_at_its_source_line() {
         ],
     );
     // No port, no kernel: both from the run's record.
-    let out = gdb_in(
-        tmp.path(),
-        &[
-            "-batch",
-            "-ex",
-            "show architecture",
-            "-ex",
-            "break helloworld_init",
-            "-ex",
-            "continue",
-            "-ex",
-            "bt",
-            "-ex",
-            "finish",
-            "-ex",
-            "lx-lsmod",
-            "-ex",
-            "lx-dmesg",
-            "-ex",
-            "continue",
-        ],
-    );
-    let run = run.finish();
-    let text = out.stdout_str();
-    assert!(text.contains("(currently \"aarch64\")"), "gdb-multiarch debugs aarch64: {text}\n{}", out.stderr);
-    let line = line_of(&hello.join("helloworld.c"), "pr_info(\"hello from");
-    assert!(
-        text.contains(&format!("#0  helloworld_init () at helloworld.c:{line}\n")),
-        "bt:\n{text}\n{}",
-        out.stderr
-    );
-    assert!(text.contains(" in do_init_module ("), "the module loader called it: {text}");
-    assert!(text.lines().any(|l| l.contains(" helloworld ") && l.starts_with("0x")), "lx-lsmod: {text}");
-    assert!(text.contains("helloworld: hello from kdf"), "lx-dmesg: {text}");
-    assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
-    assert_eq!(run.status, 0, "{}", run.stderr);
-    let port = announced_port(&run.stderr);
-    assert_eq!(
-        run.command_stderr(),
-        format!("kdf: gdb stub on 127.0.0.1:{port}: attach with `kdf gdb` from this directory; the CPU waits for it to continue\n")
-    );
+    let text = stops_in_helloworld_init(tmp.path(), run, hello, "show architecture");
+    assert!(text.contains("(currently \"aarch64\")"), "gdb-multiarch debugs aarch64: {text}");
 }

@@ -35,46 +35,7 @@ fn gdb_stops_in_a_modules_init_at_its_source_line_and_the_run_then_ends_with_0()
     let dir = tempfile::tempdir().unwrap();
     let run = waiting(dir.path(), &["--module", &ko(hello(), "helloworld"), "--", "true"]);
     // No port, no kernel: both from the run's record.
-    let out = gdb_in(
-        dir.path(),
-        &[
-            "-batch",
-            "-ex",
-            "lx-symbols-runtime",
-            "-ex",
-            "break helloworld_init",
-            "-ex",
-            "continue",
-            "-ex",
-            "bt",
-            "-ex",
-            "finish",
-            "-ex",
-            "lx-lsmod",
-            "-ex",
-            "lx-dmesg",
-            "-ex",
-            "continue",
-        ],
-    );
-    let run = run.finish();
-    let text = out.stdout_str();
-    let line = line_of(&hello().join("helloworld.c"), "pr_info(\"hello from");
-    assert!(
-        text.contains(&format!("#0  helloworld_init () at helloworld.c:{line}\n")),
-        "bt:\n{text}\n{}",
-        out.stderr
-    );
-    assert!(text.contains(" in do_init_module ("), "the module loader called it: {text}");
-    assert!(text.lines().any(|l| l.contains(" helloworld ") && l.starts_with("0x")), "lx-lsmod: {text}");
-    assert!(text.contains("helloworld: hello from kdf"), "lx-dmesg: {text}");
-    assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
-    assert_eq!(run.status, 0, "{}", run.stderr);
-    let port = announced_port(&run.stderr);
-    assert_eq!(
-        run.command_stderr(),
-        format!("kdf: gdb stub on 127.0.0.1:{port}: attach with `kdf gdb` from this directory; the CPU waits for it to continue\n")
-    );
+    stops_in_helloworld_init(dir.path(), run, hello(), "lx-symbols-runtime");
 }
 
 #[test]

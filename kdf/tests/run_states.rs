@@ -4,11 +4,15 @@
 //! errors and malformed guests. No kernel boots; each test takes about as
 //! long as the behaviour it pins down.
 
+mod common;
+
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::exit_within;
 
 /// The fake QEMU, built by `cargo test` next to the test binaries (an
 /// example: `cargo test --test run_states` alone does not rebuild it).
@@ -296,13 +300,7 @@ fn the_timeout_holds_while_nobody_reads_the_output() {
         .stderr(writer)
         .spawn()
         .unwrap();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "kdf still running after 20 s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(20));
     let took = start.elapsed();
     drop(reader);
     assert_eq!(status.code(), Some(124));
@@ -343,13 +341,7 @@ fn a_signal_ends_the_run_while_nobody_reads_the_output() {
     let signalled = Instant::now();
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(signalled.elapsed() < Duration::from_secs(20), "kdf still running 20 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(20));
     let took = signalled.elapsed();
     drop(reader);
     assert_eq!(status.code(), Some(128 + 15), "README: kdf was signalled and the command did not end");

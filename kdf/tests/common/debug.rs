@@ -69,3 +69,53 @@ pub fn announced_port(stderr: &str) -> u16 {
     let rest = &stderr[at + "gdb stub on 127.0.0.1:".len()..];
     rest[..rest.find(':').unwrap()].parse().unwrap()
 }
+
+/// Runs `kdf gdb -batch` in `cwd` against a waiting run that loads
+/// helloworld: `first` (a gdb command), a breakpoint in `helloworld_init`,
+/// backtrace, `lx-lsmod`, `lx-dmesg`, then continue; checks that gdb stopped
+/// at the `pr_info` line of `hello/helloworld.c` inside the module loader,
+/// that the scripts saw the module, and that the run ended 0 with only the
+/// stub's announcement on stderr. Returns gdb's stdout.
+pub fn stops_in_helloworld_init(cwd: &Path, run: Running, hello: &Path, first: &str) -> String {
+    let out = gdb_in(
+        cwd,
+        &[
+            "-batch",
+            "-ex",
+            first,
+            "-ex",
+            "break helloworld_init",
+            "-ex",
+            "continue",
+            "-ex",
+            "bt",
+            "-ex",
+            "finish",
+            "-ex",
+            "lx-lsmod",
+            "-ex",
+            "lx-dmesg",
+            "-ex",
+            "continue",
+        ],
+    );
+    let run = run.finish();
+    let text = out.stdout_str();
+    let line = line_of(&hello.join("helloworld.c"), "pr_info(\"hello from");
+    assert!(
+        text.contains(&format!("#0  helloworld_init () at helloworld.c:{line}\n")),
+        "bt:\n{text}\n{}",
+        out.stderr
+    );
+    assert!(text.contains(" in do_init_module ("), "the module loader called it: {text}");
+    assert!(text.lines().any(|l| l.contains(" helloworld ") && l.starts_with("0x")), "lx-lsmod: {text}");
+    assert!(text.contains("helloworld: hello from kdf"), "lx-dmesg: {text}");
+    assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let port = announced_port(&run.stderr);
+    assert_eq!(
+        run.command_stderr(),
+        format!("kdf: gdb stub on 127.0.0.1:{port}: attach with `kdf gdb` from this directory; the CPU waits for it to continue\n")
+    );
+    text
+}

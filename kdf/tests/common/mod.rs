@@ -161,15 +161,21 @@ pub fn run_with(mut cmd: Command, stdin: Option<Vec<u8>>) -> Out {
 }
 
 /// Waits for a kdf started with `spawn` (its pipes, if any, hold little).
+/// Waits for `child` to exit, failing the test after `limit`.
+pub fn exit_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(start.elapsed() < limit, "kdf still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn wait(mut child: std::process::Child) -> Out {
     let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < LIMIT, "kdf did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, LIMIT);
     let mut stdout = Vec::new();
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stdout.take() {

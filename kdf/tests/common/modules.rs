@@ -49,3 +49,16 @@ pub fn build_against(name: &str, src: &Path, kdir: &Path) -> PathBuf {
 pub fn ko(dir: &Path, name: &str) -> String {
     dir.join(format!("{name}.ko")).display().to_string()
 }
+
+/// Checks `--result`'s JSON at `json` for modules/kunit-example's suite run
+/// with `fail=1`: one case passed, one skipped, one failed, from that module.
+pub fn assert_kunit_example_failed_once(json: &Path) {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let suites = v["kunit"]["suites"].as_array().unwrap();
+    let ours = suites.iter().find(|s| s["name"] == "kdf_kunit_example").expect("the module's suite");
+    assert_eq!(
+        (ours["passed"].as_u64(), ours["skipped"].as_u64(), ours["failed"].as_u64()),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(ours["module"], "kdf_kunit_example");
+}
