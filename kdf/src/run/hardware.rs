@@ -72,28 +72,8 @@ fn vmcore(path: &Path, kernel: &Kernel) -> Result<Vmcore> {
         }
         _ => None,
     };
-    let symbols =
-        symbol_candidates(&kernel.image, kernel.release.as_deref()).into_iter().find(|p| p.is_file());
+    let symbols = crate::kernel::vmlinux::find(&kernel.image, kernel.release.as_deref());
     Ok(Vmcore { path: path.to_path_buf(), symbols, no_vmcoreinfo })
-}
-
-/// Where a kernel's `vmlinux` with symbols may be: the image itself, its
-/// build directory's, or a distribution's debug package.
-pub fn symbol_candidates(image: &Path, release: Option<&str>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if image.file_name().is_some_and(|n| n == "vmlinux") {
-        out.push(image.to_path_buf());
-    }
-    if image.ends_with("arch/x86/boot/bzImage") {
-        if let Some(build) = image.ancestors().nth(4) {
-            out.push(build.join("vmlinux"));
-        }
-    }
-    if let Some(r) = release {
-        out.push(format!("/usr/lib/debug/boot/vmlinux-{r}").into());
-        out.push(format!("/usr/lib/debug/lib/modules/{r}/vmlinux").into());
-    }
-    out
 }
 
 /// `--qmp SOCKET`: a new path kdf can bind.
@@ -149,20 +129,6 @@ mod tests {
             guest_modules: None,
             config: Some(KernelConfig::parse(config, "test").unwrap()),
         }
-    }
-
-    #[test]
-    fn symbols_are_looked_for_next_to_the_image_and_in_debug_packages() {
-        let c = symbol_candidates(Path::new("/b/arch/x86/boot/bzImage"), Some("6.1.0-9-amd64"));
-        assert_eq!(
-            c,
-            [
-                PathBuf::from("/b/vmlinux"),
-                "/usr/lib/debug/boot/vmlinux-6.1.0-9-amd64".into(),
-                "/usr/lib/debug/lib/modules/6.1.0-9-amd64/vmlinux".into()
-            ]
-        );
-        assert_eq!(symbol_candidates(Path::new("/b/vmlinux"), None), [PathBuf::from("/b/vmlinux")]);
     }
 
     #[test]

@@ -144,6 +144,8 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     };
     let qemu = tools::qemu(arch)?;
     let (transport, virtiofsd) = transport(args, &kernel);
+    // The probe forks a child: only a run with virtiofsd needs its answer.
+    let sandbox = if virtiofsd.is_some() { sandbox::choose(args.verbose) } else { Sandbox::None };
     let machine = guest::machine(arch, args.machine, kernel.config.as_ref(), !args.qemu_args.is_empty())?;
     let cwd = files::working_dir()?;
     let modules = module::prepare(&args.modules, kernel.release.as_deref(), arch)?;
@@ -263,7 +265,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         verbose: args.verbose,
         timings: args.timings,
         nofile,
-        sandbox: sandbox::choose(args.verbose),
+        sandbox,
         tsc_khz: if arch == Arch::X86_64 { crate::tsc::host_khz() } else { None },
         arch,
         allow_splats: args
@@ -276,10 +278,10 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
 
 /// virtiofsd if installed, else 9p (with a notice), or 9p when asked.
 fn transport(args: &RunArgs, kernel: &Kernel) -> (Transport, Option<PathBuf>) {
-    let virtiofsd = tools::virtiofsd();
     if args.nine_p {
         return (Transport::NineP, None);
     }
+    let virtiofsd = tools::virtiofsd();
     // Fall back to 9p for a kernel without virtiofs only if it has 9p; else
     // keep virtiofs so the check names the missing option.
     let only_9p =
