@@ -45,9 +45,24 @@ pub fn check_cwd(exec: &Exec) -> Result<(), Fatal> {
     }
 }
 
-/// Starts the command; an `execve` failure comes back as its outcome.
+/// Starts the command; an `execve` failure comes back as its outcome. The
+/// file the host found is tried first; if it will not execute as a search
+/// would have (missing, not permitted), `PATH` is searched as usual.
 pub fn spawn(exec: &Exec) -> Result<Child, Outcome> {
-    let mut cmd = Command::new(os(&exec.argv[0]));
+    if let Some(program) = &exec.program {
+        match spawn_program(exec, os(program)) {
+            Err((_, Some(libc::ENOENT | libc::EACCES | libc::ENOTDIR))) => {}
+            other => return other.map_err(|(outcome, _)| outcome),
+        }
+    }
+    spawn_program(exec, os(&exec.argv[0])).map_err(|(outcome, _)| outcome)
+}
+
+/// Starts `program` with the command's argv (its `argv[0]` as given), with
+/// the errno of a failed `execve`.
+fn spawn_program(exec: &Exec, program: &OsStr) -> Result<Child, (Outcome, Option<i32>)> {
+    let mut cmd = Command::new(program);
+    cmd.arg0(os(&exec.argv[0]));
     cmd.args(exec.argv[1..].iter().map(|a| os(a)));
     cmd.env_clear();
     cmd.envs(exec.env.iter().map(|(k, v)| (os(k), os(v))));
@@ -57,7 +72,7 @@ pub fn spawn(exec: &Exec) -> Result<Child, Outcome> {
         Some(size) => with_pty(&mut cmd, size, user.as_ref()),
         None => with_pipes(&mut cmd, exec.stdin),
     }
-    .map_err(|e| Outcome::NotExecutable(format!("cannot set up the command's terminal: {e}")))?;
+    .map_err(|e| (Outcome::NotExecutable(format!("cannot set up the command's terminal: {e}")), None))?;
     let tty = exec.tty.is_some();
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls.
@@ -76,8 +91,8 @@ pub fn spawn(exec: &Exec) -> Result<Child, Outcome> {
         });
     }
     let mut spawned = cmd.spawn().map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOENT) => Outcome::NotFound,
-        _ => Outcome::NotExecutable(e.to_string()),
+        Some(libc::ENOENT) => (Outcome::NotFound, Some(libc::ENOENT)),
+        errno => (Outcome::NotExecutable(e.to_string()), errno),
     })?;
     child.pid = Pid::from_raw(spawned.id() as i32);
     take_pipes(&mut child, &mut spawned);

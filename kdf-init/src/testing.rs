@@ -17,6 +17,7 @@ use crate::port::Port;
 pub fn exec(argv: &[&str]) -> Exec {
     Exec {
         argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        program: None,
         env: vec![(b"PATH".to_vec(), b"/usr/bin:/bin".to_vec())],
         cwd: b"/".to_vec(),
         user: None,

@@ -19,7 +19,7 @@ pub use message::{read_frame, write_frame, Outcome, ToGuest, ToHost};
 pub use plan::{Exec, ModuleFile, Network, Plan, Share, User, Winsize};
 
 /// Bumped whenever a message changes shape; both sides refuse a mismatch.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The virtio-serial port name kdf-init looks for in `/sys/class/virtio-ports`.
 pub const PORT_NAME: &str = "org.kdf.ctl";

@@ -342,6 +342,7 @@ mod tests {
     fn sample_exec() -> Exec {
         Exec {
             argv: vec![b"sh".to_vec(), b"-c".to_vec(), b"".to_vec(), "a b\n\u{1f600}".into()],
+            program: Some(b"/usr/bin/sh".to_vec()),
             env: vec![(b"PATH".to_vec(), b"/bin:/usr/bin".to_vec())],
             cwd: b"/tmp/a b:c,d=e".to_vec(),
             user: Some(User { uid: 1000, gid: 1000, groups: vec![27, 100] }),
@@ -405,7 +406,13 @@ mod tests {
         round_trip_guest(ToGuest::Ack);
         round_trip_guest(ToGuest::StderrClosed);
         round_trip_guest(ToGuest::Attach(sample_exec()));
-        round_trip_guest(ToGuest::Attach(Exec { user: None, tty: None, stdin: false, ..sample_exec() }));
+        round_trip_guest(ToGuest::Attach(Exec {
+            program: None,
+            user: None,
+            tty: None,
+            stdin: false,
+            ..sample_exec()
+        }));
         round_trip_guest(ToGuest::Sysrq(b'w'));
         round_trip_guest(ToGuest::Hangup);
     }

@@ -58,6 +58,11 @@ pub struct Network {
 pub struct Exec {
     /// Exactly what `execve` gets; never empty.
     pub argv: Vec<Vec<u8>>,
+    /// The file to execute, when the host found `argv[0]` on the command's
+    /// `PATH` in the guest's files as they are at boot; the guest searches
+    /// `PATH` itself without it, or when it cannot execute that file (each
+    /// directory the search misses costs a round trip to virtiofsd).
+    pub program: Option<Vec<u8>>,
     pub env: Vec<(Vec<u8>, Vec<u8>)>,
     pub cwd: Vec<u8>,
     pub user: Option<User>,
@@ -177,6 +182,9 @@ impl Exec {
         w.list(&self.argv, |w, a| {
             w.bytes(a);
         });
+        put_option(w, &self.program, |w, p| {
+            w.bytes(p);
+        });
         w.list(&self.env, |w, (k, v)| {
             w.bytes(k).bytes(v);
         });
@@ -197,6 +205,7 @@ impl Exec {
         }
         Ok(Exec {
             argv,
+            program: get_option(r, |r| Ok(r.bytes()?.to_vec()))?,
             env: r.list(|r| Ok((r.bytes()?.to_vec(), r.bytes()?.to_vec())))?,
             cwd: r.bytes()?.to_vec(),
             user: get_option(r, |r| Ok(User { uid: r.u32()?, gid: r.u32()?, groups: r.list(|r| r.u32())? }))?,

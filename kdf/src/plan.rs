@@ -22,6 +22,8 @@ pub fn exec(args: &CommandArgs, cwd: &Path, path_prefix: &[PathBuf]) -> Exec {
     };
     Exec {
         argv: argv(&args.argv, args.script.as_deref(), &shell(args)),
+        // An attach session's guest has changed since boot: it searches.
+        program: None,
         env: environment(|k| std::env::var_os(k), path_prefix, &args.env),
         cwd: cwd.into_os_string().into_vec(),
         user: user(args.user),

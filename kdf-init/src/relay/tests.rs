@@ -200,6 +200,28 @@ fn the_commands_output_and_exit_status_reach_the_host() {
 }
 
 #[test]
+fn the_file_the_host_found_runs_with_argv0_as_given() {
+    let mut exec = exec(&["kdf-no-such-name", "-c", "tr '\\0' ' ' < /proc/$$/cmdline; exit 4"]);
+    exec.program = Some(b"/bin/sh".to_vec());
+    let (outcome, got) = run(&exec, |h| h.until_closed());
+    assert_eq!(outcome, Outcome::Exited(4));
+    assert!(output(&got, false).starts_with(b"kdf-no-such-name -c "), "{:?}", output(&got, false));
+}
+
+#[test]
+fn a_file_the_host_found_that_will_not_execute_falls_back_to_the_path_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_executable = dir.path().join("sh");
+    std::fs::write(&not_executable, b"#!/bin/sh\nexit 9\n").unwrap();
+    for program in [not_executable.clone(), dir.path().join("gone"), not_executable.join("x")] {
+        let mut exec = exec(&["sh", "-c", "exit 5"]);
+        exec.program = Some(program.into_os_string().into_encoded_bytes());
+        let (outcome, _) = run(&exec, |h| h.until_closed());
+        assert_eq!(outcome, Outcome::Exited(5));
+    }
+}
+
+#[test]
 fn stdin_reaches_the_command_and_its_end_lets_the_command_finish() {
     let mut exec = sh("exec cat");
     exec.stdin = true;

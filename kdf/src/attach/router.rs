@@ -295,6 +295,7 @@ mod tests {
     fn exec(argv0: &str) -> Exec {
         Exec {
             argv: vec![argv0.into()],
+            program: None,
             env: Vec::new(),
             cwd: b"/".to_vec(),
             user: None,

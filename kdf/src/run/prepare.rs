@@ -181,6 +181,7 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     let command = command::prepare(&args.command, &View::new(&shares), root_dir, &workdir, &nix_bins, arch)?;
     let exec = Exec {
         argv: command.argv,
+        program: command.exec_path,
         env: command.env,
         cwd: workdir.as_os_str().as_bytes().to_vec(),
         user: plan::user(args.command.user),
