@@ -140,13 +140,13 @@ fn record(
     })
 }
 
-/// The virtiofsd daemons for the shares, and QEMU's ends of their
-/// connections. kdf connects to each listening socket itself (the connection
-/// waits in the backlog until virtiofsd accepts it), so QEMU gets a descriptor
-/// rather than a path and the socket file is gone before anything runs.
-fn start_daemons(p: &Prepared, runtime: &RuntimeDir) -> Result<(Vec<Guard>, Vec<UnixStream>)> {
-    let (mut daemons, mut connections) = (Vec::new(), Vec::new());
-    for (i, daemon) in spec::virtiofsd(p).iter().enumerate() {
+/// A listening socket per virtiofsd, and QEMU's end of a connection to
+/// each. kdf connects itself (the connection waits in the backlog until
+/// virtiofsd accepts it), so QEMU gets a descriptor rather than a path and
+/// the socket file is gone before anything runs.
+fn daemon_sockets(p: &Prepared, runtime: &RuntimeDir) -> Result<(Vec<UnixListener>, Vec<UnixStream>)> {
+    let (mut listeners, mut connections) = (Vec::new(), Vec::new());
+    for i in 0..spec::virtiofsd(p).len() {
         let socket = runtime.path().join(format!("fs{i}.sock"));
         // A previous attempt (KVM fallback) may have left it.
         let _ = std::fs::remove_file(&socket);
@@ -155,13 +155,24 @@ fn start_daemons(p: &Prepared, runtime: &RuntimeDir) -> Result<(Vec<Guard>, Vec<
         let connection = UnixStream::connect(&socket)
             .with_context(|| format!("failed to connect to {}", socket.display()))?;
         let _ = std::fs::remove_file(&socket);
+        listeners.push(listener);
+        connections.push(connection);
+    }
+    Ok((listeners, connections))
+}
+
+/// The virtiofsd daemons, each on its listening socket. Started after QEMU:
+/// QEMU's own start (loading its libraries and the kernel) covers theirs,
+/// and waiting for three execs first cost every run ~6 ms.
+fn start_daemons(p: &Prepared, listeners: Vec<UnixListener>) -> Result<Vec<Guard>> {
+    let mut daemons = Vec::new();
+    for (daemon, listener) in spec::virtiofsd(p).iter().zip(listeners) {
         let argv = virtiofsd::argv(daemon);
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]);
         daemons.push(Guard::spawn("virtiofsd", cmd, &[(listener.as_fd(), daemon.fd)], None)?);
-        connections.push(connection);
     }
-    Ok((daemons, connections))
+    Ok(daemons)
 }
 
 fn attempt(
@@ -173,7 +184,7 @@ fn attempt(
     started: Instant,
 ) -> Result<Attempt> {
     let mut timings = Timings::new(started);
-    let (daemons, connections) = start_daemons(p, runtime)?;
+    let (listeners, connections) = daemon_sockets(p, runtime)?;
     let (console_host, console_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let (channel_host, channel_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let (attach_host, attach_vm) = UnixStream::pair().context("failed to create a socket pair")?;
@@ -216,10 +227,11 @@ fn attempt(
     cmd.args(&argv[1..]);
     let qemu = Guard::spawn("QEMU", cmd, &fds, Some(Box::new(hook)))
         .map_err(|e| e.context(format!("failed to start {}", p.qemu.display())))?;
+    timings.mark("qemu started");
     drop(fds);
     drop((console_vm, channel_vm, attach_vm, connections, qmp_vm));
+    let daemons = start_daemons(p, listeners)?;
     held.router.guest(attach_host)?;
-    timings.mark("qemu started");
 
     let tail = Tail::default();
     let log = match &p.console_log {
