@@ -52,12 +52,22 @@ where
     h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// `path:size:mtime.nsec`: what a cache key holds for an input file that is
-/// too big to hash on every run (modules, kdf-init). A rebuilt file gets a new
-/// mtime even when its size is unchanged.
+/// `path:size:mtime.nsec:ctime.nsec`: what a cache key holds for an input
+/// file that is too big to hash on every run (a kernel image, modules,
+/// kdf-init; hashing Debian's 8 MB vmlinuz took ~12 ms of every run). A
+/// rebuilt file gets a new mtime even when its size is unchanged, and a file
+/// copied over it with its old mtime kept (`cp -p`) a new ctime.
 pub fn fingerprint(path: &Path) -> Result<String> {
     let meta = std::fs::metadata(path).with_context(|| format!("failed to stat {}", path.display()))?;
-    Ok(format!("{}:{}:{}.{:09}", path.display(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+    Ok(format!(
+        "{}:{}:{}.{:09}:{}.{:09}",
+        path.display(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    ))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and
@@ -90,7 +100,7 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_follows_size_and_mtime_and_names_a_missing_file() {
+    fn fingerprint_follows_size_mtime_and_ctime_and_names_a_missing_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.ko");
         std::fs::write(&p, "one").unwrap();
@@ -100,9 +110,17 @@ mod tests {
         };
         touch(1_700_000_000, 5);
         let first = fingerprint(&p).unwrap();
-        assert_eq!(first, format!("{}:3:1700000000.000000005", p.display()));
+        assert!(first.starts_with(&format!("{}:3:1700000000.000000005:", p.display())), "{first}");
         touch(1_700_000_001, 5);
         assert_ne!(fingerprint(&p).unwrap(), first, "same size, new mtime");
+        // Other bytes of the same size with the old mtime put back (`cp -p`):
+        // the change time tells them apart (coarse: a tick is a few ms).
+        touch(1_700_000_000, 5);
+        let before = fingerprint(&p).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::write(&p, "two").unwrap();
+        touch(1_700_000_000, 5);
+        assert_ne!(fingerprint(&p).unwrap(), before, "same size and mtime, new ctime");
         let err = fingerprint(&dir.path().join("gone.ko")).unwrap_err();
         assert!(format!("{err:#}").starts_with("failed to stat "), "{err:#}");
     }

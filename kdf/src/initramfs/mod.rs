@@ -189,7 +189,7 @@ pub fn build(kernel: &Kernel, init: &Path, extra: &[PathBuf]) -> Result<Vec<u8>>
 pub fn cached(kernel: &Kernel, init: &Path) -> Result<PathBuf> {
     let init_bytes = init_binary::read(init, kernel.arch)?;
     let mut parts: Vec<Vec<u8>> =
-        vec![init_bytes.clone(), kernel.release.clone().unwrap_or_default().into_bytes()];
+        vec![cache::fingerprint(init)?.into_bytes(), kernel.release.clone().unwrap_or_default().into_bytes()];
     if let Some((dir, _, order)) = selection(kernel, &[])? {
         for p in &order {
             parts.push(cache::fingerprint(&dir.join(p))?.into_bytes());

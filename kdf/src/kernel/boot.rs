@@ -1,7 +1,7 @@
 //! Choosing the file QEMU boots. Under TCG a bzImage spends most of its boot
 //! decompressing itself; a kernel with a PVH entry (`CONFIG_PVH`) boots its
 //! `vmlinux` directly, so kdf extracts that once and caches it by the image's
-//! hash.
+//! fingerprint (path, size, mtime, ctime: hashing it cost every run ~12 ms).
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,14 @@ use crate::cache;
 use crate::errors::hinted;
 
 /// The file to pass to `-kernel`: the extracted PVH `vmlinux` if there is one,
-/// else the image itself.
-pub fn bootable(path: &Path, bytes: &[u8], kind: Kind) -> Result<PathBuf> {
+/// else the image itself. `bytes` is the file, or a bzImage's head only:
+/// `read_all` reads the whole file when a `vmlinux` must be extracted.
+pub fn bootable(
+    path: &Path,
+    bytes: &[u8],
+    kind: Kind,
+    read_all: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<PathBuf> {
     match kind {
         Kind::Elf if image::arch(kind, bytes) == Some(crate::arch::Arch::Arm64) => Err(hinted(
             format!("{} is an arm64 vmlinux, which QEMU cannot boot", path.display()),
@@ -24,7 +30,7 @@ pub fn bootable(path: &Path, bytes: &[u8], kind: Kind) -> Result<PathBuf> {
             format!("{} is an ELF kernel without a PVH entry, which QEMU cannot boot", path.display()),
             "boot its bzImage instead, or build the kernel with CONFIG_PVH=y",
         )),
-        Kind::BzImage => extracted(path, bytes),
+        Kind::BzImage => extracted(path, read_all),
         // QEMU's arm64 loader takes the Image, gzip'd or not, as it is; there
         // is no PVH-like shortcut, and a TCG decompression of Image.gz costs
         // less than a bzImage's (no xz).
@@ -32,9 +38,9 @@ pub fn bootable(path: &Path, bytes: &[u8], kind: Kind) -> Result<PathBuf> {
     }
 }
 
-fn extracted(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+fn extracted(path: &Path, read_all: impl FnOnce() -> Result<Vec<u8>>) -> Result<PathBuf> {
     let dir = cache::subdir("vmlinux")?;
-    let key = cache::digest([bytes]);
+    let key = cache::digest([cache::fingerprint(path)?]);
     let vmlinux = dir.join(&key);
     let no_pvh = dir.join(format!("{key}.no-pvh"));
     if vmlinux.exists() {
@@ -43,7 +49,8 @@ fn extracted(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     if no_pvh.exists() {
         return Ok(path.to_path_buf());
     }
-    let elf = image::payload(bytes).and_then(|(data, comp)| image::decompress(data, comp).ok());
+    let bytes = read_all()?;
+    let elf = image::payload(&bytes).and_then(|(data, comp)| image::decompress(data, comp).ok());
     match elf {
         Some(elf) if image::has_pvh_note(&elf) => {
             cache::write_atomic(&vmlinux, &elf)?;

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
-use super::file::{read_config, read_image, Kernel};
+use super::file::{read_config, read_head, read_image, Kernel};
 use super::{boot, image};
 use crate::arch::Arch;
 use crate::errors::hinted;
@@ -40,9 +40,9 @@ pub fn resolve(dir: &Path) -> Result<Kernel> {
     } else if config.builtin("CONFIG_PVH") && vmlinux.exists() {
         (vmlinux.clone(), vmlinux)
     } else if bzimage.exists() {
-        let bytes = read_image(&bzimage)?;
-        let kind = image::kind(&bytes).context("arch/x86/boot/bzImage is not a bzImage")?;
-        let boot = boot::bootable(&bzimage, &bytes, kind)?;
+        let head = read_head(&bzimage)?;
+        let kind = image::kind(&head).context("arch/x86/boot/bzImage is not a bzImage")?;
+        let boot = boot::bootable(&bzimage, &head, kind, || read_image(&bzimage))?;
         (bzimage, boot)
     } else {
         return Err(hinted(

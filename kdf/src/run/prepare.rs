@@ -144,8 +144,10 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
     };
     let qemu = tools::qemu(arch)?;
     let (transport, virtiofsd) = transport(args, &kernel);
-    // The probe forks a child: only a run with virtiofsd needs its answer.
-    let sandbox = if virtiofsd.is_some() { sandbox::choose(args.verbose) } else { Sandbox::None };
+    // The probe forks a child and waits for it (2-6 ms): only a run with
+    // virtiofsd needs its answer, and it runs beside the rest of the plan.
+    let verbose = args.verbose;
+    let sandbox = virtiofsd.is_some().then(|| std::thread::spawn(move || sandbox::choose(verbose)));
     let machine = guest::machine(arch, args.machine, kernel.config.as_ref(), !args.qemu_args.is_empty())?;
     let cwd = files::working_dir()?;
     let modules = module::prepare(&args.modules, kernel.release.as_deref(), arch)?;
@@ -266,7 +268,8 @@ pub fn prepare(args: &RunArgs, choice: &Choice) -> Result<Prepared> {
         verbose: args.verbose,
         timings: args.timings,
         nofile,
-        sandbox,
+        // A probe that panicked (it does not) leaves virtiofsd unsandboxed.
+        sandbox: sandbox.map_or(Sandbox::None, |probe| probe.join().unwrap_or(Sandbox::None)),
         tsc_khz: if arch == Arch::X86_64 { crate::tsc::host_khz() } else { None },
         arch,
         allow_splats: args
