@@ -9,7 +9,7 @@ kernel, and each phase's median and minimum in milliseconds.
       -- true
 
 A variant is NAME=KDF[:KDF_INIT[:ARGS]] (ARGS split at spaces, e.g.
-'--machine q35'). For comparing changes to kdf itself; bench/boot.sh
+'--machine q35'; a --kernel there replaces -k). For comparing changes to kdf itself; bench/boot.sh
 compares kdf with virtme-ng and the floor.
 """
 import argparse
@@ -43,7 +43,9 @@ def run(variant, kernel, command):
     env = dict(os.environ)
     if init:
         env["KDF_INIT"] = init
-    argv = [kdf, "run", "--timings", "--kernel", kernel, *extra, "--", *command]
+    # A variant's own --kernel replaces -k.
+    chosen = [] if "--kernel" in extra else ["--kernel", kernel]
+    argv = [kdf, "run", "--timings", *chosen, *extra, "--", *command]
     out = subprocess.run(argv, env=env, capture_output=True, text=True)
     host = re.search(r"timings \(since kdf started\): (.*)", out.stderr)
     guest = re.search(r"guest uptime at: (.*)", out.stderr)
