@@ -287,19 +287,25 @@ fn every_byte_arrives_when_the_reader_pauses_near_the_end() {
     assert!(!fake.log().contains("no ack"), "{}", fake.log());
 }
 
-#[test]
-fn the_timeout_holds_while_nobody_reads_the_output() {
-    let fake = Fake::new("flood").args(&["--timeout", "1"]);
-    // stdout and stderr into one pipe nobody reads (`2>&1 | sleep 40`).
-    let (reader, writer) = std::io::pipe().unwrap();
-    let start = Instant::now();
-    let mut child = fake
+/// kdf with stdout and stderr into one pipe nobody reads (`2>&1 | sleep 40`).
+fn spawn_unread(fake: &Fake) -> (std::fs::File, std::process::Child) {
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    let (reader, writer) = (std::fs::File::from(reader), std::fs::File::from(writer));
+    let child = fake
         .command()
         .stdin(Stdio::null())
         .stdout(writer.try_clone().unwrap())
         .stderr(writer)
         .spawn()
         .unwrap();
+    (reader, child)
+}
+
+#[test]
+fn the_timeout_holds_while_nobody_reads_the_output() {
+    let fake = Fake::new("flood").args(&["--timeout", "1"]);
+    let start = Instant::now();
+    let (reader, mut child) = spawn_unread(&fake);
     let status = exit_within(&mut child, Duration::from_secs(20));
     let took = start.elapsed();
     drop(reader);
@@ -316,14 +322,7 @@ fn the_timeout_holds_while_nobody_reads_the_output() {
 fn a_signal_ends_the_run_while_nobody_reads_the_output() {
     use std::os::fd::AsRawFd;
     let fake = Fake::new("flood:stdout");
-    let (reader, writer) = std::io::pipe().unwrap();
-    let mut child = fake
-        .command()
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone().unwrap())
-        .stderr(writer)
-        .spawn()
-        .unwrap();
+    let (reader, mut child) = spawn_unread(&fake);
     // SAFETY: fcntl and ioctl(FIONREAD) on a pipe this test owns, into a local.
     let capacity = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
     let start = Instant::now();

@@ -5,21 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::image::{self, Kind};
 use crate::cache;
 use crate::errors::hinted;
 
 /// The file to pass to `-kernel`: the extracted PVH `vmlinux` if there is one,
-/// else the image itself. `bytes` is the file, or a bzImage's head only:
-/// `read_all` reads the whole file when a `vmlinux` must be extracted.
-pub fn bootable(
-    path: &Path,
-    bytes: &[u8],
-    kind: Kind,
-    read_all: impl FnOnce() -> Result<Vec<u8>>,
-) -> Result<PathBuf> {
+/// else the image itself. `bytes` is the file, or a bzImage's head only: the
+/// whole file is read when a `vmlinux` must be extracted.
+pub fn bootable(path: &Path, bytes: &[u8], kind: Kind) -> Result<PathBuf> {
     match kind {
         Kind::Elf if image::arch(kind, bytes) == Some(crate::arch::Arch::Arm64) => Err(hinted(
             format!("{} is an arm64 vmlinux, which QEMU cannot boot", path.display()),
@@ -30,7 +25,7 @@ pub fn bootable(
             format!("{} is an ELF kernel without a PVH entry, which QEMU cannot boot", path.display()),
             "boot its bzImage instead, or build the kernel with CONFIG_PVH=y",
         )),
-        Kind::BzImage => extracted(path, read_all),
+        Kind::BzImage => extracted(path),
         // QEMU's arm64 loader takes the Image, gzip'd or not, as it is; there
         // is no PVH-like shortcut, and a TCG decompression of Image.gz costs
         // less than a bzImage's (no xz).
@@ -38,7 +33,7 @@ pub fn bootable(
     }
 }
 
-fn extracted(path: &Path, read_all: impl FnOnce() -> Result<Vec<u8>>) -> Result<PathBuf> {
+fn extracted(path: &Path) -> Result<PathBuf> {
     let dir = cache::subdir("vmlinux")?;
     let key = cache::digest([cache::fingerprint(path)?]);
     let vmlinux = dir.join(&key);
@@ -49,7 +44,9 @@ fn extracted(path: &Path, read_all: impl FnOnce() -> Result<Vec<u8>>) -> Result<
     if no_pvh.exists() {
         return Ok(path.to_path_buf());
     }
-    let bytes = read_all()?;
+    // Its head was read a moment ago: the reader's errors are named there.
+    let bytes =
+        std::fs::read(path).with_context(|| format!("failed to read the kernel {}", path.display()))?;
     let elf = image::payload(&bytes).and_then(|(data, comp)| image::decompress(data, comp).ok());
     match elf {
         Some(elf) if image::has_pvh_note(&elf) => {

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
-use super::file::{read_config, read_head, read_image, Kernel};
+use super::file::{read_config, read_head, Kernel};
 use super::{boot, image};
 use crate::arch::Arch;
 use crate::errors::hinted;
@@ -42,7 +42,7 @@ pub fn resolve(dir: &Path) -> Result<Kernel> {
     } else if bzimage.exists() {
         let head = read_head(&bzimage)?;
         let kind = image::kind(&head).context("arch/x86/boot/bzImage is not a bzImage")?;
-        let boot = boot::bootable(&bzimage, &head, kind, || read_image(&bzimage))?;
+        let boot = boot::bootable(&bzimage, &head, kind)?;
         (bzimage, boot)
     } else {
         return Err(hinted(

@@ -102,7 +102,7 @@ pub fn from_file(path: &Path, places: &Places) -> Result<Kernel> {
         )
     })?;
     let release = image::release(kind, &bytes);
-    let boot = boot::bootable(path, &bytes, kind, || read_image(path))?;
+    let boot = boot::bootable(path, &bytes, kind)?;
     let (boot_dir, modules_root) = host_dirs();
     let root = places.root.as_deref();
     let modules = release

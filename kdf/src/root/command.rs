@@ -71,15 +71,23 @@ pub fn find(argv0: &[u8], path_var: &[u8], cwd: &Path, view: &View) -> Option<Pa
         let path = cwd.join(name);
         return view.host_path(&path).filter(|h| h.is_file()).map(|_| path);
     }
-    path_var
-        .split(|&b| b == b':')
-        .map(|dir| if dir.is_empty() { cwd.to_path_buf() } else { cwd.join(OsStr::from_bytes(dir)) })
-        .map(|dir| dir.join(name))
-        .find(|p| view.host_path(p).is_some_and(|h| is_executable(&h)))
+    path_candidates(name, path_var, cwd)
+        .find(|p| view.host_path(p).is_some_and(|h| h.metadata().is_ok_and(|m| runnable(&m))))
 }
 
-fn is_executable(path: &Path) -> bool {
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+/// The guest paths execvp(3) tries for a `name` without a `/`, in order:
+/// each `PATH` entry, relative ones (and the empty one) from `cwd`.
+pub fn path_candidates<'a>(
+    name: &'a Path,
+    path_var: &'a [u8],
+    cwd: &'a Path,
+) -> impl Iterator<Item = PathBuf> + 'a {
+    path_var.split(|&b| b == b':').map(move |dir| cwd.join(OsStr::from_bytes(dir)).join(name))
+}
+
+/// A regular file with an execute bit: what execvp(3) runs rather than skips.
+pub fn runnable(meta: &std::fs::Metadata) -> bool {
+    meta.is_file() && meta.permissions().mode() & 0o111 != 0
 }
 
 /// Checks that `argv0` can start in the guest `view` shows.

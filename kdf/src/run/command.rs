@@ -6,7 +6,6 @@
 use std::ffi::{OsStr, OsString};
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -107,9 +106,7 @@ pub fn exec_path(argv0: &[u8], path_var: &[u8], cwd: &Path, view: &View) -> Opti
     if argv0.contains(&b'/') {
         return None;
     }
-    let name = Path::new(OsStr::from_bytes(argv0));
-    for dir in path_var.split(|&b| b == b':') {
-        let candidate = cwd.join(OsStr::from_bytes(dir)).join(name);
+    for candidate in root::command::path_candidates(Path::new(OsStr::from_bytes(argv0)), path_var, cwd) {
         let resolved = view.resolve(&candidate)?;
         if ["/dev", "/proc", "/sys"].iter().any(|k| resolved.starts_with(k)) {
             return None;
@@ -117,7 +114,7 @@ pub fn exec_path(argv0: &[u8], path_var: &[u8], cwd: &Path, view: &View) -> Opti
         // Nothing: a guest tmpfs, empty at boot.
         let Some(host) = view.host_path(&resolved) else { continue };
         match host.metadata() {
-            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Some(candidate),
+            Ok(m) if root::command::runnable(&m) => return Some(candidate),
             Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
             Err(_) => return None,
@@ -128,6 +125,8 @@ pub fn exec_path(argv0: &[u8], path_var: &[u8], cwd: &Path, view: &View) -> Opti
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
     use crate::shares::ShareSpec;
 

@@ -35,7 +35,7 @@ use crate::runs::{self, Record};
 use crate::runtime::{self, RuntimeDir};
 use crate::ui::{self, say};
 use crate::vm::qemu::{self, Accel};
-use crate::vm::virtiofsd;
+use crate::vm::virtiofsd::{self, Virtiofsd};
 
 /// What a session holds across attempts: the QMP socket others connect to,
 /// the scratch disks (their contents survive a KVM fallback), the gdb stub's
@@ -144,9 +144,9 @@ fn record(
 /// each. kdf connects itself (the connection waits in the backlog until
 /// virtiofsd accepts it), so QEMU gets a descriptor rather than a path and
 /// the socket file is gone before anything runs.
-fn daemon_sockets(p: &Prepared, runtime: &RuntimeDir) -> Result<(Vec<UnixListener>, Vec<UnixStream>)> {
+fn daemon_sockets(count: usize, runtime: &RuntimeDir) -> Result<(Vec<UnixListener>, Vec<UnixStream>)> {
     let (mut listeners, mut connections) = (Vec::new(), Vec::new());
-    for i in 0..spec::virtiofsd(p).len() {
+    for i in 0..count {
         let socket = runtime.path().join(format!("fs{i}.sock"));
         // A previous attempt (KVM fallback) may have left it.
         let _ = std::fs::remove_file(&socket);
@@ -164,9 +164,9 @@ fn daemon_sockets(p: &Prepared, runtime: &RuntimeDir) -> Result<(Vec<UnixListene
 /// The virtiofsd daemons, each on its listening socket. Started after QEMU:
 /// QEMU's own start (loading its libraries and the kernel) covers theirs,
 /// and waiting for three execs first cost every run ~6 ms.
-fn start_daemons(p: &Prepared, listeners: Vec<UnixListener>) -> Result<Vec<Guard>> {
+fn start_daemons(specs: &[Virtiofsd], listeners: Vec<UnixListener>) -> Result<Vec<Guard>> {
     let mut daemons = Vec::new();
-    for (daemon, listener) in spec::virtiofsd(p).iter().zip(listeners) {
+    for (daemon, listener) in specs.iter().zip(listeners) {
         let argv = virtiofsd::argv(daemon);
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]);
@@ -184,7 +184,8 @@ fn attempt(
     started: Instant,
 ) -> Result<Attempt> {
     let mut timings = Timings::new(started);
-    let (listeners, connections) = daemon_sockets(p, runtime)?;
+    let daemon_specs = spec::virtiofsd(p);
+    let (listeners, connections) = daemon_sockets(daemon_specs.len(), runtime)?;
     let (console_host, console_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let (channel_host, channel_vm) = UnixStream::pair().context("failed to create a socket pair")?;
     let (attach_host, attach_vm) = UnixStream::pair().context("failed to create a socket pair")?;
@@ -230,7 +231,7 @@ fn attempt(
     timings.mark("qemu started");
     drop(fds);
     drop((console_vm, channel_vm, attach_vm, connections, qmp_vm));
-    let daemons = start_daemons(p, listeners)?;
+    let daemons = start_daemons(&daemon_specs, listeners)?;
     held.router.guest(attach_host)?;
 
     let tail = Tail::default();
