@@ -89,6 +89,12 @@ pub fn stops_in_helloworld_init(cwd: &Path, run: Running, hello: &Path, first: &
             "continue",
             "-ex",
             "bt",
+            // Without it, `finish` steps off the breakpoint first, and a step
+            // on a loaded host can land on it again (an interrupt taken and
+            // returned from): the arm64 guest then stopped at line 28 twice
+            // and had printed nothing yet.
+            "-ex",
+            "clear helloworld_init",
             "-ex",
             "finish",
             "-ex",
