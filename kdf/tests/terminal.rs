@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::pty::Session;
 use common::*;
 use nix::sys::termios::tcgetattr;
@@ -32,8 +30,9 @@ fn enter_tilde_dot_kills_a_wedged_vm() {
     let mut s = start(&["--", "sh", "-c", "echo wedged; exec sleep 600"]);
     s.expect(0, "wedged");
     s.type_("\r~.");
-    let seen = Arc::clone(&s.seen);
+    // Read before the exit is checked: kdf's last line may still be in the
+    // pty when it has exited (a loaded host).
+    s.expect(0, "killed the VM");
     let (status, _) = s.wait();
     assert_eq!(status, 125);
-    assert!(seen.lock().unwrap().contains("killed the VM"), "{}", seen.lock().unwrap());
 }
