@@ -216,10 +216,10 @@ floor_argv() { # VARIANT ACCEL SERIAL_LOG: sets floor
     local -a variant
     read -ra variant <<<"$1"
     # The floor gets every kernel argument that speeds kdf's boot too
-    # (no_timer_check; under TCG noapictimer), so the ratio measures kdf, not
-    # a boot option.
+    # (no_timer_check; under TCG noapictimer and kdf's TSC rate), so the ratio
+    # measures kdf, not a boot option.
     local speed=" no_timer_check"
-    [[ $2 == tcg ]] && speed+=" noapictimer"
+    [[ $2 == tcg ]] && speed+=" noapictimer${floor_tsc:+ $floor_tsc}"
     floor=("$qemu" -M "${variant[0]}" "${variant[@]:1}" -accel "$2" -cpu max -m 1G -nodefaults -no-user-config -display none
         -no-reboot -kernel "$floor_image" -initrd "$work/floor.cpio"
         -append "console=ttyS0 reboot=t panic=-1 quiet$speed" -serial "file:$3")
@@ -247,6 +247,15 @@ else
 fi
 vng_accel=()
 [[ $accel == tcg ]] && vng_accel=(--disable-kvm)
+# Under TCG kdf gives the guest the host's TSC rate (tsc_early_khz=N
+# tsc=reliable: no calibration against the PIT, which fails on a starved
+# vCPU and then slows the boot); the floor gets the same, read from kdf's
+# dry run.
+floor_tsc=""
+if [[ $accel == tcg ]]; then
+    floor_tsc=$("$kdf_bin" run --dry-run --accel tcg --kernel "$kdf_kernel" -- true 2>/dev/null |
+        grep -o 'tsc_early_khz=[0-9]* tsc=reliable' | head -n 1 || true)
+fi
 
 # --- virtme-ng -----------------------------------------------------------------
 ((stress)) && use_vng=0
