@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -26,6 +28,8 @@ pub struct Guard {
     child: Child,
     status: Option<ExitStatus>,
     tail: Arc<Mutex<LineRing>>,
+    /// Reads its stderr into `tail` until the pipe ends.
+    reader: JoinHandle<()>,
 }
 
 impl Guard {
@@ -78,7 +82,7 @@ impl Guard {
         let tail = Arc::new(Mutex::new(LineRing::new(TAIL_LINES)));
         let stderr = child.stderr.take().expect("stderr is piped");
         let keep_tail = Arc::clone(&tail);
-        std::thread::Builder::new()
+        let reader = std::thread::Builder::new()
             .name(format!("{name}-stderr"))
             .spawn(move || {
                 for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
@@ -90,7 +94,7 @@ impl Guard {
                 }
             })
             .context("failed to start a thread")?;
-        Ok(Guard { child, status: None, tail })
+        Ok(Guard { child, status: None, tail, reader })
     }
 
     #[cfg(test)]
@@ -107,8 +111,8 @@ impl Guard {
     }
 
     /// Waits up to `limit` for it to exit (reaping it).
-    pub fn wait_for(&mut self, limit: std::time::Duration) -> Option<ExitStatus> {
-        let start = std::time::Instant::now();
+    pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
         loop {
             if let Some(s) = self.try_wait() {
                 return Some(s);
@@ -116,8 +120,22 @@ impl Guard {
             if start.elapsed() >= limit {
                 return None;
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Waits up to `limit` for its stderr to end, so that
+    /// [`Guard::stderr_tail`] holds its last lines: a child's exit is seen
+    /// before its reader has taken what it wrote last. Returns whether it ended.
+    pub fn wait_stderr(&self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while !self.reader.is_finished() {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// The last lines it wrote to stderr.
@@ -146,7 +164,6 @@ impl Drop for Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn dropping_the_guard_kills_and_reaps() {
@@ -175,5 +192,28 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(g.stderr_tail(), "one\ntwo");
         assert_eq!(*seen.lock().unwrap(), ["one", "two"]);
+    }
+
+    #[test]
+    fn after_its_exit_the_stderr_tail_is_complete_once_the_reader_ends() {
+        // A slow reader (a hook that takes its time, as a loaded machine
+        // does) is still behind when the exit is seen.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo -append: bad option >&2; exit 1"]);
+        let hook = Box::new(|_: &str| std::thread::sleep(Duration::from_millis(300)));
+        let mut g = Guard::spawn("sh", cmd, &[], Some(hook)).unwrap();
+        assert!(g.wait_for(Duration::from_secs(5)).is_some(), "sh exited");
+        assert!(g.wait_stderr(Duration::from_secs(5)), "its stderr ended");
+        assert_eq!(g.stderr_tail(), "-append: bad option");
+    }
+
+    #[test]
+    fn waiting_for_stderr_gives_up_while_the_child_runs() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let g = Guard::spawn("sleep", cmd, &[], None).unwrap();
+        let start = Instant::now();
+        assert!(!g.wait_stderr(Duration::from_millis(50)));
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }
