@@ -34,7 +34,7 @@ impl Run<'_> {
         // lines (a QEMU error there means KVM is not to blame).
         let status = self.qemu.wait_for(Duration::from_millis(500));
         self.tail.wait_end(Duration::from_millis(500));
-        self.qemu.wait_stderr(Duration::from_millis(500));
+        self.qemu.wait_stderr(super::STDERR_END);
         if self.kvm_to_blame() {
             return Attempt::KvmFailed(why.unwrap_or_else(|| "the guest stopped during boot".into()));
         }
