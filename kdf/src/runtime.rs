@@ -71,9 +71,12 @@ pub fn clean_stale(base: &Path) {
         if lock_path.extension().is_none_or(|e| e != "lock") {
             continue;
         }
-        if let Some(_held) = try_lock(&lock_path, false) {
+        // Only a lock on the file still at that path: one opened before its
+        // run ended and removed it may be taken after a new run took the name.
+        if let Some(held) = try_lock(&lock_path, false).filter(|l| still_linked(&lock_path, l)) {
             let _ = std::fs::remove_dir_all(lock_path.with_extension(""));
             let _ = std::fs::remove_file(&lock_path);
+            drop(held);
         }
     }
 }
@@ -97,6 +100,14 @@ pub fn create() -> Result<RuntimeDir> {
     create_in(&base()?)
 }
 
+/// Whether `path` is still the file `lock` was taken on.
+fn still_linked(path: &Path, lock: &File) -> bool {
+    match (std::fs::metadata(path), lock.metadata()) {
+        (Ok(at_path), Ok(locked)) => (at_path.dev(), at_path.ino()) == (locked.dev(), locked.ino()),
+        _ => false,
+    }
+}
+
 /// A fresh, locked, private directory for this run under `base`.
 pub fn create_in(base: &Path) -> Result<RuntimeDir> {
     clean_stale(base);
@@ -106,6 +117,12 @@ pub fn create_in(base: &Path) -> Result<RuntimeDir> {
         // Lock first, then create the directory: a cleaner that wins the race
         // for a new lock file makes us pick another name, never lose a dir.
         let Some(lock) = try_lock(&lock_path, true) else { continue };
+        // A cleaner can also lock the file between its creation and our lock,
+        // take it for a dead run's and remove it: our lock then guards a file
+        // nobody finds, and `kdf attach` or `kdf ps` would miss this run.
+        if !still_linked(&lock_path, &lock) {
+            continue;
+        }
         let path = base.join(&name);
         let _ = std::fs::remove_dir_all(&path);
         std::fs::DirBuilder::new()
@@ -133,6 +150,49 @@ mod tests {
         assert!(!b.join("run-1-0").exists() && !b.join("run-1-0.lock").exists());
         assert!(b.join("run-2-0").exists());
         drop(live);
+    }
+
+    #[test]
+    fn a_lock_on_a_file_a_cleaner_removed_or_replaced_guards_nothing() {
+        let base = tempfile::tempdir().unwrap();
+        let path = base.path().join("run-3-0.lock");
+        let lock = try_lock(&path, true).unwrap();
+        assert!(still_linked(&path, &lock));
+        std::fs::remove_file(&path).unwrap();
+        assert!(!still_linked(&path, &lock), "removed");
+        std::fs::write(&path, "").unwrap();
+        assert!(!still_linked(&path, &lock), "another file by that name");
+    }
+
+    #[test]
+    fn runs_starting_beside_cleaners_always_hold_a_lock_that_is_found() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let base = tempfile::tempdir().unwrap();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !done.load(Ordering::Relaxed) {
+                        clean_stale(base.path());
+                    }
+                });
+            }
+            let creators: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..300)
+                            .filter(|_| match create_in(base.path()) {
+                                Ok(run) => !(run.lock_path.exists() && run.path.is_dir()),
+                                Err(_) => true,
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            let lost: usize = creators.into_iter().map(|c| c.join().unwrap_or(usize::MAX)).sum();
+            done.store(true, Ordering::Relaxed);
+            assert_eq!(lost, 0, "runs whose lock file or directory a cleaner removed");
+        });
     }
 
     #[test]
