@@ -73,10 +73,9 @@ pub fn clean_stale(base: &Path) {
         }
         // Only a lock on the file still at that path: one opened before its
         // run ended and removed it may be taken after a new run took the name.
-        if let Some(held) = try_lock(&lock_path, false).filter(|l| still_linked(&lock_path, l)) {
+        if let Some(_held) = try_lock(&lock_path, false).filter(|l| still_linked(&lock_path, l)) {
             let _ = std::fs::remove_dir_all(lock_path.with_extension(""));
             let _ = std::fs::remove_file(&lock_path);
-            drop(held);
         }
     }
 }

@@ -30,11 +30,9 @@ impl Run<'_> {
             return Attempt::Finished(self.ended_early(ending));
         }
         // The channel closes as QEMU dies: give it a moment to be reaped, and
-        // the console's and its stderr's readers a moment to take their last
-        // lines (a QEMU error there means KVM is not to blame).
+        // the console's reader a moment to take its last lines.
         let status = self.qemu.wait_for(Duration::from_millis(500));
         self.tail.wait_end(Duration::from_millis(500));
-        self.qemu.wait_stderr(super::STDERR_END);
         if self.kvm_to_blame() {
             return Attempt::KvmFailed(why.unwrap_or_else(|| "the guest stopped during boot".into()));
         }

@@ -37,8 +37,6 @@ const TICK: Duration = Duration::from_millis(20);
 const DRAIN: Duration = Duration::from_secs(1);
 /// How long a virtiofsd's exit waits for QEMU's before it is blamed.
 const DAEMON_BLAME: Duration = Duration::from_secs(1);
-/// How long a dead child's stderr reader gets to take its last lines.
-pub(super) const STDERR_END: Duration = Duration::from_millis(500);
 
 pub struct Run<'a> {
     p: &'a Prepared,
@@ -364,14 +362,10 @@ impl<'a> Run<'a> {
             let status = self.failed(&why);
             return Some(Attempt::Finished(if status == status::FAILURE { status::KERNEL } else { status }));
         }
-        if let Some((i, status)) =
-            self.daemons.iter_mut().enumerate().find_map(|(i, d)| Some((i, d.try_wait()?)))
-        {
+        if let Some(status) = self.daemons.iter_mut().find_map(|d| d.try_wait()) {
             // virtiofsd also exits when QEMU disconnects (status 0): if QEMU is
             // ending, the VM's ending is what to report.
             if self.qemu.try_wait().is_none() && self.qemu.wait_for(DAEMON_BLAME).is_none() {
-                // Its last lines go into the report.
-                self.daemons[i].wait_stderr(STDERR_END);
                 return Some(self.fail(&format!("a virtiofsd serving the guest's files exited ({status})")));
             }
         }
