@@ -100,6 +100,7 @@ pub fn vm(p: &Prepared, accel: Accel) -> VmSpec {
             p.verbose,
             p.debug.is_some(),
             accel,
+            cmdline::Watchdogs::of(p.kernel.config.as_ref()),
             &p.preload,
             &with_clock_args(p, accel),
         ),

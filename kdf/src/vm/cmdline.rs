@@ -2,6 +2,27 @@
 //! the accelerator and the run's options.
 
 use super::qemu::{Accel, Machine};
+use crate::kconfig::config::KernelConfig;
+
+/// The kernel's detectors that a vCPU starved under TCG trips without a bug,
+/// as far as its config tells. kdf relaxes only those the kernel has: it
+/// hands an argument nobody takes to init (logging "Unknown kernel command
+/// line parameters") and logs an unknown sysctl as an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watchdogs {
+    /// `CONFIG_LOCKUP_DETECTOR`: `watchdog_thresh=`.
+    pub lockup: bool,
+    /// `CONFIG_DETECT_HUNG_TASK`: the `kernel.hung_task_timeout_secs` sysctl.
+    pub hung_task: bool,
+}
+
+impl Watchdogs {
+    /// The kernel's detectors; both when kdf cannot read its config.
+    pub fn of(config: Option<&KernelConfig>) -> Watchdogs {
+        let has = |option| config.is_none_or(|c| c.builtin(option));
+        Watchdogs { lockup: has("CONFIG_LOCKUP_DETECTOR"), hung_task: has("CONFIG_DETECT_HUNG_TASK") }
+    }
+}
 
 /// The kernel command line: kdf's essentials, quiet unless `verbose`, the
 /// modules kdf-init loads before it reaches the host (`preload`), then the
@@ -11,6 +32,7 @@ pub fn cmdline(
     verbose: bool,
     debug: bool,
     accel: Accel,
+    watchdogs: Watchdogs,
     preload: &[String],
     extra: &[String],
 ) -> String {
@@ -46,11 +68,13 @@ pub fn cmdline(
         // A guest starved of CPU (TCG on a loaded host) reports RCU stalls,
         // soft lockups and hung tasks that are not bugs, and kdf fails a run
         // on those: give it the most slack the kernel allows.
-        args.extend([
-            "rcupdate.rcu_cpu_stall_timeout=300",
-            "watchdog_thresh=60",
-            "sysctl.kernel.hung_task_timeout_secs=600",
-        ]);
+        args.push("rcupdate.rcu_cpu_stall_timeout=300");
+        if watchdogs.lockup {
+            args.push("watchdog_thresh=60");
+        }
+        if watchdogs.hung_task {
+            args.push("sysctl.kernel.hung_task_timeout_secs=600");
+        }
     }
     let mut line = args.join(" ");
     line.push(' ');
@@ -103,10 +127,18 @@ mod tests {
 
     #[test]
     fn the_vm_always_exits_instead_of_rebooting() {
-        let c = cmdline(Machine::Q35, false, false, Accel::Tcg, &preload("virtio_pci"), &[]);
-        assert!(
-            cmdline(Machine::Q35, false, true, Accel::Kvm, &preload("virtio_pci"), &[]).contains("nokaslr")
-        );
+        let c =
+            cmdline(Machine::Q35, false, false, Accel::Tcg, Watchdogs::of(None), &preload("virtio_pci"), &[]);
+        assert!(cmdline(
+            Machine::Q35,
+            false,
+            true,
+            Accel::Kvm,
+            Watchdogs::of(None),
+            &preload("virtio_pci"),
+            &[]
+        )
+        .contains("nokaslr"));
 
         assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
         assert!(c.contains("no_timer_check"), "a starved vCPU must not fail the IO-APIC timer check");
@@ -132,17 +164,32 @@ mod tests {
 
     #[test]
     fn cmdline_is_quiet_unless_verbose_and_user_args_come_last() {
-        assert!(
-            cmdline(Machine::Q35, false, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet")
-        );
-        assert!(
-            !cmdline(Machine::Q35, true, false, Accel::Tcg, &preload("virtio_pci"), &[]).contains("quiet")
-        );
         assert!(cmdline(
             Machine::Q35,
             false,
             false,
             Accel::Tcg,
+            Watchdogs::of(None),
+            &preload("virtio_pci"),
+            &[]
+        )
+        .contains("quiet"));
+        assert!(!cmdline(
+            Machine::Q35,
+            true,
+            false,
+            Accel::Tcg,
+            Watchdogs::of(None),
+            &preload("virtio_pci"),
+            &[]
+        )
+        .contains("quiet"));
+        assert!(cmdline(
+            Machine::Q35,
+            false,
+            false,
+            Accel::Tcg,
+            Watchdogs::of(None),
             &preload("virtio_pci"),
             &["loglevel=7".into()]
         )
@@ -150,9 +197,29 @@ mod tests {
     }
 
     #[test]
+    fn tcg_relaxes_only_the_watchdogs_the_kernel_has() {
+        let config = |text: &str| KernelConfig::parse(text, "test").unwrap();
+        let none = config("# CONFIG_LOCKUP_DETECTOR is not set\n");
+        let both = config("CONFIG_LOCKUP_DETECTOR=y\nCONFIG_DETECT_HUNG_TASK=y\n");
+        assert_eq!(Watchdogs::of(Some(&none)), Watchdogs { lockup: false, hung_task: false });
+        assert_eq!(Watchdogs::of(Some(&both)), Watchdogs { lockup: true, hung_task: true });
+        assert_eq!(Watchdogs::of(None), Watchdogs { lockup: true, hung_task: true }, "an unknown config");
+
+        let line = |w| cmdline(Machine::Q35, false, false, Accel::Tcg, w, &preload("virtio_pci"), &[]);
+        let bare = line(Watchdogs::of(Some(&none)));
+        assert!(!bare.contains("watchdog_thresh") && !bare.contains("hung_task"), "{bare}");
+        assert!(bare.contains("rcu_cpu_stall_timeout"), "RCU is always there: {bare}");
+        let full = line(Watchdogs::of(Some(&both)));
+        assert!(full.contains("watchdog_thresh=60") && full.contains("hung_task_timeout_secs=600"), "{full}");
+        let kvm =
+            cmdline(Machine::Q35, false, false, Accel::Kvm, Watchdogs::of(None), &preload("virtio_pci"), &[]);
+        assert!(!kvm.contains("watchdog_thresh"), "no slack needed under KVM: {kvm}");
+    }
+
+    #[test]
     fn arm64_uses_the_pl011_console_and_no_x86_arguments() {
         let virt = Machine::Virt { pci: false };
-        let c = cmdline(virt, false, true, Accel::Tcg, &preload("virtio_mmio"), &[]);
+        let c = cmdline(virt, false, true, Accel::Tcg, Watchdogs::of(None), &preload("virtio_mmio"), &[]);
         assert!(c.starts_with("console=ttyAMA0 panic=-1 rdinit=/init quiet"), "{c}");
         assert!(!c.contains("reboot=t") && !c.contains("no_timer_check") && !c.contains("ttyS0"), "{c}");
         assert!(c.contains("nokaslr") && c.contains("rcu_cpu_stall_timeout"), "{c}");
