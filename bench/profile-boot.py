@@ -121,7 +121,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-k", "--kernel", required=True, help="kernel build directory (its vmlinux)")
     p.add_argument("-n", "--boots", type=int, default=40)
-    p.add_argument("--append", default="no_timer_check noapictimer", help="extra kernel arguments")
+    p.add_argument(
+        "--append",
+        default="no_timer_check noapictimer",
+        help="extra kernel arguments; add kdf's 'tsc_early_khz=N tsc=reliable' (kdf run --dry-run "
+        "prints them) to profile the boot bench/boot.sh's floor runs, without the delay loop's calibration",
+    )
     p.add_argument("-M", "--machine", default="microvm,acpi=off")
     p.add_argument("--interval", type=float, default=0.08, help="mean seconds between samples")
     p.add_argument("--top", type=int, default=30)

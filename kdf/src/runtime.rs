@@ -188,8 +188,11 @@ mod tests {
                     })
                 })
                 .collect();
-            let lost: usize = creators.into_iter().map(|c| c.join().unwrap_or(usize::MAX)).sum();
+            let results: Vec<_> = creators.into_iter().map(|c| c.join()).collect();
+            // The cleaners stop before anything is asserted, or a failing
+            // creator would leave them spinning and the test hanging.
             done.store(true, Ordering::Relaxed);
+            let lost: usize = results.into_iter().map(|r| r.expect("a creator panicked")).sum();
             assert_eq!(lost, 0, "runs whose lock file or directory a cleaner removed");
         });
     }

@@ -125,20 +125,15 @@ mod tests {
         vec![transport.into(), "virtio_console".into()]
     }
 
+    /// The q35 line for a kernel whose config kdf cannot read.
+    fn q35(accel: Accel, verbose: bool, debug: bool, extra: &[String]) -> String {
+        cmdline(Machine::Q35, verbose, debug, accel, Watchdogs::of(None), &preload("virtio_pci"), extra)
+    }
+
     #[test]
     fn the_vm_always_exits_instead_of_rebooting() {
-        let c =
-            cmdline(Machine::Q35, false, false, Accel::Tcg, Watchdogs::of(None), &preload("virtio_pci"), &[]);
-        assert!(cmdline(
-            Machine::Q35,
-            false,
-            true,
-            Accel::Kvm,
-            Watchdogs::of(None),
-            &preload("virtio_pci"),
-            &[]
-        )
-        .contains("nokaslr"));
+        let c = q35(Accel::Tcg, false, false, &[]);
+        assert!(q35(Accel::Kvm, false, true, &[]).contains("nokaslr"));
 
         assert!(c.contains("reboot=t") && c.contains("panic=-1") && c.contains("console=ttyS0"));
         assert!(c.contains("no_timer_check"), "a starved vCPU must not fail the IO-APIC timer check");
@@ -164,36 +159,9 @@ mod tests {
 
     #[test]
     fn cmdline_is_quiet_unless_verbose_and_user_args_come_last() {
-        assert!(cmdline(
-            Machine::Q35,
-            false,
-            false,
-            Accel::Tcg,
-            Watchdogs::of(None),
-            &preload("virtio_pci"),
-            &[]
-        )
-        .contains("quiet"));
-        assert!(!cmdline(
-            Machine::Q35,
-            true,
-            false,
-            Accel::Tcg,
-            Watchdogs::of(None),
-            &preload("virtio_pci"),
-            &[]
-        )
-        .contains("quiet"));
-        assert!(cmdline(
-            Machine::Q35,
-            false,
-            false,
-            Accel::Tcg,
-            Watchdogs::of(None),
-            &preload("virtio_pci"),
-            &["loglevel=7".into()]
-        )
-        .ends_with(" loglevel=7"));
+        assert!(q35(Accel::Tcg, false, false, &[]).contains("quiet"));
+        assert!(!q35(Accel::Tcg, true, false, &[]).contains("quiet"));
+        assert!(q35(Accel::Tcg, false, false, &["loglevel=7".into()]).ends_with(" loglevel=7"));
     }
 
     #[test]
@@ -211,8 +179,7 @@ mod tests {
         assert!(bare.contains("rcu_cpu_stall_timeout"), "RCU is always there: {bare}");
         let full = line(Watchdogs::of(Some(&both)));
         assert!(full.contains("watchdog_thresh=60") && full.contains("hung_task_timeout_secs=600"), "{full}");
-        let kvm =
-            cmdline(Machine::Q35, false, false, Accel::Kvm, Watchdogs::of(None), &preload("virtio_pci"), &[]);
+        let kvm = q35(Accel::Kvm, false, false, &[]);
         assert!(!kvm.contains("watchdog_thresh"), "no slack needed under KVM: {kvm}");
     }
 
